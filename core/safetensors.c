@@ -1,0 +1,313 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "mn/safetensors.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors I/O assumes a little-endian host"
+#endif
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtypes[] = {{"F32", 4}, {"I32", 4}, {"I64", 8}, {"U8", 1}};
+
+#define MAX_HEADER (100u << 20)
+
+void mn_st_free(mn_safetensors *st)
+{
+    for (int i = 0; i < st->n; i++) free(st->entries[i].name);
+    for (int i = 0; i < st->n_meta; i++) {
+        free(st->meta_keys[i]);
+        free(st->meta_values[i]);
+    }
+    free(st->entries);
+    free(st->meta_keys);
+    free(st->meta_values);
+    free(st->blob);
+    free(st->path);
+    memset(st, 0, sizeof *st);
+}
+
+static int cmp_offset(const void *a, const void *b)
+{
+    const mn_st_entry *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static int parse_entry(const char *path, cJSON *item, mn_st_entry *e, size_t blob_bytes)
+{
+    const char *name = item->string;
+    cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+    cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+    cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+    if (!cJSON_IsObject(item) || !cJSON_IsString(dt) || !cJSON_IsArray(shape) || !cJSON_IsArray(offs) ||
+        cJSON_GetArraySize(offs) != 2)
+        return mn_error(MN_EFORMAT, "%s: tensor %s: header entry needs dtype, shape and two data_offsets", path, name);
+    for (cJSON *k = item->child; k; k = k->next)
+        if (strcmp(k->string, "dtype") && strcmp(k->string, "shape") && strcmp(k->string, "data_offsets"))
+            return mn_error(MN_EFORMAT, "%s: tensor %s: unknown header key \"%s\"", path, name, k->string);
+    size_t esize = 0;
+    for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
+        if (!strcmp(dt->valuestring, dtypes[i].name)) {
+            e->dtype = (enum mn_st_dtype)i;
+            esize = dtypes[i].size;
+        }
+    if (!esize) return mn_error(MN_EFORMAT, "%s: tensor %s: unsupported dtype %s", path, name, dt->valuestring);
+    e->ndim = cJSON_GetArraySize(shape);
+    if (e->ndim > MN_ST_MAX_DIMS) return mn_error(MN_EFORMAT, "%s: tensor %s: %d dims is too many", path, name, e->ndim);
+    size_t count = 1;
+    int d = 0;
+    for (cJSON *s = shape->child; s; s = s->next, d++) {
+        if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > 1e12 ||
+            s->valuedouble != (double)(int64_t)s->valuedouble)
+            return mn_error(MN_EFORMAT, "%s: tensor %s: bad shape", path, name);
+        e->shape[d] = (int64_t)s->valuedouble;
+        count *= (size_t)e->shape[d];
+    }
+    double b0 = cJSON_GetArrayItem(offs, 0)->valuedouble, b1 = cJSON_GetArrayItem(offs, 1)->valuedouble;
+    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b0 < 0 ||
+        b1 < b0 || b1 > (double)blob_bytes)
+        return mn_error(MN_EFORMAT, "%s: tensor %s: data_offsets [%.0f, %.0f] outside the %zu data bytes", path, name,
+                        b0, b1, blob_bytes);
+    e->offset = (size_t)b0;
+    e->nbytes = (size_t)b1 - e->offset;
+    if (e->nbytes != count * esize)
+        return mn_error(MN_EFORMAT, "%s: tensor %s: shape needs %zu bytes but data_offsets give %zu", path, name,
+                        count * esize, e->nbytes);
+    e->name = strdup(name);
+    return e->name ? 0 : mn_error(MN_ENOMEM, "%s: out of memory", path);
+}
+
+static int parse_header(const char *path, const char *json, size_t len, mn_safetensors *st)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return mn_error(MN_EFORMAT, "%s: header is not a JSON object", path);
+    }
+    int n = cJSON_GetArraySize(root), rc = 0;
+    st->entries = calloc((size_t)n + 1, sizeof *st->entries);
+    if (!st->entries) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+    for (cJSON *item = root->child; item && !rc; item = item->next) {
+        if (!strcmp(item->string, "__metadata__")) {
+            if (!cJSON_IsObject(item)) {
+                rc = mn_error(MN_EFORMAT, "%s: __metadata__ is not an object", path);
+                break;
+            }
+            int m = cJSON_GetArraySize(item);
+            st->meta_keys = calloc((size_t)m + 1, sizeof(char *));
+            st->meta_values = calloc((size_t)m + 1, sizeof(char *));
+            if (!st->meta_keys || !st->meta_values) {
+                rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            for (cJSON *kv = item->child; kv; kv = kv->next) {
+                if (!cJSON_IsString(kv)) {
+                    rc = mn_error(MN_EFORMAT, "%s: __metadata__ value of \"%s\" is not a string", path, kv->string);
+                    break;
+                }
+                st->meta_keys[st->n_meta] = strdup(kv->string);
+                st->meta_values[st->n_meta++] = strdup(kv->valuestring);
+            }
+            continue;
+        }
+        for (int i = 0; i < st->n; i++)
+            if (!strcmp(st->entries[i].name, item->string)) {
+                rc = mn_error(MN_EFORMAT, "%s: tensor %s appears twice", path, item->string);
+                break;
+            }
+        if (!rc) rc = parse_entry(path, item, &st->entries[st->n], st->blob_bytes);
+        if (!rc) st->n++;
+    }
+    cJSON_Delete(root);
+    if (rc) return rc;
+    /* the tensors must tile the data section exactly: no holes, no overlaps */
+    mn_st_entry *sorted = malloc(sizeof *sorted * (size_t)(st->n + 1));
+    if (!sorted) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    memcpy(sorted, st->entries, sizeof *sorted * (size_t)st->n);
+    qsort(sorted, (size_t)st->n, sizeof *sorted, cmp_offset);
+    size_t at = 0;
+    for (int i = 0; i < st->n && !rc; i++) {
+        if (sorted[i].offset != at)
+            rc = mn_error(MN_EFORMAT, "%s: tensor %s starts at byte %zu of the data, expected %zu (%s)", path,
+                          sorted[i].name, sorted[i].offset, at, sorted[i].offset < at ? "overlap" : "hole");
+        at = sorted[i].offset + sorted[i].nbytes;
+    }
+    if (!rc && at != st->blob_bytes)
+        rc = mn_error(MN_EFORMAT, "%s: tensors cover %zu of the %zu data bytes", path, at, st->blob_bytes);
+    free(sorted);
+    return rc;
+}
+
+int mn_st_read(const char *path, mn_safetensors *st)
+{
+    memset(st, 0, sizeof *st);
+    FILE *f = fopen(path, "rb");
+    if (!f) return mn_error(MN_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = 0;
+    char *header = NULL;
+    unsigned char len8[8];
+    struct stat sb;
+    if (fstat(fileno(f), &sb) || fread(len8, 1, 8, f) != 8) {
+        rc = mn_error(MN_EFORMAT, "%s: truncated: no 8-byte header length", path);
+        goto done;
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+    if (hlen == 0 || hlen > MAX_HEADER || hlen > (uint64_t)sb.st_size - 8) {
+        rc = mn_error(MN_EFORMAT, "%s: header length %llu does not fit the %lld-byte file", path,
+                      (unsigned long long)hlen, (long long)sb.st_size);
+        goto done;
+    }
+    header = malloc(hlen);
+    st->blob_bytes = (size_t)((uint64_t)sb.st_size - 8 - hlen);
+    st->blob = malloc(st->blob_bytes ? st->blob_bytes : 1);
+    st->path = strdup(path);
+    if (!header || !st->blob || !st->path) {
+        rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (fread(header, 1, hlen, f) != hlen || fread(st->blob, 1, st->blob_bytes, f) != st->blob_bytes) {
+        rc = mn_error(MN_EIO, "%s: read failed", path);
+        goto done;
+    }
+    rc = parse_header(path, header, hlen, st);
+    for (int i = 0; i < st->n && !rc; i++) st->entries[i].data = st->blob + st->entries[i].offset;
+done:
+    free(header);
+    fclose(f);
+    if (rc) mn_st_free(st);
+    return rc;
+}
+
+const mn_st_entry *mn_st_find(const mn_safetensors *st, const char *name)
+{
+    for (int i = 0; i < st->n; i++)
+        if (!strcmp(st->entries[i].name, name)) return &st->entries[i];
+    return NULL;
+}
+
+const char *mn_st_meta(const mn_safetensors *st, const char *key)
+{
+    for (int i = 0; i < st->n_meta; i++)
+        if (!strcmp(st->meta_keys[i], key)) return st->meta_values[i];
+    return NULL;
+}
+
+static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size)
+{
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n < size) snprintf(buf + n, size - n, "]");
+}
+
+int mn_st_get_any_f32(const mn_safetensors *st, const char *name, mn_tensor *out)
+{
+    const mn_st_entry *e = mn_st_find(st, name);
+    if (!e) return mn_error(MN_EFORMAT, "%s: tensor %s is missing", st->path, name);
+    if (e->dtype != MN_ST_F32)
+        return mn_error(MN_EFORMAT, "%s: tensor %s has dtype %s, expected F32", st->path, name, dtypes[e->dtype].name);
+    if (e->ndim > MN_MAX_DIMS) return mn_error(MN_ESHAPE, "%s: tensor %s has %d dims", st->path, name, e->ndim);
+    int64_t one = 1;
+    *out = e->ndim ? mn_tensor_view(e->data, e->ndim, e->shape) : mn_tensor_view(e->data, 1, &one);
+    return 0;
+}
+
+int mn_st_get_f32(const mn_safetensors *st, const char *name, int ndim, const int64_t *shape, mn_tensor *out)
+{
+    int rc = mn_st_get_any_f32(st, name, out);
+    if (rc) return rc;
+    const mn_st_entry *e = mn_st_find(st, name);
+    bool ok = e->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = e->shape[i] == shape[i];
+    if (!ok) {
+        char want[96], got[96];
+        shape_str(shape, ndim, want, sizeof want);
+        shape_str(e->shape, e->ndim, got, sizeof got);
+        return mn_error(MN_ESHAPE, "%s: tensor %s has shape %s, expected %s", st->path, name, got, want);
+    }
+    return 0;
+}
+
+int mn_st_write(const char *path, const mn_st_item *items, int n, const char *const *meta_keys,
+                const char *const *meta_values, int n_meta)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    if (n_meta) {
+        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+        for (int i = 0; meta && i < n_meta; i++) cJSON_AddStringToObject(meta, meta_keys[i], meta_values[i]);
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_AddObjectToObject(root, items[i].name);
+        cJSON *shape = cJSON_CreateArray();
+        size_t count = 1;
+        for (int d = 0; d < items[i].ndim; d++) {
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)items[i].shape[d]));
+            count *= (size_t)items[i].shape[d];
+        }
+        size_t nbytes = count * dtypes[items[i].dtype].size;
+        cJSON *offs = cJSON_CreateArray();
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + nbytes)));
+        off += nbytes;
+        if (!e) break;
+        cJSON_AddStringToObject(e, "dtype", dtypes[items[i].dtype].name);
+        cJSON_AddItemToObject(e, "shape", shape);
+        cJSON_AddItemToObject(e, "data_offsets", offs);
+    }
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!json) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    size_t hlen = strlen(json);
+    size_t padded = (hlen + 7) / 8 * 8; /* pad with spaces so the data is 8-byte aligned */
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp) {
+        free(json);
+        return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    int rc = 0;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        rc = mn_error(MN_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        goto out;
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(json, 1, hlen, f) == hlen;
+    for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
+    for (int i = 0; ok && i < n; i++) {
+        size_t count = 1;
+        for (int d = 0; d < items[i].ndim; d++) count *= (size_t)items[i].shape[d];
+        size_t nbytes = count * dtypes[items[i].dtype].size;
+        ok = fwrite(items[i].data, 1, nbytes, f) == nbytes;
+    }
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0) ok = false;
+    if (!ok) {
+        rc = mn_error(MN_EIO, "%s: write failed: %s", path, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        rc = mn_error(MN_EIO, "%s: cannot replace: %s", path, strerror(errno));
+        unlink(tmp);
+    }
+out:
+    free(tmp);
+    free(json);
+    return rc;
+}

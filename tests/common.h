@@ -1,0 +1,38 @@
+/* Helpers shared by the Criterion suites: fixtures, tolerant comparisons, gradient checks. */
+#ifndef MN_TESTS_COMMON_H
+#define MN_TESTS_COMMON_H
+
+#include <stdint.h>
+
+#include "mn/safetensors.h"
+#include "mn/tape.h"
+
+/* Loads tests/fixtures/<name>.safetensors (made by tools/fixtures/gen_<name>.py); asserts. */
+void tc_fixture(const char *name, mn_safetensors *st);
+/* The F32 tensor `name` of a fixture; asserts it exists. */
+mn_tensor tc_get(const mn_safetensors *st, const char *name);
+/* Asserts |got - want| <= atol + rtol |want| elementwise; the message names `what` and
+ * gives the worst element. */
+void tc_expect_close(const float *got, const float *want, int64_t n, float atol, float rtol, const char *what);
+
+/* A leaf variable over malloc'd copies of val (and a zeroed gradient when requires_grad);
+ * free with tc_leaf_free. */
+mn_var *tc_leaf(const float *val, int ndim, const int64_t *shape, bool requires_grad);
+void tc_leaf_free(mn_var *v);
+/* n floats uniform in [lo, hi) from a seeded generator (caller frees). */
+float *tc_random(uint64_t seed, int64_t n, float lo, float hi);
+
+/* Builds the op under test from its inputs; returns its output (any shape). */
+typedef mn_var *(*tc_op_fn)(mn_tape *t, mn_var *const *in, void *ctx);
+
+typedef struct tc_gradcheck_opts {
+    float eps;           /* central-difference step */
+    float atol, rtol;    /* per-element tolerance on the gradient */
+    int max_checks;      /* elements checked per input (a random subset when larger; 0 = all) */
+} tc_gradcheck_opts;
+
+/* Checks the analytic gradient of L = sum(op(in) * R), R random and fixed, against central
+ * differences (L accumulated in double) for every input that requires a gradient. */
+void tc_gradcheck(tc_op_fn op, void *ctx, mn_var *const *in, int n_in, const tc_gradcheck_opts *o);
+
+#endif

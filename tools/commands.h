@@ -1,0 +1,15 @@
+/* The subcommands of `mutualnet`. Each takes the arguments after its name (argv[0] is the
+ * command name) and returns the process exit status. Only tools/ may print and exit. */
+#ifndef MN_TOOLS_COMMANDS_H
+#define MN_TOOLS_COMMANDS_H
+
+int mn_cmd_synth(int argc, char **argv);
+int mn_cmd_coco_eval(int argc, char **argv);
+int mn_cmd_miou(int argc, char **argv);
+int mn_cmd_flops(int argc, char **argv);
+int mn_cmd_bench(int argc, char **argv);
+
+/* Exit statuses shared by the commands. */
+enum { MN_EXIT_OK = 0, MN_EXIT_FAIL = 1, MN_EXIT_USAGE = 2 };
+
+#endif

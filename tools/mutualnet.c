@@ -1,0 +1,75 @@
+/* mutualnet: one network trained once, run at many costs. Command dispatcher. */
+#include <stdio.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "commands.h"
+#include "mn/error.h"
+
+int openblas_get_parallel(void);
+int openblas_get_num_threads(void);
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static int cmd_help(int argc, char **argv);
+
+static const command commands[] = {
+    {"help", cmd_help, "list the commands"},
+#ifdef MN_HAVE_CMD_SYNTH
+    {"synth", mn_cmd_synth, "generate the synthetic shapes data set (COCO JSON, label PNGs, splits)"},
+#endif
+#ifdef MN_HAVE_CMD_COCO_EVAL
+    {"coco-eval", mn_cmd_coco_eval, "score a COCO results JSON against ground truth (pycocotools' numbers)"},
+#endif
+#ifdef MN_HAVE_CMD_MIOU
+    {"miou", mn_cmd_miou, "score predicted index PNGs against ground-truth PNGs (mIoU, aAcc, mAcc)"},
+#endif
+#ifdef MN_HAVE_CMD_FLOPS
+    {"flops", mn_cmd_flops, "count multiply-accumulates and parameters of a model at a width and size"},
+#endif
+#ifdef MN_HAVE_CMD_BENCH
+    {"bench", mn_cmd_bench, "time kernels and models"},
+#endif
+};
+static const int n_commands = (int)(sizeof commands / sizeof *commands);
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: mutualnet COMMAND [options]   (mutualnet COMMAND --help for its options)\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++) fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n  --version   print the version and the threading set-up\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    usage(stdout);
+    return MN_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? MN_EXIT_USAGE : MN_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        /* openblas_get_parallel: 0 sequential, 1 pthreads, 2 OpenMP (the build we want) */
+        int par = openblas_get_parallel();
+        printf("mutualnet 0.1.0\nOpenMP threads: %d\nOpenBLAS: %s build, %d threads\n", omp_get_max_threads(),
+               par == 2 ? "OpenMP" : par == 1 ? "pthreads (expected the OpenMP build)" : "sequential",
+               openblas_get_num_threads());
+        return MN_EXIT_OK;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "mutualnet: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return MN_EXIT_USAGE;
+}
