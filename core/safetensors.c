@@ -238,6 +238,22 @@ int mn_st_get_f32(const mn_safetensors *st, const char *name, int ndim, const in
     return 0;
 }
 
+/* Makes the rename itself durable (best effort: some file systems refuse directory fsync). */
+static void sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = 0;
+    else if (slash) *slash = 0;
+    else strcpy(dir, ".");
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 int mn_st_write(const char *path, const mn_st_item *items, int n, const char *const *meta_keys,
                 const char *const *meta_values, int n_meta)
 {
@@ -305,7 +321,9 @@ int mn_st_write(const char *path, const mn_st_item *items, int n, const char *co
     if (rename(tmp, path) != 0) {
         rc = mn_error(MN_EIO, "%s: cannot replace: %s", path, strerror(errno));
         unlink(tmp);
+        goto out;
     }
+    sync_parent_dir(path);
 out:
     free(tmp);
     free(json);

@@ -1,0 +1,163 @@
+/* safetensors: round trip and strict rejection of every kind of bad file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "mn/safetensors.h"
+
+static char dir[64];
+
+static void mkdir_tmp(void)
+{
+    strcpy(dir, "/tmp/mn_st_XXXXXX");
+    cr_assert(mkdtemp(dir));
+}
+
+static void rm_tmp(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(safetensors, .init = mkdir_tmp, .fini = rm_tmp);
+
+static void write_good(const char *path)
+{
+    float a[6] = {1, 2, 3, 4, 5, 6};
+    int32_t b[3] = {7, -8, 9};
+    int64_t sa[2] = {2, 3}, sb[1] = {3};
+    mn_st_item items[2] = {{"layer.weight", MN_ST_F32, 2, sa, a}, {"labels", MN_ST_I32, 1, sb, b}};
+    const char *k[1] = {"format"}, *v[1] = {"mutualnet"};
+    cr_assert_eq(mn_st_write(path, items, 2, k, v, 1), 0, "%s", mn_last_error());
+}
+
+/* Writes a file from a raw header string and data bytes. */
+static void write_raw(const char *path, const char *header, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    uint64_t len = strlen(header);
+    fwrite(&len, 8, 1, f);
+    fputs(header, f);
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+static void expect_error(const char *path, const char *needle)
+{
+    mn_safetensors st;
+    int rc = mn_st_read(path, &st);
+    cr_assert_neq(rc, 0, "%s was accepted", path);
+    cr_assert(strstr(mn_last_error(), needle), "message \"%s\" lacks \"%s\"", mn_last_error(), needle);
+    cr_assert(strstr(mn_last_error(), path), "message \"%s\" does not name the file", mn_last_error());
+    cr_assert_null(st.entries);
+}
+
+Test(safetensors, round_trip)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/a.safetensors", dir);
+    write_good(path);
+    mn_safetensors st;
+    cr_assert_eq(mn_st_read(path, &st), 0, "%s", mn_last_error());
+    cr_assert_eq(st.n, 2);
+    cr_assert_str_eq(mn_st_meta(&st, "format"), "mutualnet");
+    mn_tensor t;
+    int64_t shape[2] = {2, 3};
+    cr_assert_eq(mn_st_get_f32(&st, "layer.weight", 2, shape, &t), 0);
+    for (int i = 0; i < 6; i++) cr_assert_eq(t.data[i], (float)(i + 1));
+    const mn_st_entry *e = mn_st_find(&st, "labels");
+    cr_assert(e && e->dtype == MN_ST_I32 && ((int32_t *)e->data)[1] == -8);
+    /* header is padded so the data section is 8-byte aligned */
+    FILE *f = fopen(path, "rb");
+    uint64_t hlen;
+    cr_assert_eq(fread(&hlen, 8, 1, f), 1);
+    fclose(f);
+    cr_assert_eq(hlen % 8, 0);
+    mn_st_free(&st);
+}
+
+Test(safetensors, wrong_shape_dtype_missing_name_the_tensor)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/a.safetensors", dir);
+    write_good(path);
+    mn_safetensors st;
+    cr_assert_eq(mn_st_read(path, &st), 0);
+    mn_tensor t;
+    int64_t bad[2] = {3, 2};
+    cr_assert_eq(mn_st_get_f32(&st, "layer.weight", 2, bad, &t), MN_ESHAPE);
+    cr_assert(strstr(mn_last_error(), "layer.weight has shape [2, 3], expected [3, 2]"), "%s", mn_last_error());
+    cr_assert_eq(mn_st_get_any_f32(&st, "labels", &t), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "labels has dtype I32"), "%s", mn_last_error());
+    cr_assert_eq(mn_st_get_any_f32(&st, "nope", &t), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "tensor nope is missing"), "%s", mn_last_error());
+    mn_st_free(&st);
+}
+
+Test(safetensors, truncated_files)
+{
+    char good[128], path[128];
+    snprintf(good, sizeof good, "%s/a.safetensors", dir);
+    write_good(good);
+    FILE *f = fopen(good, "rb");
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/t.safetensors", dir);
+    size_t cuts[] = {0, 5, 8, 20, n - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        f = fopen(path, "wb");
+        fwrite(buf, 1, cuts[i], f);
+        fclose(f);
+        mn_safetensors st;
+        cr_assert_neq(mn_st_read(path, &st), 0, "accepted a file cut at %zu of %zu bytes", cuts[i], n);
+        cr_assert(strstr(mn_last_error(), path));
+    }
+}
+
+Test(safetensors, lying_headers)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/l.safetensors", dir);
+    float d[4] = {0};
+    write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", d, 12);
+    expect_error(path, "overlap");
+    write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", d, 8);
+    expect_error(path, "hole");
+    write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", d, 8);
+    expect_error(path, "outside the 8 data bytes");
+    write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", d, 8);
+    expect_error(path, "shape needs 12 bytes");
+    write_raw(path, "{\"a\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}", d, 8);
+    expect_error(path, "unsupported dtype F16");
+    write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}}", d, 8);
+    expect_error(path, "unknown header key");
+    write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", d, 8);
+    expect_error(path, "not a JSON object");
+    write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", d, 8);
+    expect_error(path, "cover 4 of the 8");
+}
+
+Test(safetensors, missing_file_and_failed_write_keep_old_file)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/none.safetensors", dir);
+    expect_error(path, "cannot open");
+    /* a target that is a directory cannot be replaced: the write fails and leaves no temp file */
+    snprintf(path, sizeof path, "%s/sub", dir);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "mkdir %s && touch %s/keep", path, path);
+    cr_assert_eq(system(cmd), 0);
+    float a[1] = {1};
+    int64_t s[1] = {1};
+    mn_st_item it = {"a", MN_ST_F32, 1, s, a};
+    cr_assert_neq(mn_st_write(path, &it, 1, NULL, NULL, 0), 0);
+    cr_assert(strstr(mn_last_error(), path));
+    snprintf(cmd, sizeof cmd, "test -f %s/keep && test $(ls %s | wc -l) -eq 1", path, dir);
+    cr_assert_eq(system(cmd), 0, "the directory was touched or a temp file was left behind");
+}
