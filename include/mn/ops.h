@@ -56,6 +56,10 @@ MN_API mn_var *mn_scale(mn_tape *t, mn_var *x, float s);
 /* Concatenation along channels: xs[i] (N, Ci, H, W) -> (N, sum Ci, H, W). */
 MN_API mn_var *mn_concat(mn_tape *t, mn_var *const *xs, int n);
 
+/* x (contiguous) viewed with another shape of the same numel, e.g. (N, C, 1, 1) -> (N, C)
+ * (core/ops_shape.c). */
+MN_API mn_var *mn_reshape(mn_tape *t, mn_var *x, int ndim, const int64_t *shape);
+
 /* ---- pooling (core/ops_pool.c) ---- */
 
 /* x (N, C, H, W) -> (N, C, Ho, Wo); padding counts as -inf; floor mode. */

@@ -1,0 +1,15 @@
+/* Small helpers for the commands' argument parsing. */
+#ifndef MN_TOOLS_ARGS_H
+#define MN_TOOLS_ARGS_H
+
+#include <stdbool.h>
+
+/* The value after argv[*i] (advancing *i), or NULL after printing "<cmd>: <flag> needs a value". */
+const char *mn_arg_value(const char *cmd, int argc, char **argv, int *i);
+/* Parses a whole number / a float; prints "<cmd>: <flag>: ..." and returns false otherwise. */
+bool mn_arg_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
+bool mn_arg_float(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
+/* Parses "1.5G", "300M", "25k" or a plain number. */
+bool mn_arg_count(const char *cmd, const char *flag, const char *s, double *out);
+
+#endif
