@@ -1,0 +1,57 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "mn/checkpoint.h"
+
+int mn_checkpoint_save(const char *path, const mn_param_set *ps, const mn_st_item *extra, int n_extra,
+                       const char *const *meta_keys, const char *const *meta_values, int n_meta)
+{
+    mn_st_item *items = malloc(sizeof *items * (size_t)(ps->n + n_extra + 1));
+    if (!items) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    for (int i = 0; i < ps->n; i++) {
+        const mn_param *p = ps->items[i];
+        items[i] = (mn_st_item){p->name, MN_ST_F32, p->var.val.ndim, p->var.val.shape, p->var.val.data};
+    }
+    for (int i = 0; i < n_extra; i++) items[ps->n + i] = extra[i];
+    int rc = mn_st_write(path, items, ps->n + n_extra, meta_keys, meta_values, n_meta);
+    free(items);
+    return rc;
+}
+
+static bool has_prefix(const char *name, const char *const *prefixes, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!strncmp(name, prefixes[i], strlen(prefixes[i]))) return true;
+    return false;
+}
+
+int mn_checkpoint_apply(const mn_safetensors *st, mn_param_set *ps, const char *const *extra_prefixes, int n_prefixes)
+{
+    /* validate everything first: a bad file must not leave the model half-loaded */
+    for (int i = 0; i < st->n; i++)
+        if (!mn_param_find(ps, st->entries[i].name) && !has_prefix(st->entries[i].name, extra_prefixes, n_prefixes))
+            return mn_error(MN_EFORMAT, "%s: unknown tensor %s (not a parameter of this model)", st->path,
+                            st->entries[i].name);
+    for (int i = 0; i < ps->n; i++) {
+        mn_tensor t;
+        const mn_param *p = ps->items[i];
+        int rc = mn_st_get_f32(st, p->name, p->var.val.ndim, p->var.val.shape, &t);
+        if (rc) return rc;
+    }
+    for (int i = 0; i < ps->n; i++) {
+        mn_param *p = ps->items[i];
+        const mn_st_entry *e = mn_st_find(st, p->name);
+        memcpy(p->var.val.data, e->data, e->nbytes);
+    }
+    return 0;
+}
+
+int mn_checkpoint_load(const char *path, mn_param_set *ps)
+{
+    mn_safetensors st;
+    int rc = mn_st_read(path, &st);
+    if (rc) return rc;
+    rc = mn_checkpoint_apply(&st, ps, NULL, 0);
+    mn_st_free(&st);
+    return rc;
+}

@@ -1,0 +1,24 @@
+/* Model checkpoints: every parameter and buffer of an mn_param_set under its own name in a
+ * safetensors file, plus any extra tensors (optimiser state, BN statistics per configuration)
+ * and string metadata. Saving is atomic; loading validates the whole file against the set
+ * (missing or unknown tensors, wrong dtype or shape) before a single value is copied. */
+#ifndef MN_CHECKPOINT_H
+#define MN_CHECKPOINT_H
+
+#include "param.h"
+#include "safetensors.h"
+
+/* Writes ps (values only) and extra items to path. */
+MN_API int mn_checkpoint_save(const char *path, const mn_param_set *ps, const mn_st_item *extra, int n_extra,
+                              const char *const *meta_keys, const char *const *meta_values, int n_meta);
+
+/* Copies every tensor of ps from st. Tensors of st whose names start with one of the
+ * `extra_prefixes` are left for the caller; any other tensor not in ps is an error, as is any
+ * tensor of ps absent from st. Nothing is copied unless everything checks out. */
+MN_API int mn_checkpoint_apply(const mn_safetensors *st, mn_param_set *ps, const char *const *extra_prefixes,
+                               int n_prefixes);
+
+/* mn_st_read + mn_checkpoint_apply with no extra tensors allowed. */
+MN_API int mn_checkpoint_load(const char *path, mn_param_set *ps);
+
+#endif
