@@ -1,0 +1,116 @@
+/* Data sets behind one interface, a registry of kinds, transforms and a prefetching loader.
+ *
+ * Kinds: "voc" (JPEGImages + SegmentationClass palette PNGs + ImageSets/Segmentation lists),
+ * "cityscapes" (leftImg8bit + gtFine *_labelIds.png mapped to the 19 train ids), "folder"
+ * (a folder of images and a folder of index PNGs with the same stems, plus a class list),
+ * "coco" (COCO instances JSON: boxes, for detection). Every kind yields mn_sample's. */
+#ifndef MN_DATASET_H
+#define MN_DATASET_H
+
+#include <stdint.h>
+
+#include "image.h"
+#include "rng.h"
+
+#define MN_IGNORE_LABEL 255
+
+typedef struct mn_box {
+    float x1, y1, x2, y2;    /* pixels, x2 > x1, y2 > y1 */
+    int label;               /* contiguous class index 1..K (0 is background) */
+    bool crowd;              /* iscrowd: excluded from training targets */
+} mn_box;
+
+typedef struct mn_sample {
+    mn_image image;          /* (H, W, 3) RGB */
+    mn_image label;          /* (H, W, 1) class indices, 255 = ignore; data NULL when the kind has none */
+    mn_box *boxes;           /* n_boxes detection targets (malloc'd), NULL for segmentation kinds */
+    int n_boxes;
+    int64_t image_id;        /* COCO image id, else the index */
+    char name[256];          /* file stem, for naming outputs */
+} mn_sample;
+
+MN_API void mn_sample_free(mn_sample *s);
+
+typedef struct mn_dataset_options {
+    const char *kind;        /* "voc" | "cityscapes" | "folder" | "coco" */
+    const char *root;        /* data set root folder */
+    const char *split;       /* "train", "val", ... */
+    /* folder kind: images and labels folders relative to root (default "images/<split>",
+     * "labels/<split>") and a class list file ("classes.txt": one "index name" per line) */
+    const char *images, *labels, *classes;
+    int void_index;          /* folder kind: this label value becomes ignore (-1: none) */
+    /* coco kind: the instances JSON (default "annotations/instances_<split>.json") and the
+     * image folder (default "images/<split>") */
+    const char *annotations;
+} mn_dataset_options;
+
+typedef struct mn_dataset mn_dataset;
+
+typedef struct mn_dataset_kind {
+    const char *name;
+    int (*open)(void **state, const mn_dataset_options *o);
+    int (*size)(const void *state);
+    /* loads sample i; must be safe to call from several threads for different i */
+    int (*get)(void *state, int i, mn_sample *out);
+    int (*num_classes)(const void *state);             /* including background / index 0 */
+    const char *(*class_name)(const void *state, int k);
+    void (*close)(void *state);
+} mn_dataset_kind;
+
+MN_API int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o);
+MN_API void mn_dataset_close(mn_dataset *d);
+MN_API int mn_dataset_size(const mn_dataset *d);
+MN_API int mn_dataset_get(mn_dataset *d, int i, mn_sample *out);
+MN_API int mn_dataset_num_classes(const mn_dataset *d);
+MN_API const char *mn_dataset_class_name(const mn_dataset *d, int k);
+MN_API const char *mn_dataset_kind_name(const mn_dataset *d);
+
+/* ---- transforms (datasets/transforms.c) ---- */
+
+typedef struct mn_seg_aug {
+    int crop_h, crop_w;          /* output size (multiples of 32) */
+    float scale_min, scale_max;  /* random rescale range before cropping (1, 1: none) */
+    bool hflip;                  /* random horizontal flip */
+    bool train;                  /* false: no randomness; resize to crop size (eval) */
+    float mean[3], std[3];       /* normalisation on [0, 1] pixel values */
+} mn_seg_aug;
+
+MN_API void mn_seg_aug_default(mn_seg_aug *a, int crop_h, int crop_w, bool train);
+
+/* Turns one sample into a normalised float image and a label map of the crop size:
+ * image_chw (3, crop_h, crop_w), label_hw (crop_h, crop_w) int32 (255 in padding). Images are
+ * resized bilinearly, labels with nearest neighbour. */
+MN_API int mn_seg_transform(const mn_seg_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw,
+                            int32_t *label_hw);
+
+/* ---- batches (datasets/loader.c) ---- */
+
+typedef struct mn_seg_batch {
+    int n, h, w;
+    float *images;               /* (n, 3, h, w) */
+    int32_t *labels;             /* (n, h, w) */
+    int index[64];               /* data set indices of the samples (n <= 64) */
+} mn_seg_batch;
+
+typedef struct mn_loader mn_loader;
+
+typedef struct mn_loader_options {
+    int batch_size;
+    bool shuffle;                /* reshuffled each epoch from the seed */
+    bool drop_last;
+    int workers;                 /* background threads (0: load in the caller's thread) */
+    int prefetch;                /* batches ready ahead (default 2) */
+    uint64_t seed;               /* shuffling and augmentation: batch contents depend only on
+                                  * (seed, epoch, position), never on thread timing */
+} mn_loader_options;
+
+MN_API int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_loader_options *o);
+/* Starts an epoch at batch `first` (for resuming mid-epoch). */
+MN_API int mn_loader_start(mn_loader *l, int epoch, int first);
+/* The next batch of the epoch (owned by the loader, valid until the next call), or NULL at the
+ * end of the epoch; errors (a corrupt image, ...) return NULL with mn_last_error_code() != 0. */
+MN_API const mn_seg_batch *mn_loader_next(mn_loader *l);
+MN_API int mn_loader_batches_per_epoch(const mn_loader *l);
+MN_API void mn_loader_close(mn_loader *l);
+
+#endif
