@@ -107,9 +107,10 @@ typedef struct mn_loader_options {
 MN_API int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_loader_options *o);
 /* Starts an epoch at batch `first` (for resuming mid-epoch). */
 MN_API int mn_loader_start(mn_loader *l, int epoch, int first);
-/* The next batch of the epoch (owned by the loader, valid until the next call), or NULL at the
- * end of the epoch; errors (a corrupt image, ...) return NULL with mn_last_error_code() != 0. */
-MN_API const mn_seg_batch *mn_loader_next(mn_loader *l);
+/* *out = the next batch of the epoch (owned by the loader, valid until the next call), or
+ * NULL at the end of the epoch. Errors (a corrupt image, ...) return a negative code whose
+ * message names the file. */
+MN_API int mn_loader_next(mn_loader *l, const mn_seg_batch **out);
 MN_API int mn_loader_batches_per_epoch(const mn_loader *l);
 MN_API void mn_loader_close(mn_loader *l);
 
