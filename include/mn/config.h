@@ -1,0 +1,80 @@
+/* Training / evaluation configuration, read from JSON strictly: unknown keys, wrong types and
+ * out-of-range values are errors naming the file and the key; absent keys take the defaults
+ * documented in the README (mn_config_describe prints them). */
+#ifndef MN_CONFIG_H
+#define MN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "error.h"
+
+#define MN_MAX_SCALES 8
+
+enum mn_task_kind { MN_TASK_SEGMENTATION = 0, MN_TASK_DETECTION = 1 };
+enum mn_mode { MN_MODE_MUTUALNET = 0, MN_MODE_USNET = 1, MN_MODE_INDEPENDENT = 2 };
+enum mn_distill { MN_DISTILL_NONE = 0, MN_DISTILL_KL = 1 };
+enum mn_schedule { MN_SCHED_COSINE = 0, MN_SCHED_POLY = 1 };
+
+typedef struct mn_config {
+    enum mn_task_kind task;
+    struct {
+        char backbone[32];      /* mobilenet_v2 | mobilenet_v1 | resnet50 */
+        int output_stride;      /* 16 | 8 */
+        char decoder[16];       /* v3plus | v3 */
+        bool slim_head;
+        int aspp_channels, low_level_channels;
+        char init[512];         /* safetensors weights to start from ("" = random init) */
+    } model;
+    struct {
+        char kind[16];          /* folder | voc | cityscapes | coco */
+        char root[512];
+        char train_split[32], val_split[32];
+        int void_index;
+        int crop[2];            /* training crop (h, w), multiples of 32 */
+        int eval_size[2];       /* evaluation input (h, w) at scale 1, multiples of 32 */
+        float scale_range[2];   /* random rescale in augmentation */
+        bool hflip;
+        int workers;
+    } data;
+    struct {
+        enum mn_mode mode;
+        float width_min, width_max;
+        int num_subnets;        /* networks per iteration, the full one included (4) */
+        int n_scales;
+        float scales[MN_MAX_SCALES];   /* input scales for sub-networks, scales[0] = 1 = the full net's */
+        enum mn_distill distill;
+        float gt_weight, distill_weight;   /* sub-network losses */
+        float width;            /* independent mode: the one width trained */
+    } mutual;
+    struct {
+        float lr, momentum, weight_decay;
+        bool nesterov;
+        enum mn_schedule schedule;
+        float power;            /* poly */
+        int warmup_iters;
+        float warmup_factor;
+    } optim;
+    struct {
+        int batch_size, iterations;
+        unsigned long long seed;
+        int checkpoint_every, log_every, eval_every;
+        char out_dir[512];
+    } train;
+    struct {
+        int batches;            /* BN calibration batches per configuration */
+        float width_step;
+    } calibrate;
+} mn_config;
+
+MN_API void mn_config_default(mn_config *c);
+/* Reads path over the defaults. */
+MN_API int mn_config_load(const char *path, mn_config *c);
+/* Parses JSON text over the defaults; `origin` names the source in error messages. */
+MN_API int mn_config_parse(const char *json, const char *origin, mn_config *c);
+/* The configuration as JSON (malloc'd), every key present: stored in checkpoints. */
+MN_API char *mn_config_to_json(const mn_config *c);
+/* Prints every key, its type, default and meaning (the README's reference). */
+MN_API void mn_config_describe(FILE *f);
+
+#endif

@@ -1,0 +1,355 @@
+/* Table-driven strict JSON configuration: every key is a row (path, type, place, range, help),
+ * so parsing, defaults, serialising and the README reference come from one list. */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "mn/config.h"
+
+enum kind { K_STR, K_INT, K_FLOAT, K_BOOL, K_ENUM, K_INT2, K_FLOAT2, K_FLOATS, K_U64 };
+
+typedef struct key {
+    const char *path;          /* "section.name" */
+    enum kind kind;
+    size_t off, size;          /* place in mn_config; size of a string buffer */
+    double lo, hi;             /* numeric range */
+    const char *choices;       /* K_ENUM: "a|b|c", index = value */
+    const char *help;
+} key;
+
+#define F(field) offsetof(mn_config, field), sizeof(((mn_config *)0)->field)
+static const key keys[] = {
+    {"task", K_ENUM, F(task), 0, 0, "segmentation|detection", "what the model predicts"},
+    {"model.backbone", K_STR, F(model.backbone), 0, 0, NULL, "mobilenet_v2 | mobilenet_v1 | resnet50"},
+    {"model.output_stride", K_INT, F(model.output_stride), 8, 16, NULL, "backbone output stride (16 or 8, by dilation)"},
+    {"model.decoder", K_STR, F(model.decoder), 0, 0, NULL, "v3plus (DeepLabV3+ decoder) | v3 (ASPP only)"},
+    {"model.slim_head", K_BOOL, F(model.slim_head), 0, 0, NULL, "head channels follow the width (false: full-width head)"},
+    {"model.aspp_channels", K_INT, F(model.aspp_channels), 8, 2048, NULL, "ASPP and decoder channels at width 1"},
+    {"model.low_level_channels", K_INT, F(model.low_level_channels), 8, 1024, NULL, "V3+ stride-4 projection channels"},
+    {"model.init", K_STR, F(model.init), 0, 0, NULL, "safetensors file to start from (e.g. imported ImageNet weights); \"\" = random"},
+    {"data.kind", K_STR, F(data.kind), 0, 0, NULL, "folder | voc | cityscapes | coco"},
+    {"data.root", K_STR, F(data.root), 0, 0, NULL, "data set root folder"},
+    {"data.train_split", K_STR, F(data.train_split), 0, 0, NULL, "split used for training and BN calibration"},
+    {"data.val_split", K_STR, F(data.val_split), 0, 0, NULL, "split used for evaluation and the query table"},
+    {"data.void_index", K_INT, F(data.void_index), -1, 254, NULL, "folder kind: label value treated as ignore (-1 none)"},
+    {"data.crop", K_INT2, F(data.crop), 32, 4096, NULL, "training crop [h, w], multiples of 32"},
+    {"data.eval_size", K_INT2, F(data.eval_size), 32, 4096, NULL, "evaluation input [h, w] at scale 1, multiples of 32"},
+    {"data.scale_range", K_FLOAT2, F(data.scale_range), 0.1, 8, NULL, "random rescale [min, max] before cropping"},
+    {"data.hflip", K_BOOL, F(data.hflip), 0, 0, NULL, "random horizontal flips"},
+    {"data.workers", K_INT, F(data.workers), 0, 64, NULL, "background loading threads"},
+    {"mutual.mode", K_ENUM, F(mutual.mode), 0, 0, "mutualnet|usnet|independent",
+     "mutualnet: widths x scales; usnet: widths at full scale; independent: one configuration"},
+    {"mutual.width_min", K_FLOAT, F(mutual.width_min), 0.05, 1, NULL, "narrowest width trained"},
+    {"mutual.width_max", K_FLOAT, F(mutual.width_max), 0.05, 1, NULL, "widest width (the teacher)"},
+    {"mutual.num_subnets", K_INT, F(mutual.num_subnets), 1, 16, NULL, "networks per iteration, the full one included"},
+    {"mutual.scales", K_FLOATS, F(mutual.scales), 0.1, 1, NULL, "input scales sub-networks draw from; the first (1) is the full net's"},
+    {"mutual.distill", K_ENUM, F(mutual.distill), 0, 0, "none|kl", "sub-network distillation from the full network"},
+    {"mutual.gt_weight", K_FLOAT, F(mutual.gt_weight), 0, 100, NULL, "weight of sub-networks' ground-truth loss"},
+    {"mutual.distill_weight", K_FLOAT, F(mutual.distill_weight), 0, 100, NULL, "weight of sub-networks' distillation loss"},
+    {"mutual.width", K_FLOAT, F(mutual.width), 0.05, 1, NULL, "independent mode: the width trained"},
+    {"optim.lr", K_FLOAT, F(optim.lr), 0, 10, NULL, "base learning rate"},
+    {"optim.momentum", K_FLOAT, F(optim.momentum), 0, 1, NULL, "SGD momentum"},
+    {"optim.nesterov", K_BOOL, F(optim.nesterov), 0, 0, NULL, "Nesterov momentum"},
+    {"optim.weight_decay", K_FLOAT, F(optim.weight_decay), 0, 1, NULL, "L2 on conv and linear kernels (not BN, biases, depthwise)"},
+    {"optim.schedule", K_ENUM, F(optim.schedule), 0, 0, "cosine|poly", "per-iteration learning-rate schedule"},
+    {"optim.power", K_FLOAT, F(optim.power), 0, 10, NULL, "poly schedule exponent"},
+    {"optim.warmup_iters", K_INT, F(optim.warmup_iters), 0, 1000000, NULL, "linear warm-up length"},
+    {"optim.warmup_factor", K_FLOAT, F(optim.warmup_factor), 0, 1, NULL, "warm-up starts at lr * this"},
+    {"train.batch_size", K_INT, F(train.batch_size), 1, 64, NULL, "images per iteration"},
+    {"train.iterations", K_INT, F(train.iterations), 1, 100000000, NULL, "optimiser steps"},
+    {"train.seed", K_U64, F(train.seed), 0, 0, NULL, "seed of every random choice (data order, augmentation, widths, init)"},
+    {"train.checkpoint_every", K_INT, F(train.checkpoint_every), 1, 100000000, NULL, "iterations between checkpoints"},
+    {"train.log_every", K_INT, F(train.log_every), 1, 100000000, NULL, "iterations between metrics lines"},
+    {"train.eval_every", K_INT, F(train.eval_every), 0, 100000000, NULL, "iterations between validation runs (0: at the end only)"},
+    {"train.out_dir", K_STR, F(train.out_dir), 0, 0, NULL, "run folder: checkpoints, metrics.jsonl, plots"},
+    {"calibrate.batches", K_INT, F(calibrate.batches), 1, 100000, NULL, "BN calibration batches per configuration"},
+    {"calibrate.width_step", K_FLOAT, F(calibrate.width_step), 0.01, 1, NULL, "width grid step of the query table"},
+};
+#undef F
+enum { N_KEYS = sizeof keys / sizeof *keys };
+
+void mn_config_default(mn_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->task = MN_TASK_SEGMENTATION;
+    strcpy(c->model.backbone, "mobilenet_v2");
+    c->model.output_stride = 16;
+    strcpy(c->model.decoder, "v3plus");
+    c->model.slim_head = true;
+    c->model.aspp_channels = 256;
+    c->model.low_level_channels = 48;
+    strcpy(c->data.kind, "folder");
+    strcpy(c->data.root, "data/shapes");
+    strcpy(c->data.train_split, "train");
+    strcpy(c->data.val_split, "val");
+    c->data.void_index = -1;
+    c->data.crop[0] = c->data.crop[1] = 320;
+    c->data.eval_size[0] = c->data.eval_size[1] = 320;
+    c->data.scale_range[0] = 0.5f;
+    c->data.scale_range[1] = 2.0f;
+    c->data.hflip = true;
+    c->data.workers = 2;
+    c->mutual.mode = MN_MODE_MUTUALNET;
+    c->mutual.width_min = 0.35f;
+    c->mutual.width_max = 1.0f;
+    c->mutual.num_subnets = 4;
+    c->mutual.n_scales = 4;
+    c->mutual.scales[0] = 1.0f;
+    c->mutual.scales[1] = 0.8f;
+    c->mutual.scales[2] = 0.6f;
+    c->mutual.scales[3] = 0.4f;
+    c->mutual.distill = MN_DISTILL_KL;
+    c->mutual.gt_weight = 1.0f;
+    c->mutual.distill_weight = 1.0f;
+    c->mutual.width = 1.0f;
+    c->optim.lr = 0.01f;
+    c->optim.momentum = 0.9f;
+    c->optim.nesterov = true;
+    c->optim.weight_decay = 4e-5f;
+    c->optim.schedule = MN_SCHED_POLY;
+    c->optim.power = 0.9f;
+    c->optim.warmup_iters = 50;
+    c->optim.warmup_factor = 0.1f;
+    c->train.batch_size = 8;
+    c->train.iterations = 1000;
+    c->train.seed = 1;
+    c->train.checkpoint_every = 100;
+    c->train.log_every = 10;
+    c->train.eval_every = 0;
+    strcpy(c->train.out_dir, "runs/seg");
+    c->calibrate.batches = 8;
+    c->calibrate.width_step = 0.05f;
+}
+
+static const key *find_key(const char *path)
+{
+    for (int i = 0; i < N_KEYS; i++)
+        if (!strcmp(keys[i].path, path)) return &keys[i];
+    return NULL;
+}
+
+static bool is_section(const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < N_KEYS; i++)
+        if (!strncmp(keys[i].path, name, n) && keys[i].path[n] == '.') return true;
+    return false;
+}
+
+static int number(const char *origin, const key *k, const cJSON *v, double *out)
+{
+    if (!cJSON_IsNumber(v)) return mn_error(MN_EINVAL, "%s: \"%s\" must be a number", origin, k->path);
+    if (k->kind != K_U64 && (v->valuedouble < k->lo || v->valuedouble > k->hi))
+        return mn_error(MN_EINVAL, "%s: \"%s\" = %g is outside [%g, %g]", origin, k->path, v->valuedouble, k->lo, k->hi);
+    if ((k->kind == K_INT || k->kind == K_INT2 || k->kind == K_U64) && v->valuedouble != (double)(long long)v->valuedouble)
+        return mn_error(MN_EINVAL, "%s: \"%s\" must be a whole number", origin, k->path);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int set_value(const char *origin, const key *k, const cJSON *v, mn_config *c)
+{
+    char *at = (char *)c + k->off;
+    double d;
+    int rc;
+    switch (k->kind) {
+    case K_STR:
+        if (!cJSON_IsString(v)) return mn_error(MN_EINVAL, "%s: \"%s\" must be a string", origin, k->path);
+        if (strlen(v->valuestring) >= k->size)
+            return mn_error(MN_EINVAL, "%s: \"%s\" is longer than %zu characters", origin, k->path, k->size - 1);
+        strcpy(at, v->valuestring);
+        return 0;
+    case K_BOOL:
+        if (!cJSON_IsBool(v)) return mn_error(MN_EINVAL, "%s: \"%s\" must be true or false", origin, k->path);
+        *(bool *)at = cJSON_IsTrue(v);
+        return 0;
+    case K_INT:
+        if ((rc = number(origin, k, v, &d))) return rc;
+        *(int *)at = (int)d;
+        return 0;
+    case K_U64:
+        if ((rc = number(origin, k, v, &d))) return rc;
+        if (d < 0) return mn_error(MN_EINVAL, "%s: \"%s\" must not be negative", origin, k->path);
+        *(unsigned long long *)at = (unsigned long long)d;
+        return 0;
+    case K_FLOAT:
+        if ((rc = number(origin, k, v, &d))) return rc;
+        *(float *)at = (float)d;
+        return 0;
+    case K_ENUM: {
+        if (!cJSON_IsString(v)) return mn_error(MN_EINVAL, "%s: \"%s\" must be one of %s", origin, k->path, k->choices);
+        const char *p = k->choices;
+        for (int i = 0; *p; i++) {
+            size_t n = strcspn(p, "|");
+            if (strlen(v->valuestring) == n && !strncmp(p, v->valuestring, n)) {
+                *(int *)at = i;
+                return 0;
+            }
+            p += n + (p[n] == '|');
+        }
+        return mn_error(MN_EINVAL, "%s: \"%s\" = \"%s\" is not one of %s", origin, k->path, v->valuestring, k->choices);
+    }
+    case K_INT2:
+    case K_FLOAT2:
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2)
+            return mn_error(MN_EINVAL, "%s: \"%s\" must be a list of two numbers", origin, k->path);
+        for (int i = 0; i < 2; i++) {
+            if ((rc = number(origin, k, cJSON_GetArrayItem(v, i), &d))) return rc;
+            if (k->kind == K_INT2) ((int *)at)[i] = (int)d;
+            else ((float *)at)[i] = (float)d;
+        }
+        return 0;
+    case K_FLOATS: {
+        int n = cJSON_GetArraySize(v);
+        if (!cJSON_IsArray(v) || n < 1 || n > MN_MAX_SCALES)
+            return mn_error(MN_EINVAL, "%s: \"%s\" must be a list of 1 to %d numbers", origin, k->path, MN_MAX_SCALES);
+        for (int i = 0; i < n; i++) {
+            if ((rc = number(origin, k, cJSON_GetArrayItem(v, i), &d))) return rc;
+            ((float *)at)[i] = (float)d;
+        }
+        c->mutual.n_scales = n; /* the only list-valued key */
+        return 0;
+    }
+    }
+    return 0;
+}
+
+static int walk(const char *origin, const cJSON *obj, const char *prefix, mn_config *c)
+{
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        char path[128];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->string);
+        const key *k = find_key(path);
+        int rc;
+        if (k) {
+            if ((rc = set_value(origin, k, it, c))) return rc;
+        } else if (is_section(path)) {
+            if (!cJSON_IsObject(it)) return mn_error(MN_EINVAL, "%s: \"%s\" must be an object", origin, path);
+            if ((rc = walk(origin, it, path, c))) return rc;
+        } else {
+            return mn_error(MN_EINVAL, "%s: unknown key \"%s\" (mutualnet train --help-config lists them)", origin, path);
+        }
+    }
+    return 0;
+}
+
+static int check(const char *origin, const mn_config *c)
+{
+    if (c->mutual.width_min > c->mutual.width_max)
+        return mn_error(MN_EINVAL, "%s: mutual.width_min %g exceeds mutual.width_max %g", origin,
+                        (double)c->mutual.width_min, (double)c->mutual.width_max);
+    for (int i = 0; i < 2; i++)
+        if (c->data.crop[i] % 32 || c->data.eval_size[i] % 32)
+            return mn_error(MN_EINVAL, "%s: data.crop and data.eval_size must be multiples of 32", origin);
+    if (c->data.scale_range[0] > c->data.scale_range[1])
+        return mn_error(MN_EINVAL, "%s: data.scale_range must be [min, max]", origin);
+    if (c->mutual.scales[0] != 1.0f)
+        return mn_error(MN_EINVAL, "%s: mutual.scales must start with 1 (the full network's scale)", origin);
+    if (c->model.output_stride != 8 && c->model.output_stride != 16)
+        return mn_error(MN_EINVAL, "%s: model.output_stride must be 8 or 16", origin);
+    if (strcmp(c->model.decoder, "v3plus") && strcmp(c->model.decoder, "v3"))
+        return mn_error(MN_EINVAL, "%s: model.decoder must be \"v3plus\" or \"v3\", not \"%s\"", origin, c->model.decoder);
+    return 0;
+}
+
+int mn_config_parse(const char *json, const char *origin, mn_config *c)
+{
+    cJSON *root = cJSON_Parse(json);
+    if (!root || !cJSON_IsObject(root)) {
+        const char *at = cJSON_GetErrorPtr();
+        int line = 1;
+        for (const char *p = json; at && p < at; p++) line += *p == '\n';
+        cJSON_Delete(root);
+        return mn_error(MN_EFORMAT, "%s: not a JSON object (syntax error near line %d)", origin, line);
+    }
+    int rc = walk(origin, root, "", c);
+    cJSON_Delete(root);
+    return rc ? rc : check(origin, c);
+}
+
+int mn_config_load(const char *path, mn_config *c)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return mn_error(MN_EIO, "%s: cannot open the configuration", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || n > (1 << 24)) {
+        fclose(f);
+        return mn_error(MN_EFORMAT, "%s: not a configuration file (size)", path);
+    }
+    char *text = malloc((size_t)n + 1);
+    if (!text) {
+        fclose(f);
+        return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    }
+    size_t got = fread(text, 1, (size_t)n, f);
+    fclose(f);
+    text[got] = 0;
+    int rc = mn_config_parse(text, path, c);
+    free(text);
+    return rc;
+}
+
+static cJSON *value_json(const key *k, const mn_config *c)
+{
+    const char *at = (const char *)c + k->off;
+    switch (k->kind) {
+    case K_STR: return cJSON_CreateString(at);
+    case K_BOOL: return cJSON_CreateBool(*(const bool *)at);
+    case K_INT: return cJSON_CreateNumber(*(const int *)at);
+    case K_U64: return cJSON_CreateNumber((double)*(const unsigned long long *)at);
+    case K_FLOAT: return cJSON_CreateNumber(*(const float *)at);
+    case K_ENUM: {
+        const char *p = k->choices;
+        for (int i = 0; i < *(const int *)at; i++) p += strcspn(p, "|") + 1;
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*s", (int)strcspn(p, "|"), p);
+        return cJSON_CreateString(buf);
+    }
+    case K_INT2: {
+        const int *v = (const int *)at;
+        return cJSON_CreateIntArray(v, 2);
+    }
+    case K_FLOAT2: return cJSON_CreateFloatArray((const float *)at, 2);
+    case K_FLOATS: return cJSON_CreateFloatArray((const float *)at, c->mutual.n_scales);
+    }
+    return NULL;
+}
+
+char *mn_config_to_json(const mn_config *c)
+{
+    cJSON *root = cJSON_CreateObject();
+    for (int i = 0; root && i < N_KEYS; i++) {
+        const char *dot = strchr(keys[i].path, '.');
+        cJSON *parent = root;
+        const char *name = keys[i].path;
+        if (dot) {
+            char sec[32];
+            snprintf(sec, sizeof sec, "%.*s", (int)(dot - keys[i].path), keys[i].path);
+            parent = cJSON_GetObjectItemCaseSensitive(root, sec);
+            if (!parent) parent = cJSON_AddObjectToObject(root, sec);
+            name = dot + 1;
+        }
+        cJSON_AddItemToObject(parent, name, value_json(&keys[i], c));
+    }
+    char *s = cJSON_Print(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+void mn_config_describe(FILE *f)
+{
+    mn_config d;
+    mn_config_default(&d);
+    fprintf(f, "| key | default | meaning |\n|---|---|---|\n");
+    for (int i = 0; i < N_KEYS; i++) {
+        cJSON *v = value_json(&keys[i], &d);
+        char *s = cJSON_PrintUnformatted(v);
+        fprintf(f, "| `%s` | `%s` | %s |\n", keys[i].path, s ? s : "?", keys[i].help);
+        free(s);
+        cJSON_Delete(v);
+    }
+}
