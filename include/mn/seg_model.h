@@ -1,0 +1,39 @@
+/* A segmentation model as a run knows it: configuration, class names, parameters, network,
+ * and (after calibration) the query table with its per-configuration BN statistics. The
+ * checkpoint carries all of it, so eval / predict / calibrate need nothing but the file. */
+#ifndef MN_SEG_MODEL_H
+#define MN_SEG_MODEL_H
+
+#include "config.h"
+#include "optim.h"
+#include "query.h"
+#include "seg.h"
+
+typedef struct mn_seg_model {
+    mn_config cfg;
+    int num_classes;
+    char class_names[256][32];
+    mn_param_set ps;
+    mn_segmenter *net;
+    mn_query_table table;         /* n == 0 until calibrated */
+    float *train_stats;           /* BN running statistics as trained (table.n_stats floats) */
+} mn_seg_model;
+
+/* Builds the network of cfg for num_classes classes, initialised from seed (and cfg->model.init
+ * when set: a safetensors file of backbone weights under their torchvision names). */
+MN_API int mn_seg_model_create(mn_seg_model *m, const mn_config *cfg, int num_classes, const char *const *class_names,
+                               uint64_t seed);
+/* Rebuilds the model stored in a checkpoint (configuration, classes, weights, query table). */
+MN_API int mn_seg_model_open(mn_seg_model *m, const char *path);
+/* Writes weights, BN statistics, configuration, classes and query table to path atomically;
+ * with opt, also its momentum buffers ("optim.<name>") and the iteration, for resuming. */
+MN_API int mn_seg_model_save(const mn_seg_model *m, const char *path, const mn_sgd *opt, int64_t iteration);
+/* Restores optimiser buffers and returns the iteration stored by mn_seg_model_save. */
+MN_API int mn_seg_model_resume(mn_seg_model *m, const char *path, mn_sgd *opt, int64_t *iteration);
+MN_API void mn_seg_model_free(mn_seg_model *m);
+
+/* Loads the BN statistics for (width, h x w): the query table entry's calibrated ones when
+ * there is one, else the running statistics the model was trained with. */
+MN_API int mn_seg_model_select(mn_seg_model *m, float width, int h, int w);
+
+#endif
