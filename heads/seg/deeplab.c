@@ -1,4 +1,5 @@
 /* DeepLabV3 / V3+ (Chen et al. 2017, 2018) heads over a slimmable backbone. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "backbone/internal.h"

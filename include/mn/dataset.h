@@ -7,6 +7,7 @@
 #ifndef MN_DATASET_H
 #define MN_DATASET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "image.h"

@@ -1,0 +1,25 @@
+/* Evaluating and running a segmentation model on images. */
+#ifndef MN_SEG_EVAL_H
+#define MN_SEG_EVAL_H
+
+#include "dataset.h"
+#include "seg_model.h"
+
+typedef struct mn_seg_scores {
+    double miou, aacc, macc;      /* fractions in [0, 1] */
+    double iou[256];              /* per class; NaN where the class never occurs */
+    int num_classes;
+} mn_seg_scores;
+
+/* Predicted class index per pixel of an RGB image: the image is resized (bilinear) to the
+ * model input h x w, the logits back to the image's own size. labels (img->h, img->w).
+ * The caller selects BN statistics (mn_seg_model_select) and width. */
+MN_API int mn_seg_predict(mn_seg_model *m, mn_tape *t, const mn_image *img, float width, int h, int w,
+                          uint8_t *labels);
+
+/* Scores the model at (width, h x w) on every sample of a data set, at each label's original
+ * resolution; max_images > 0 limits the count. Progress on stderr when show_progress. */
+MN_API int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images,
+                           bool show_progress, mn_seg_scores *out);
+
+#endif
