@@ -33,6 +33,10 @@ static const key keys[] = {
     {"data.root", K_STR, F(data.root), 0, 0, NULL, "data set root folder"},
     {"data.train_split", K_STR, F(data.train_split), 0, 0, NULL, "split used for training and BN calibration"},
     {"data.val_split", K_STR, F(data.val_split), 0, 0, NULL, "split used for evaluation and the query table"},
+    {"data.images", K_STR, F(data.images), 0, 0, NULL, "folder/coco kinds: image folder under root ({split} is replaced)"},
+    {"data.labels", K_STR, F(data.labels), 0, 0, NULL, "folder kind: label PNG folder under root ({split} is replaced)"},
+    {"data.classes", K_STR, F(data.classes), 0, 0, NULL, "folder kind: class list, one \"index name\" or \"name\" per line"},
+    {"data.annotations", K_STR, F(data.annotations), 0, 0, NULL, "coco kind: instances JSON under root ({split} is replaced)"},
     {"data.void_index", K_INT, F(data.void_index), -1, 254, NULL, "folder kind: label value treated as ignore (-1 none)"},
     {"data.crop", K_INT2, F(data.crop), 32, 4096, NULL, "training crop [h, w], multiples of 32"},
     {"data.eval_size", K_INT2, F(data.eval_size), 32, 4096, NULL, "evaluation input [h, w] at scale 1, multiples of 32"},
@@ -84,6 +88,10 @@ void mn_config_default(mn_config *c)
     strcpy(c->data.root, "data/shapes");
     strcpy(c->data.train_split, "train");
     strcpy(c->data.val_split, "val");
+    strcpy(c->data.images, "images/{split}");
+    strcpy(c->data.labels, "labels/{split}");
+    strcpy(c->data.classes, "classes.txt");
+    strcpy(c->data.annotations, "annotations/instances_{split}.json");
     c->data.void_index = -1;
     c->data.crop[0] = c->data.crop[1] = 320;
     c->data.eval_size[0] = c->data.eval_size[1] = 320;

@@ -115,7 +115,8 @@ static int open_data(trainer *tr)
 {
     const mn_config *c = tr->c;
     mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = c->data.train_split,
-                            .void_index = c->data.void_index};
+                            .images = c->data.images, .labels = c->data.labels, .classes = c->data.classes,
+                            .annotations = c->data.annotations, .void_index = c->data.void_index};
     int rc = mn_dataset_open(&tr->train, &o);
     if (rc) return rc;
     if (mn_dataset_size(tr->train) < c->train.batch_size)

@@ -30,6 +30,9 @@ typedef struct mn_config {
         char kind[16];          /* folder | voc | cityscapes | coco */
         char root[512];
         char train_split[32], val_split[32];
+        char images[256], labels[256];   /* folder kind: folders under root, "{split}" replaced */
+        char classes[512];      /* folder kind: class list file (root-relative or absolute) */
+        char annotations[256];  /* coco kind: instances JSON under root, "{split}" replaced */
         int void_index;
         int crop[2];            /* training crop (h, w), multiples of 32 */
         int eval_size[2];       /* evaluation input (h, w) at scale 1, multiples of 32 */

@@ -36,12 +36,13 @@ typedef struct mn_dataset_options {
     const char *kind;        /* "voc" | "cityscapes" | "folder" | "coco" */
     const char *root;        /* data set root folder */
     const char *split;       /* "train", "val", ... */
-    /* folder kind: images and labels folders relative to root (default "images/<split>",
-     * "labels/<split>") and a class list file ("classes.txt": one "index name" per line) */
+    /* folder kind: images and labels folders under root ("{split}" is replaced; NULL:
+     * "images/{split}", "labels/{split}") and a class list file (NULL: "classes.txt"; one
+     * "index name" or "name" per line; root-relative unless absolute) */
     const char *images, *labels, *classes;
     int void_index;          /* folder kind: this label value becomes ignore (-1: none) */
-    /* coco kind: the instances JSON (default "annotations/instances_<split>.json") and the
-     * image folder (default "images/<split>") */
+    /* coco kind: the instances JSON (NULL: "annotations/instances_{split}.json"); images
+     * come from `images` */
     const char *annotations;
 } mn_dataset_options;
 
