@@ -1,0 +1,127 @@
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+struct mn_dataset {
+    const mn_dataset_kind *kind;
+    void *state;
+};
+
+static const mn_dataset_kind *const kinds[] = {&mn_dataset_folder, &mn_dataset_voc, &mn_dataset_cityscapes,
+                                               &mn_dataset_coco};
+enum { N_KINDS = sizeof kinds / sizeof *kinds };
+
+void mn_sample_free(mn_sample *s)
+{
+    mn_image_free(&s->image);
+    mn_image_free(&s->label);
+    free(s->boxes);
+    memset(s, 0, sizeof *s);
+}
+
+int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o)
+{
+    *out = NULL;
+    for (int i = 0; i < N_KINDS; i++) {
+        if (strcmp(o->kind, kinds[i]->name)) continue;
+        mn_dataset *d = calloc(1, sizeof *d);
+        if (!d) return mn_error(MN_ENOMEM, "out of memory opening %s", o->root);
+        d->kind = kinds[i];
+        int rc = d->kind->open(&d->state, o);
+        if (rc) {
+            free(d);
+            return rc;
+        }
+        if (d->kind->size(d->state) == 0) {
+            d->kind->close(d->state);
+            free(d);
+            return mn_error(MN_EINVAL, "%s: the %s data set has no images in split \"%s\"", o->root, o->kind, o->split);
+        }
+        *out = d;
+        return 0;
+    }
+    return mn_error(MN_EINVAL, "unknown data set kind \"%s\" (expected folder, voc, cityscapes or coco)", o->kind);
+}
+
+void mn_dataset_close(mn_dataset *d)
+{
+    if (!d) return;
+    d->kind->close(d->state);
+    free(d);
+}
+
+int mn_dataset_size(const mn_dataset *d) { return d->kind->size(d->state); }
+
+int mn_dataset_get(mn_dataset *d, int i, mn_sample *out)
+{
+    memset(out, 0, sizeof *out);
+    if (i < 0 || i >= mn_dataset_size(d))
+        return mn_error(MN_EINVAL, "sample %d is outside the data set's %d", i, mn_dataset_size(d));
+    int rc = d->kind->get(d->state, i, out);
+    if (rc) mn_sample_free(out);
+    return rc;
+}
+
+int mn_dataset_num_classes(const mn_dataset *d) { return d->kind->num_classes(d->state); }
+const char *mn_dataset_class_name(const mn_dataset *d, int k) { return d->kind->class_name(d->state, k); }
+const char *mn_dataset_kind_name(const mn_dataset *d) { return d->kind->name; }
+
+void mn_ds_path(char *out, size_t size, const char *root, const char *pattern, const char *split)
+{
+    char pat[1024];
+    const char *at = strstr(pattern, "{split}");
+    if (at) snprintf(pat, sizeof pat, "%.*s%s%s", (int)(at - pattern), pattern, split, at + 7);
+    else snprintf(pat, sizeof pat, "%s", pattern);
+    if (pat[0] == '/' || !root || !*root) snprintf(out, size, "%s", pat);
+    else snprintf(out, size, "%s/%s", root, pat);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int mn_ds_list_images(const char *dir, mn_ds_files *out)
+{
+    memset(out, 0, sizeof *out);
+    DIR *d = opendir(dir);
+    if (!d) return mn_error(MN_EIO, "%s: cannot open the folder", dir);
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) && !rc) {
+        const char *dot = strrchr(e->d_name, '.');
+        if (!dot || e->d_name[0] == '.') continue;
+        if (strcasecmp(dot, ".png") && strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg") && strcasecmp(dot, ".bmp"))
+            continue;
+        if (out->n == out->cap) {
+            int cap = out->cap ? 2 * out->cap : 256;
+            char **names = realloc(out->names, sizeof *names * (size_t)cap);
+            if (!names) {
+                rc = mn_error(MN_ENOMEM, "%s: out of memory", dir);
+                break;
+            }
+            out->names = names;
+            out->cap = cap;
+        }
+        if (!(out->names[out->n] = strdup(e->d_name))) rc = mn_error(MN_ENOMEM, "%s: out of memory", dir);
+        else out->n++;
+    }
+    closedir(d);
+    if (rc) mn_ds_files_free(out);
+    else if (out->n) qsort(out->names, (size_t)out->n, sizeof *out->names, cmp_str);
+    return rc;
+}
+
+void mn_ds_files_free(mn_ds_files *f)
+{
+    for (int i = 0; i < f->n; i++) free(f->names[i]);
+    free(f->names);
+    memset(f, 0, sizeof *f);
+}
+
+void mn_ds_stem(const char *name, char *out, size_t size)
+{
+    const char *dot = strrchr(name, '.');
+    snprintf(out, size, "%.*s", (int)(dot ? dot - name : (long)strlen(name)), name);
+}

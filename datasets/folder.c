@@ -1,0 +1,124 @@
+/* The "folder" kind: a folder of images and a folder of single-channel index PNGs with the
+ * same stems, plus a class list. Used for the synthetic shapes set and CamVid-style data. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct folder {
+    char images[1024], labels[1024];
+    mn_ds_files files;
+    int num_classes, void_index;
+    char names[256][32];
+} folder;
+
+static int read_classes(folder *f, const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) return mn_error(MN_EIO, "%s: cannot open the class list", path);
+    char line[256];
+    int lineno = 0, next = 0, rc = 0;
+    f->num_classes = 0;
+    while (fgets(line, sizeof line, fp) && !rc) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p || *p == '#') continue;
+        int idx = next;
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end != p && (*end == ' ' || *end == '\t')) { /* "index name" */
+            idx = (int)v;
+            p = end;
+            while (*p == ' ' || *p == '\t') p++;
+        }
+        if (idx < 0 || idx > 254) {
+            rc = mn_error(MN_EFORMAT, "%s:%d: class index %d outside [0, 254]", path, lineno, idx);
+            break;
+        }
+        snprintf(f->names[idx], sizeof f->names[idx], "%s", p);
+        if (idx + 1 > f->num_classes) f->num_classes = idx + 1;
+        next = idx + 1;
+    }
+    fclose(fp);
+    if (!rc && f->num_classes == 0) rc = mn_error(MN_EFORMAT, "%s: the class list is empty", path);
+    for (int k = 0; !rc && k < f->num_classes; k++)
+        if (!f->names[k][0]) snprintf(f->names[k], sizeof f->names[k], "class%d", k);
+    return rc;
+}
+
+static void folder_close(void *state)
+{
+    folder *f = state;
+    if (!f) return;
+    mn_ds_files_free(&f->files);
+    free(f);
+}
+
+static int folder_open(void **state, const mn_dataset_options *o)
+{
+    folder *f = calloc(1, sizeof *f);
+    if (!f) return mn_error(MN_ENOMEM, "out of memory");
+    *state = f;
+    char classes[1024];
+    mn_ds_path(f->images, sizeof f->images, o->root, o->images ? o->images : "images/{split}", o->split);
+    mn_ds_path(f->labels, sizeof f->labels, o->root, o->labels ? o->labels : "labels/{split}", o->split);
+    mn_ds_path(classes, sizeof classes, o->root, o->classes ? o->classes : "classes.txt", o->split);
+    f->void_index = o->void_index;
+    int rc = read_classes(f, classes);
+    if (!rc) rc = mn_ds_list_images(f->images, &f->files);
+    for (int i = 0; !rc && i < f->files.n; i++) {
+        char stem[256], path[1400];
+        mn_ds_stem(f->files.names[i], stem, sizeof stem);
+        snprintf(path, sizeof path, "%s/%s.png", f->labels, stem);
+        FILE *fp = fopen(path, "rb");
+        if (!fp) rc = mn_error(MN_EIO, "%s: label file missing for image %s/%s", path, f->images, f->files.names[i]);
+        else fclose(fp);
+    }
+    if (rc) {
+        folder_close(f);
+        *state = NULL;
+    }
+    return rc;
+}
+
+static int folder_size(const void *state) { return ((const folder *)state)->files.n; }
+static int folder_num_classes(const void *state) { return ((const folder *)state)->num_classes; }
+
+static const char *folder_class_name(const void *state, int k)
+{
+    const folder *f = state;
+    return k >= 0 && k < f->num_classes ? f->names[k] : "?";
+}
+
+static int folder_get(void *state, int i, mn_sample *out)
+{
+    folder *f = state;
+    char stem[256], path[1400];
+    mn_ds_stem(f->files.names[i], stem, sizeof stem);
+    snprintf(out->name, sizeof out->name, "%s", stem);
+    out->image_id = i;
+    snprintf(path, sizeof path, "%s/%s", f->images, f->files.names[i]);
+    int rc = mn_image_load(path, 3, &out->image);
+    if (rc) return rc;
+    snprintf(path, sizeof path, "%s/%s.png", f->labels, stem);
+    rc = mn_image_load_labels(path, &out->label);
+    if (rc) return rc;
+    if (out->label.w != out->image.w || out->label.h != out->image.h)
+        return mn_error(MN_ESHAPE, "%s: label is %dx%d but its image is %dx%d", path, out->label.w, out->label.h,
+                        out->image.w, out->image.h);
+    int64_t n = (int64_t)out->label.w * out->label.h;
+    for (int64_t k = 0; k < n; k++) {
+        uint8_t *v = &out->label.data[k];
+        if (f->void_index >= 0 && *v == f->void_index) *v = MN_IGNORE_LABEL;
+        else if (*v >= f->num_classes && *v != MN_IGNORE_LABEL)
+            return mn_error(MN_EFORMAT, "%s: pixel (%lld, %lld) has label %d but the class list has %d classes", path,
+                            (long long)(k % out->label.w), (long long)(k / out->label.w), *v, f->num_classes);
+    }
+    return 0;
+}
+
+const mn_dataset_kind mn_dataset_folder = {"folder",           folder_open,       folder_size, folder_get,
+                                           folder_num_classes, folder_class_name, folder_close};
