@@ -20,6 +20,21 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     {"help", cmd_help, "list the commands"},
+#ifdef MN_HAVE_CMD_TRAIN
+    {"train", mn_cmd_train, "train a model with mutual learning across widths and input scales"},
+#endif
+#ifdef MN_HAVE_CMD_CALIBRATE
+    {"calibrate", mn_cmd_calibrate, "BN calibration and accuracy/FLOPs for a grid of configurations: the query table"},
+#endif
+#ifdef MN_HAVE_CMD_EVAL
+    {"eval", mn_cmd_eval, "score a checkpoint on the validation split at one configuration or a budget"},
+#endif
+#ifdef MN_HAVE_CMD_PREDICT
+    {"predict", mn_cmd_predict, "predict images at a budget or configuration and render overlays"},
+#endif
+#ifdef MN_HAVE_CMD_PLOT
+    {"plot", mn_cmd_plot, "draw loss curves and the accuracy-FLOPs chart of a run"},
+#endif
 #ifdef MN_HAVE_CMD_SYNTH
     {"synth", mn_cmd_synth, "generate the synthetic shapes data set (COCO JSON, label PNGs, splits)"},
 #endif

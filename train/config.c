@@ -277,6 +277,21 @@ int mn_config_parse(const char *json, const char *origin, mn_config *c)
     return rc ? rc : check(origin, c);
 }
 
+int mn_config_set(mn_config *c, const char *path, const char *value)
+{
+    const key *k = find_key(path);
+    if (!k) return mn_error(MN_EINVAL, "--set: unknown key \"%s\" (mutualnet train --help-config lists them)", path);
+    bool textual = k->kind == K_STR || k->kind == K_ENUM;
+    cJSON *v = cJSON_Parse(value);
+    if (!v || (textual && !cJSON_IsString(v))) { /* bare words are strings */
+        cJSON_Delete(v);
+        v = cJSON_CreateString(value);
+    }
+    int rc = set_value("--set", k, v, c);
+    cJSON_Delete(v);
+    return rc ? rc : check("--set", c);
+}
+
 int mn_config_load(const char *path, mn_config *c)
 {
     FILE *f = fopen(path, "rb");

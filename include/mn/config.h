@@ -75,6 +75,9 @@ MN_API void mn_config_default(mn_config *c);
 MN_API int mn_config_load(const char *path, mn_config *c);
 /* Parses JSON text over the defaults; `origin` names the source in error messages. */
 MN_API int mn_config_parse(const char *json, const char *origin, mn_config *c);
+/* Sets one key from text ("model.backbone", "resnet50"; numbers, booleans and lists as
+ * JSON): the command line's --set key=value. Same checks as the file. */
+MN_API int mn_config_set(mn_config *c, const char *key, const char *value);
 /* The configuration as JSON (malloc'd), every key present: stored in checkpoints. */
 MN_API char *mn_config_to_json(const mn_config *c);
 /* Prints every key, its type, default and meaning (the README's reference). */
