@@ -1,0 +1,119 @@
+/* Post-training BN calibration and the query table (spec §3, §7): for every (width, input
+ * size) of a grid, recompute every BN layer's statistics as the exact average over a few
+ * training batches seen at that configuration, score it on the validation split, count its
+ * multiply-accumulates, and keep the statistics with the entry. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mn/calibrate.h"
+#include "mn/ops.h"
+#include "mn/train.h"
+
+static int round32(double v)
+{
+    int r = (int)(v / 32.0 + 0.5) * 32;
+    return r < 32 ? 32 : r;
+}
+
+int mn_calib_grid(const mn_config *c, mn_calib_config *g)
+{
+    memset(g, 0, sizeof *g);
+    float lo = c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_min;
+    float hi = c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max;
+    /* from the top down so the full width is always present, then the narrowest */
+    for (float w = hi; w > lo + 1e-4f && g->n_widths < MN_CALIB_MAX; w -= c->calibrate.width_step)
+        g->widths[g->n_widths++] = roundf(w * 1000.0f) / 1000.0f;
+    if (g->n_widths < MN_CALIB_MAX) g->widths[g->n_widths++] = lo;
+    int n_scales = c->mutual.mode == MN_MODE_MUTUALNET ? c->mutual.n_scales : 1;
+    for (int s = 0; s < n_scales; s++) {
+        int h = round32(c->data.eval_size[0] * (double)c->mutual.scales[s]);
+        int w = round32(c->data.eval_size[1] * (double)c->mutual.scales[s]);
+        bool dup = false;
+        for (int k = 0; k < g->n_sizes; k++) dup |= g->sizes[k][0] == h && g->sizes[k][1] == w;
+        if (dup) continue;
+        g->sizes[g->n_sizes][0] = h;
+        g->sizes[g->n_sizes][1] = w;
+        g->n_sizes++;
+    }
+    g->batches = c->calibrate.batches;
+    return 0;
+}
+
+int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches)
+{
+    mn_slim_bn **bns;
+    int n = mn_seg_bn_layers(m->net, &bns);
+    for (int i = 0; i < n; i++) mn_slim_bn_reset(bns[i]);
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    mn_tape_set_grad(&t, false);
+    int rc = mn_loader_start(train, 0, 0);
+    for (int b = 0; b < batches && !rc; b++) {
+        const mn_seg_batch *bt;
+        rc = mn_loader_next(train, &bt);
+        if (!rc && !bt) { /* fewer batches than asked: the epoch is over, start again */
+            rc = mn_loader_start(train, b, 0);
+            if (!rc) rc = mn_loader_next(train, &bt);
+        }
+        if (rc) break;
+        mn_tape_reset(&t);
+        mn_var *x = mn_var_wrap(&t, mn_tensor_4d(bt->images, bt->n, 3, bt->h, bt->w));
+        if (bt->h != h || bt->w != w) x = mn_resize_bilinear(&t, x, h, w, true);
+        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
+        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
+        if (!mn_seg_forward_raw(m->net, &r, x)) rc = mn_last_error_code();
+    }
+    mn_tape_free(&t);
+    return rc;
+}
+
+int mn_seg_build_table(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
+                       int batch_size, int max_val_images, uint64_t seed, FILE *report)
+{
+    mn_slim_bn **bns;
+    int nb = mn_seg_bn_layers(m->net, &bns);
+    float *stats = malloc(sizeof(float) * (size_t)m->table.n_stats);
+    if (!stats) return mn_error(MN_ENOMEM, "calibration: out of memory");
+    mn_seg_aug aug;
+    mn_seg_aug_default(&aug, m->cfg.data.crop[0], m->cfg.data.crop[1], true);
+    aug.scale_min = m->cfg.data.scale_range[0];
+    aug.scale_max = m->cfg.data.scale_range[1];
+    mn_loader_options lo = {.batch_size = batch_size, .shuffle = true, .drop_last = true, .workers = m->cfg.data.workers,
+                            .prefetch = 2, .seed = seed};
+    if (mn_dataset_size(train_set) < batch_size) lo.batch_size = mn_dataset_size(train_set);
+    mn_loader *ld = NULL;
+    int rc = mn_loader_open(&ld, train_set, &aug, &lo);
+    int64_t n_stats = m->table.n_stats;
+    mn_query_free(&m->table);
+    mn_query_init(&m->table, "mIoU");
+    m->table.n_stats = n_stats;
+    mn_progress pg;
+    int total = g->n_widths * g->n_sizes, done = 0;
+    mn_progress_begin(&pg, "calibrate", total, 0, 1);
+    for (int s = 0; s < g->n_sizes && !rc; s++)
+        for (int k = 0; k < g->n_widths && !rc; k++) {
+            float w = g->widths[k];
+            int H = g->sizes[s][0], W = g->sizes[s][1];
+            int64_t macs = 0;
+            mn_seg_scores sc;
+            rc = mn_seg_calibrate_one(m, ld, w, H, W, g->batches);
+            if (!rc) rc = mn_seg_flops(m->net, w, H, W, &macs, NULL);
+            if (!rc) rc = mn_seg_evaluate(m, val_set, w, H, W, max_val_images, false, &sc);
+            if (!rc) {
+                mn_query_save_stats(stats, bns, nb);
+                rc = mn_query_add(&m->table, w, H, W, macs, sc.miou, stats);
+            }
+            char extra[96];
+            snprintf(extra, sizeof extra, "width %.2f %dx%d mIoU %.2f%%", (double)w, H, W, rc ? 0.0 : 100 * sc.miou);
+            mn_progress_update(&pg, ++done, 1, extra);
+        }
+    mn_progress_end(&pg);
+    /* leave the model with the statistics it was trained with */
+    mn_query_load_stats(m->train_stats, bns, nb);
+    mn_loader_close(ld);
+    free(stats);
+    if (!rc && report) mn_query_print(&m->table, report);
+    return rc;
+}
