@@ -1,0 +1,88 @@
+/* mutualnet calibrate: BN calibration and scoring over a grid of configurations, stored as
+ * the checkpoint's query table. */
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "mn/calibrate.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: mutualnet calibrate --checkpoint FILE [--out FILE] [--width-step S] [--batches N]\n"
+               "                           [--max-val-images N]\n\n"
+               "For every width from the trained maximum down to the minimum (step S, default calibrate.width_step)\n"
+               "and every training scale of data.eval_size: recomputes BN statistics over N training batches\n"
+               "(default calibrate.batches), measures mIoU on the validation split and the multiply-accumulates,\n"
+               "prints the query table and writes it, with each configuration's BN statistics, into --out\n"
+               "(default: calibrated.safetensors beside the checkpoint). The input checkpoint is not modified.\n");
+}
+
+int mn_cmd_calibrate(int argc, char **argv)
+{
+    const char *ckpt = NULL, *out = NULL;
+    double step = 0;
+    int batches = 0, max_val = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return MN_EXIT_OK;
+        } else if (!strcmp(a, "--checkpoint")) {
+            if (!(ckpt = mn_arg_value("calibrate", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--out")) {
+            if (!(out = mn_arg_value("calibrate", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--width-step")) {
+            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_float("calibrate", a, v, 0.01, 1, &step))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--batches")) {
+            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 100000, &batches))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--max-val-images")) {
+            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 1 << 30, &max_val))
+                return MN_EXIT_USAGE;
+        } else {
+            fprintf(stderr, "mutualnet calibrate: unknown option %s (see mutualnet calibrate --help)\n", a);
+            return MN_EXIT_USAGE;
+        }
+    }
+    if (!ckpt) {
+        fprintf(stderr, "mutualnet calibrate: --checkpoint FILE is required\n");
+        return MN_EXIT_USAGE;
+    }
+    char def_out[1200];
+    if (!out) {
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%s", ckpt);
+        snprintf(def_out, sizeof def_out, "%s/calibrated.safetensors", dirname(tmp));
+        out = def_out;
+    }
+    mn_seg_model m;
+    if (mn_seg_model_open(&m, ckpt)) {
+        fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    if (step > 0) m.cfg.calibrate.width_step = (float)step;
+    if (batches > 0) m.cfg.calibrate.batches = batches;
+    mn_calib_config g;
+    mn_calib_grid(&m.cfg, &g);
+    const mn_config *c = &m.cfg;
+    mn_dataset *tr = NULL, *va = NULL;
+    mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = c->data.train_split,
+                            .images = c->data.images, .labels = c->data.labels, .classes = c->data.classes,
+                            .annotations = c->data.annotations, .void_index = c->data.void_index};
+    int rc = mn_dataset_open(&tr, &o);
+    o.split = c->data.val_split;
+    if (!rc) rc = mn_dataset_open(&va, &o);
+    fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n", g.n_widths,
+            g.n_sizes, g.batches, c->train.batch_size);
+    if (!rc) rc = mn_seg_build_table(&m, tr, va, &g, c->train.batch_size, max_val, c->train.seed, stdout);
+    if (!rc) rc = mn_seg_model_save(&m, out, NULL, 0);
+    if (rc) fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
+    else fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget)\n", out);
+    mn_dataset_close(tr);
+    mn_dataset_close(va);
+    mn_seg_model_free(&m);
+    return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
+}
