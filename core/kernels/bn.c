@@ -1,0 +1,241 @@
+#include <math.h>
+
+#include "core/kernels/bn.h"
+
+/* Below this many elements a kernel runs on one thread: waking the team would cost more. */
+#define BN_PAR_MIN 32768
+
+/* Rows are summed in float blocks (vectorised) and the block sums added in double, which keeps
+ * the error of a 100k-element channel near that of a double sum at float speed. */
+#define BN_BLOCK 1024
+
+static double row_sum(const float *r /* (S) */, int64_t s)
+{
+    double total = 0;
+    for (int64_t k0 = 0; k0 < s; k0 += BN_BLOCK) {
+        int64_t k1 = k0 + BN_BLOCK < s ? k0 + BN_BLOCK : s;
+        float acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t k = k0; k < k1; k++) acc += r[k];
+        total += acc;
+    }
+    return total;
+}
+
+static double row_sqdev(const float *r /* (S) */, int64_t s, float mu)
+{
+    double total = 0;
+    for (int64_t k0 = 0; k0 < s; k0 += BN_BLOCK) {
+        int64_t k1 = k0 + BN_BLOCK < s ? k0 + BN_BLOCK : s;
+        float acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t k = k0; k < k1; k++) {
+            float d = r[k] - mu;
+            acc += d * d;
+        }
+        total += acc;
+    }
+    return total;
+}
+
+void mn_bn_forward_eval(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
+                        const float *beta, int64_t n, int64_t c, int64_t s)
+{
+    if (s == 1) {
+        /* (N, C): channels are the contiguous dimension */
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+        for (int64_t ni = 0; ni < n; ni++) {
+            const float *xr = x + ni * c;
+            float *yr = y + ni * c;
+#pragma omp simd
+            for (int64_t ci = 0; ci < c; ci++) {
+                float a = invstd[ci] * (gamma ? gamma[ci] : 1.0f);
+                float b = (beta ? beta[ci] : 0.0f) - mean[ci] * a;
+                yr[ci] = xr[ci] * a + b;
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+    for (int64_t i = 0; i < n * c; i++) {
+        int64_t ci = i % c;
+        float a = invstd[ci] * (gamma ? gamma[ci] : 1.0f);
+        float b = (beta ? beta[ci] : 0.0f) - mean[ci] * a;
+        const float *xr = x + i * s;
+        float *yr = y + i * s;
+#pragma omp simd
+        for (int64_t k = 0; k < s; k++) yr[k] = xr[k] * a + b;
+    }
+}
+
+void mn_bn_forward_train(float *y, float *mean, float *invstd, float *var, const float *x, const float *gamma,
+                         const float *beta, int64_t n, int64_t c, int64_t s, float eps)
+{
+    const double m = (double)(n * s);
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+    for (int64_t ci = 0; ci < c; ci++) {
+        double sum = 0;
+        for (int64_t ni = 0; ni < n; ni++) sum += row_sum(x + (ni * c + ci) * s, s);
+        float mu = (float)(sum / m);
+        /* second pass around the mean: no cancellation when |mean| >> std */
+        double sq = 0;
+        for (int64_t ni = 0; ni < n; ni++) sq += row_sqdev(x + (ni * c + ci) * s, s, mu);
+        float v = (float)(sq / m);
+        mean[ci] = mu;
+        var[ci] = v;
+        invstd[ci] = 1.0f / sqrtf(v + eps);
+    }
+    mn_bn_forward_eval(y, x, mean, invstd, gamma, beta, n, c, s);
+}
+
+void mn_bn_backward_train(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
+                          const float *dy, const float *x, const float *gamma, int64_t n, int64_t c, int64_t s)
+{
+    const double m = (double)(n * s);
+    /* one channel per iteration: its two reductions feed its own dx rows, so no scratch is needed */
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+    for (int64_t ci = 0; ci < c; ci++) {
+        const float mu = mean[ci], is = invstd[ci];
+        double sdy = 0, sdyx = 0;
+        for (int64_t ni = 0; ni < n; ni++) {
+            const float *g = dy + (ni * c + ci) * s, *xr = x + (ni * c + ci) * s;
+            for (int64_t k0 = 0; k0 < s; k0 += BN_BLOCK) {
+                int64_t k1 = k0 + BN_BLOCK < s ? k0 + BN_BLOCK : s;
+                float a1 = 0, a2 = 0;
+#pragma omp simd reduction(+ : a1, a2)
+                for (int64_t k = k0; k < k1; k++) {
+                    a1 += g[k];
+                    a2 += g[k] * (xr[k] - mu);
+                }
+                sdy += a1;
+                sdyx += a2;
+            }
+        }
+        if (dgamma) dgamma[ci] += (float)(sdyx * is);
+        if (dbeta) dbeta[ci] += (float)sdy;
+        if (!dx) continue;
+        /* dx = p dy - q (x - mean) - r, the batch-statistics gradient expanded per channel */
+        const double gi = (double)(gamma ? gamma[ci] : 1.0f) * is;
+        const float p = (float)gi;
+        const float q = (float)(gi * is * is * sdyx / m);
+        const float r = (float)(gi * sdy / m);
+        for (int64_t ni = 0; ni < n; ni++) {
+            const float *g = dy + (ni * c + ci) * s, *xr = x + (ni * c + ci) * s;
+            float *d = dx + (ni * c + ci) * s;
+#pragma omp simd
+            for (int64_t k = 0; k < s; k++) d[k] += p * g[k] - q * (xr[k] - mu) - r;
+        }
+    }
+}
+
+void mn_bn_backward_eval(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
+                         const float *dy, const float *x, const float *gamma, int64_t n, int64_t c, int64_t s)
+{
+    if (dgamma || dbeta) {
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+        for (int64_t ci = 0; ci < c; ci++) {
+            const float mu = mean[ci];
+            double sdy = 0, sdyx = 0;
+            for (int64_t ni = 0; ni < n; ni++) {
+                const float *g = dy + (ni * c + ci) * s, *xr = x + (ni * c + ci) * s;
+                float a1 = 0, a2 = 0;
+#pragma omp simd reduction(+ : a1, a2)
+                for (int64_t k = 0; k < s; k++) {
+                    a1 += g[k];
+                    a2 += g[k] * (xr[k] - mu);
+                }
+                sdy += a1;
+                sdyx += a2;
+            }
+            if (dgamma) dgamma[ci] += (float)(sdyx * invstd[ci]);
+            if (dbeta) dbeta[ci] += (float)sdy;
+        }
+    }
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+    for (int64_t i = 0; i < n * c; i++) {
+        int64_t ci = i % c;
+        const float a = invstd[ci] * (gamma ? gamma[ci] : 1.0f);
+        const float *g = dy + i * s;
+        float *d = dx + i * s;
+#pragma omp simd
+        for (int64_t k = 0; k < s; k++) d[k] += a * g[k];
+    }
+}
+
+/* ---- reference twins: one element at a time, double accumulation ---- */
+
+void mn_bn_forward_train_ref(float *y, float *mean, float *invstd, float *var, const float *x, const float *gamma,
+                             const float *beta, int64_t n, int64_t c, int64_t s, float eps)
+{
+    for (int64_t ci = 0; ci < c; ci++) {
+        double sum = 0;
+        for (int64_t ni = 0; ni < n; ni++)
+            for (int64_t k = 0; k < s; k++) sum += x[(ni * c + ci) * s + k];
+        double mu = sum / (double)(n * s);
+        double sq = 0;
+        for (int64_t ni = 0; ni < n; ni++)
+            for (int64_t k = 0; k < s; k++) {
+                double d = x[(ni * c + ci) * s + k] - mu;
+                sq += d * d;
+            }
+        mean[ci] = (float)mu;
+        var[ci] = (float)(sq / (double)(n * s));
+        invstd[ci] = (float)(1.0 / sqrt(sq / (double)(n * s) + eps));
+    }
+    mn_bn_forward_eval_ref(y, x, mean, invstd, gamma, beta, n, c, s);
+}
+
+void mn_bn_forward_eval_ref(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
+                            const float *beta, int64_t n, int64_t c, int64_t s)
+{
+    for (int64_t ni = 0; ni < n; ni++)
+        for (int64_t ci = 0; ci < c; ci++)
+            for (int64_t k = 0; k < s; k++) {
+                int64_t i = (ni * c + ci) * s + k;
+                double xhat = ((double)x[i] - mean[ci]) * invstd[ci];
+                y[i] = (float)(xhat * (gamma ? gamma[ci] : 1.0) + (beta ? beta[ci] : 0.0));
+            }
+}
+
+void mn_bn_backward_train_ref(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
+                              const float *dy, const float *x, const float *gamma, int64_t n, int64_t c, int64_t s)
+{
+    const double m = (double)(n * s);
+    for (int64_t ci = 0; ci < c; ci++) {
+        double sdy = 0, sdyxhat = 0;
+        for (int64_t ni = 0; ni < n; ni++)
+            for (int64_t k = 0; k < s; k++) {
+                int64_t i = (ni * c + ci) * s + k;
+                sdy += dy[i];
+                sdyxhat += dy[i] * ((double)x[i] - mean[ci]) * invstd[ci];
+            }
+        if (dgamma) dgamma[ci] += (float)sdyxhat;
+        if (dbeta) dbeta[ci] += (float)sdy;
+        if (!dx) continue;
+        double g = gamma ? gamma[ci] : 1.0;
+        for (int64_t ni = 0; ni < n; ni++)
+            for (int64_t k = 0; k < s; k++) {
+                int64_t i = (ni * c + ci) * s + k;
+                double xhat = ((double)x[i] - mean[ci]) * invstd[ci];
+                dx[i] += (float)(g * invstd[ci] * (dy[i] - sdy / m - xhat * sdyxhat / m));
+            }
+    }
+}
+
+void mn_bn_backward_eval_ref(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
+                             const float *dy, const float *x, const float *gamma, int64_t n, int64_t c, int64_t s)
+{
+    for (int64_t ci = 0; ci < c; ci++) {
+        double sdy = 0, sdyxhat = 0;
+        for (int64_t ni = 0; ni < n; ni++)
+            for (int64_t k = 0; k < s; k++) {
+                int64_t i = (ni * c + ci) * s + k;
+                sdy += dy[i];
+                sdyxhat += dy[i] * ((double)x[i] - mean[ci]) * invstd[ci];
+                if (dx) dx[i] += (float)(dy[i] * (gamma ? gamma[ci] : 1.0) * invstd[ci]);
+            }
+        if (dgamma) dgamma[ci] += (float)sdyxhat;
+        if (dbeta) dbeta[ci] += (float)sdy;
+    }
+}

@@ -1,0 +1,160 @@
+#include <math.h>
+
+#include "core/kernels/bn.h"
+#include "mn/ops.h"
+
+typedef struct bn_ctx {
+    float *mean;    /* (C) batch mean (training) or a copy of the running mean (eval) */
+    float *invstd;  /* (C) 1 / sqrt(var + eps) of the same statistics */
+    int64_t n, c, s;
+    bool training;
+    int ig, ib;     /* positions of gamma and beta in the node's inputs, -1 when absent */
+} bn_ctx;
+
+/* A gradient buffer that the kernels can write as a dense array, or an error. */
+static int dense_grad(mn_var *v, const char *what, float **out)
+{
+    *out = NULL;
+    if (!v || !v->requires_grad) return 0;
+    if (!mn_tensor_is_contiguous(&v->grad)) {
+        char buf[64];
+        return mn_error(MN_EINVAL, "batch_norm backward: the gradient of %s %s is not contiguous", what,
+                        mn_shape_str(&v->grad, buf, sizeof buf));
+    }
+    *out = v->grad.data;
+    return 0;
+}
+
+static int bn_backward(mn_node *nd, mn_tape *t)
+{
+    (void)t;
+    bn_ctx *c = nd->ctx;
+    mn_var *x = nd->in[0];
+    mn_var *gamma = c->ig >= 0 ? nd->in[c->ig] : NULL;
+    mn_var *beta = c->ib >= 0 ? nd->in[c->ib] : NULL;
+    float *dx, *dg, *db;
+    int rc;
+    if ((rc = dense_grad(x, "x", &dx)) || (rc = dense_grad(gamma, "gamma", &dg)) ||
+        (rc = dense_grad(beta, "beta", &db)))
+        return rc;
+    const float *g = gamma ? gamma->val.data : NULL;
+    if (c->training)
+        mn_bn_backward_train(dx, dg, db, c->mean, c->invstd, nd->out->grad.data, x->val.data, g, c->n, c->c, c->s);
+    else
+        mn_bn_backward_eval(dx, dg, db, c->mean, c->invstd, nd->out->grad.data, x->val.data, g, c->n, c->c, c->s);
+    return 0;
+}
+
+/* gamma or beta must be a (C) vector; returns it contiguous (a prefix view of a full-width
+ * parameter already is), or NULL with the error set. */
+static mn_var *check_affine(mn_tape *t, mn_var *v, const char *what, const mn_var *x, int64_t c)
+{
+    if (v->val.ndim != 1 || v->val.shape[0] != c) {
+        char b1[64], b2[64];
+        mn_error(MN_ESHAPE, "mn_batch_norm: %s has shape %s, expected [%lld] for input %s", what,
+                 mn_shape_str(&v->val, b1, sizeof b1), (long long)c, mn_shape_str(&x->val, b2, sizeof b2));
+        return NULL;
+    }
+    return mn_contiguous(t, v);
+}
+
+/* running = (1 - m) running + m batch, with the unbiased batch variance, as PyTorch. */
+static void update_running(const mn_bn_state *st, float momentum, const float *mean, const float *var, int64_t c,
+                           int64_t count)
+{
+    double m = momentum;
+    if (momentum < 0) m = 1.0 / (double)(*st->num_batches + 1);
+    const double unbias = (double)count / (double)(count - 1);
+    for (int64_t i = 0; i < c; i++) {
+        st->running_mean[i] = (float)((1.0 - m) * st->running_mean[i] + m * mean[i]);
+        st->running_var[i] = (float)((1.0 - m) * st->running_var[i] + m * (var[i] * unbias));
+    }
+}
+
+mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
+                      const mn_bn_params *p)
+{
+    if (!x) return NULL;
+    char buf[64];
+    if (!p) {
+        mn_error(MN_EINVAL, "mn_batch_norm: no parameters given");
+        return NULL;
+    }
+    if (x->val.ndim != 2 && x->val.ndim != 4) {
+        mn_error(MN_ESHAPE, "mn_batch_norm: input %s must be (N, C) or (N, C, H, W)",
+                 mn_shape_str(&x->val, buf, sizeof buf));
+        return NULL;
+    }
+    x = mn_contiguous(t, x);
+    if (!x) return NULL;
+    const int64_t n = x->val.shape[0], c = x->val.shape[1];
+    const int64_t s = x->val.ndim == 4 ? x->val.shape[2] * x->val.shape[3] : 1;
+    if (gamma && !(gamma = check_affine(t, gamma, "gamma", x, c))) return NULL;
+    if (beta && !(beta = check_affine(t, beta, "beta", x, c))) return NULL;
+
+    const bool track = st && st->running_mean;
+    if (p->training) {
+        if (n * s < 2) {
+            mn_error(MN_EINVAL, "mn_batch_norm: input %s has one value per channel; training needs more",
+                     mn_shape_str(&x->val, buf, sizeof buf));
+            return NULL;
+        }
+        if (track && !st->running_var) {
+            mn_error(MN_EINVAL, "mn_batch_norm: running_mean given without running_var");
+            return NULL;
+        }
+        if (track && p->momentum < 0 && !st->num_batches) {
+            mn_error(MN_EINVAL, "mn_batch_norm: cumulative averaging (momentum < 0) needs num_batches");
+            return NULL;
+        }
+    } else if (!st || !st->running_mean || !st->running_var) {
+        mn_error(MN_EINVAL, "mn_batch_norm: eval mode on input %s needs running_mean and running_var",
+                 mn_shape_str(&x->val, buf, sizeof buf));
+        return NULL;
+    }
+
+    mn_var *y = mn_var_new(t, x->val.ndim, x->val.shape);
+    float *mean = mn_arena_alloc(&t->arena, sizeof(float) * (size_t)c * 2);
+    if (!y || !mean) return NULL;
+    float *invstd = mean + c;
+    const float *g = gamma ? gamma->val.data : NULL, *b = beta ? beta->val.data : NULL;
+    if (p->training) {
+        float *var = mn_arena_alloc(&t->arena, sizeof(float) * (size_t)c);
+        if (!var) return NULL;
+        mn_bn_forward_train(y->val.data, mean, invstd, var, x->val.data, g, b, n, c, s, p->eps);
+        if (track) update_running(st, p->momentum, mean, var, c, n * s);
+        if (st && st->num_batches) (*st->num_batches)++;
+    } else {
+        /* copies: backward must see the statistics this forward used even if they change later */
+        for (int64_t i = 0; i < c; i++) {
+            const float m = st->running_mean[i], v = st->running_var[i];
+            if (!isfinite(m) || !isfinite(v) || !(v + p->eps > 0.0f)) {
+                mn_error(MN_ENUMERIC, "mn_batch_norm: channel %lld has unusable running statistics (mean %g, var %g)",
+                         (long long)i, (double)m, (double)v);
+                return NULL;
+            }
+            mean[i] = m;
+            invstd[i] = 1.0f / sqrtf(v + p->eps);
+        }
+        mn_bn_forward_eval(y->val.data, x->val.data, mean, invstd, g, b, n, c, s);
+    }
+
+    mn_var *in[3] = {x, NULL, NULL};
+    int k = 1, ig = -1, ib = -1;
+    if (gamma) in[ig = k++] = gamma;
+    if (beta) in[ib = k++] = beta;
+    if (mn_tape_wants(t, in, k)) {
+        mn_node *nd = mn_tape_record(t, "batch_norm", y, in, k, bn_backward, sizeof(bn_ctx));
+        if (!nd) return NULL;
+        bn_ctx *cx = nd->ctx;
+        cx->mean = mean;
+        cx->invstd = invstd;
+        cx->n = n;
+        cx->c = c;
+        cx->s = s;
+        cx->training = p->training;
+        cx->ig = ig;
+        cx->ib = ib;
+    }
+    return y;
+}
