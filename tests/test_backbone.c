@@ -16,7 +16,7 @@
 Test(slim, make_divisible_and_channel_table)
 {
     cr_assert_eq(mn_make_divisible(32 * 0.7, 8, 1), 24);
-    cr_assert_eq(mn_make_divisible(3.0, 8, 1), 8);  /* never below one divisor */
+    cr_assert_eq(mn_make_divisible(3.0, 8, 1), 9);  /* min_value 1, then the 10% rule adds a divisor */
     cr_assert_eq(mn_make_divisible(100.0, 8, 1), 104);
     static const int base[6] = {32, 64, 128, 256, 512, 1024};
     static const int want[3][6] = {{8, 16, 32, 64, 128, 256}, {16, 32, 64, 128, 256, 512}, {24, 48, 88, 176, 360, 720}};
@@ -27,7 +27,7 @@ Test(slim, make_divisible_and_channel_table)
     /* ResNet ties: mid = make_divisible(out w) / 4, stem = make_divisible(256 w) / 4 */
     cr_assert_eq(mn_slim_channels(64, 1.0f, 0.25f), 64);
     cr_assert_eq(mn_slim_channels(64, 0.9f, 0.25f), 58);
-    cr_assert_eq(mn_slim_channels(512, 0.9f, 0.25f), 464);
+    cr_assert_eq(mn_slim_channels(512, 0.9f, 0.25f), 460);
 }
 
 static int64_t flops_of(enum mn_arch arch, float w, int size)
@@ -65,9 +65,23 @@ Test(flops, spec_table)
         cr_assert(fabs(m - rows[i].mmacs) < 0.05, "%s %.2f-%d: %.3f MMACs, spec %.1f", mn_arch_name(rows[i].arch),
                   (double)rows[i].w, rows[i].size, m, rows[i].mmacs);
     }
-    /* the repo's profiler log for ResNet-50: exact */
-    cr_assert_eq(flops_of(MN_ARCH_RESNET50, 1.0f, 224), 4089284608LL);
-    cr_assert_eq(flops_of(MN_ARCH_RESNET50, 0.9f, 224), 3338064192LL);
+    /* ResNet-50: the repo's profiler logged 4,089,284,608 at 1.0-224 and 3,338,064,192 at 0.9-224;
+     * it also counts the global average pool as one MAC per input (2048 or 1840 channels x 7 x 7),
+     * which conv + linear (the paper's count, and torchvision's 4,089,184,256) leave out */
+    cr_assert_eq(flops_of(MN_ARCH_RESNET50, 1.0f, 224), 4089284608LL - 2048 * 49);
+    cr_assert_eq(flops_of(MN_ARCH_RESNET50, 0.9f, 224), 3338064192LL - 1840 * 49);
+}
+
+/* tools/ref/slimmable.py hash_uniform: a 32-bit integer hash of (seed, k) mapped to [-1, 1). */
+static double hash_uniform(uint32_t seed, int64_t k)
+{
+    uint32_t h = (uint32_t)((uint64_t)k * 2654435761u + seed);
+    for (int i = 0; i < 2; i++) {
+        h ^= h >> 16;
+        h *= 0x45d9f3bu;
+    }
+    h ^= h >> 16;
+    return (double)h / 2147483648.0 - 1.0;
 }
 
 /* Fills every parameter and buffer as tools/ref/slimmable.py det_fill does. */
@@ -78,13 +92,12 @@ static void det_fill(mn_param_set *ps)
         const char *name = p->name;
         uint32_t h = 2166136261u;
         for (const char *c = name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
-        double phase = (double)(h % 10007u) / 10007.0 * 6.283185307179586;
         const mn_tensor *t = &p->var.val;
         int64_t n = mn_tensor_numel(t);
         size_t len = strlen(name);
 #define ENDS(s) (len >= strlen(s) && !strcmp(name + len - strlen(s), s))
         for (int64_t k = 0; k < n; k++) {
-            double b = sin(0.7311 * (double)k + phase), v;
+            double b = hash_uniform(h, k), v;
             if (ENDS("running_var")) v = 1.0 + 0.5 * fabs(b);
             else if (ENDS("running_mean")) v = 0.1 * b;
             else if (t->ndim == 1 && ENDS("weight")) v = 1.0 + 0.1 * b;
@@ -117,19 +130,23 @@ static void parity(enum mn_arch arch, float w)
 
     mn_tape t;
     mn_tape_init(&t, 0);
-    int64_t xs[4] = {2, 3, 64, 64};
+    int64_t xs[4] = {2, 3, 96, 96};
     mn_var *x = mn_var_new(&t, 4, xs);
-    for (int64_t k = 0; k < 2 * 3 * 64 * 64; k++) x->val.data[k] = (float)sin(0.5 + 0.7311 * (double)k);
+    for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * hash_uniform(12345, k));
     char tag[128], key[160];
     snprintf(tag, sizeof tag, "%s.w%.2f", mn_arch_name(arch), (double)w);
 
     mn_run r = {.tape = &t, .width = w, .training = true};
     mn_var *logits = NULL;
     cr_assert_eq(mn_backbone_forward(b, &r, x, NULL, &logits), 0, "%s", mn_last_error());
+    /* expected values are float64; PyTorch float32's own error against them ("noise") bounds
+     * what summation order alone can explain: ours must stay within 4x of it */
+    snprintf(key, sizeof key, "%s.logits_noise", tag);
+    float noise = tc_get(&st, key).data[0];
     snprintf(key, sizeof key, "%s.logits", tag);
     mn_tensor want = tc_get(&st, key);
     cr_assert_eq(mn_tensor_numel(&logits->val), mn_tensor_numel(&want));
-    tc_expect_close(logits->val.data, want.data, 20, 2e-4f, 1e-4f, key);
+    tc_expect_close(logits->val.data, want.data, 20, 4 * noise + 1e-5f, 1e-4f, key);
 
     snprintf(key, sizeof key, "%s.R", tag);
     mn_param_zero_grad(&ps);
@@ -145,6 +162,8 @@ static void parity(enum mn_arch arch, float w)
     mn_tensor samples = tc_get(&st, key);
     snprintf(key, sizeof key, "%s.grad_norms", tag);
     mn_tensor norms = tc_get(&st, key);
+    snprintf(key, sizeof key, "%s.grad_noise", tag);
+    mn_tensor gnoise = tc_get(&st, key);
     cr_assert_eq(samples.shape[0], np, "fixture has %lld parameters, model %d", (long long)samples.shape[0], np);
     for (int i = 0; i < np; i++) {
         const float *g = sorted[i]->var.grad.data;
@@ -155,10 +174,11 @@ static void parity(enum mn_arch arch, float w)
         for (int j = 0; j < 16; j++) got[j] = g[(j * n) / 16];
         char what[256];
         snprintf(what, sizeof what, "%s gradient of %s", tag, sorted[i]->name);
-        /* tolerance relative to the gradient's own scale: float32 sums differ in order */
-        float scale = norms.data[i] / sqrtf((float)n) + 1e-7f;
-        tc_expect_close(got, samples.data + 16 * i, 16, 2e-3f * scale, 2e-3f, what);
-        tc_expect_close(&nrm, norms.data + i, 1, 1e-6f, 1e-3f, what);
+        /* the floor covers gradients that are zero in exact arithmetic (a BN bias feeding a
+         * training-mode BN through a linear layer) and come out as rounding residue */
+        float tol = 4 * gnoise.data[i] + 1e-4f;
+        tc_expect_close(got, samples.data + 16 * i, 16, tol, 1e-4f, what);
+        tc_expect_close(&nrm, norms.data + i, 1, tol * sqrtf((float)n), 1e-4f, what);
     }
     free(sorted);
 
@@ -166,11 +186,13 @@ static void parity(enum mn_arch arch, float w)
     mn_tape_reset(&t);
     mn_tape_set_grad(&t, false);
     x = mn_var_new(&t, 4, xs);
-    for (int64_t k = 0; k < 2 * 3 * 64 * 64; k++) x->val.data[k] = (float)sin(0.5 + 0.7311 * (double)k);
+    for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * hash_uniform(12345, k));
     r = (mn_run){.tape = &t, .width = w, .training = false};
     cr_assert_eq(mn_backbone_forward(b, &r, x, NULL, &logits), 0, "%s", mn_last_error());
+    snprintf(key, sizeof key, "%s.eval_noise", tag);
+    noise = tc_get(&st, key).data[0];
     snprintf(key, sizeof key, "%s.eval_logits", tag);
-    tc_expect_close(logits->val.data, tc_get(&st, key).data, 20, 2e-4f, 1e-4f, key);
+    tc_expect_close(logits->val.data, tc_get(&st, key).data, 20, 4 * noise + 1e-5f, 1e-4f, key);
 
     mn_tape_free(&t);
     mn_backbone_free(b);

@@ -28,14 +28,24 @@ def fnv1a(name):
     return h
 
 
+def hash_uniform(seed, n):
+    """n values in [-1, 1) from a 32-bit integer hash of (seed, k): exact in any language."""
+    m = 0xFFFFFFFF
+    h = (torch.arange(n, dtype=torch.int64) * 2654435761 + seed) & m
+    for _ in range(2):
+        h = h ^ (h >> 16)
+        h = (h * 0x45D9F3B) & m
+    h = h ^ (h >> 16)
+    return h.double() / 2147483648.0 - 1.0
+
+
 def det_fill(name, shape):
-    """value[k] = amp * sin(0.7311 k + phase(name)) in float64, then float32."""
+    """value[k] = amp * u(k), u a uniform hash of (fnv1a(name), k) in [-1, 1), float64 then float32.
+    Pseudo-random (not periodic) values keep training-mode BN well conditioned."""
     n = 1
     for s in shape:
         n *= s
-    phase = (fnv1a(name) % 10007) / 10007.0 * 6.283185307179586
-    k = torch.arange(n, dtype=torch.float64)
-    base = torch.sin(0.7311 * k + phase)
+    base = hash_uniform(fnv1a(name), n)
     if name.endswith("running_var"):
         v = 1.0 + 0.5 * base.abs()
     elif name.endswith("running_mean"):
