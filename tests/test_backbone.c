@@ -139,8 +139,10 @@ static void parity(enum mn_arch arch, float w)
     mn_run r = {.tape = &t, .width = w, .training = true};
     mn_var *logits = NULL;
     cr_assert_eq(mn_backbone_forward(b, &r, x, NULL, &logits), 0, "%s", mn_last_error());
-    /* expected values are float64; PyTorch float32's own error against them ("noise") bounds
-     * what summation order alone can explain: ours must stay within 4x of it */
+    /* expected values are float64; PyTorch float32's own error against them ("noise") is the
+     * scale of what summation order alone explains. Logits must stay within 4x of it; deep
+     * gradients within 8x (BN statistics and reductions here sum in another order, and the
+     * error grows with depth); a wrong formula misses by orders of magnitude */
     snprintf(key, sizeof key, "%s.logits_noise", tag);
     float noise = tc_get(&st, key).data[0];
     snprintf(key, sizeof key, "%s.logits", tag);
@@ -176,7 +178,7 @@ static void parity(enum mn_arch arch, float w)
         snprintf(what, sizeof what, "%s gradient of %s", tag, sorted[i]->name);
         /* the floor covers gradients that are zero in exact arithmetic (a BN bias feeding a
          * training-mode BN through a linear layer) and come out as rounding residue */
-        float tol = 4 * gnoise.data[i] + 1e-4f;
+        float tol = 8 * gnoise.data[i] + 1e-4f;
         tc_expect_close(got, samples.data + 16 * i, 16, tol, 1e-4f, what);
         tc_expect_close(&nrm, norms.data + i, 1, tol * sqrtf((float)n), 1e-4f, what);
     }
