@@ -1,0 +1,408 @@
+/* Image files through stb_image / stb_image_write (the implementation is in -lstb).
+ *
+ * stb_image decodes leniently: a JPEG cut short decodes to grey blocks and a PNG with a broken
+ * chunk may decode to garbage without complaint. So the whole file is read into memory and its
+ * container is checked first (PNG: every chunk present with a valid CRC up to IEND; JPEG: every
+ * marker segment present up to EOI; BMP: the pixel array fits the file). Only then is it
+ * decoded. Other formats stb knows (GIF, TGA, PSD, PNM, HDR, PIC) are refused because they
+ * cannot be checked this way. The stb flip setters are never called. */
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include "mn/image.h"
+
+enum fmt { FMT_PNG, FMT_JPEG, FMT_BMP };
+
+typedef struct png_info {
+    uint32_t w, h;
+    int depth;   /* bits per sample: 1, 2, 4, 8 or 16 */
+    int color;   /* IHDR colour type: 0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA */
+} png_info;
+
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t le32(const uint8_t *p) { return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]; }
+
+/* CRC-32 (the PNG/zlib polynomial), four bits at a time: a 16-entry table is enough here. */
+static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+    static const uint32_t t[16] = {
+        0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u, 0x4db26158u, 0x5005713cu,
+        0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu, 0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
+    };
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        crc = (crc >> 4) ^ t[crc & 15];
+        crc = (crc >> 4) ^ t[crc & 15];
+    }
+    return ~crc;
+}
+
+static int read_whole(const char *path, uint8_t **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mn_error(MN_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    int rc = 0;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = mn_error(MN_EIO, "%s: not a regular file", path);
+    } else if (sb.st_size == 0) {
+        rc = mn_error(MN_EFORMAT, "%s: empty file", path);
+    } else if ((uint64_t)sb.st_size > (uint64_t)INT_MAX) {
+        rc = mn_error(MN_EFORMAT, "%s: %lld bytes is too large for an image", path, (long long)sb.st_size);
+    } else {
+        size_t n = (size_t)sb.st_size;
+        *buf = malloc(n);
+        if (!*buf)
+            rc = mn_error(MN_ENOMEM, "%s: out of memory reading %zu bytes", path, n);
+        else if (fread(*buf, 1, n, f) != n)
+            rc = mn_error(MN_EIO, "%s: read failed: %s", path, ferror(f) ? strerror(errno) : "file shrank");
+        else
+            *len = n;
+    }
+    fclose(f);
+    if (rc) {
+        free(*buf);
+        *buf = NULL;
+    }
+    return rc;
+}
+
+static int sniff(const char *path, const uint8_t *b, size_t n, enum fmt *fmt)
+{
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n >= 8 && !memcmp(b, png_sig, 8)) *fmt = FMT_PNG;
+    else if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) *fmt = FMT_JPEG;
+    else if (n >= 2 && b[0] == 'B' && b[1] == 'M') *fmt = FMT_BMP;
+    else return mn_error(MN_EFORMAT, "%s: not a PNG, JPEG or BMP file (unrecognised signature)", path);
+    return 0;
+}
+
+/* Walks the chunks: IHDR first, valid CRCs on critical chunks (ancillary ones are skipped as
+ * libpng does), at least one IDAT, and IEND before the data runs out. */
+static int check_png(const char *path, const uint8_t *b, size_t n, png_info *info)
+{
+    size_t at = 8;
+    bool seen_ihdr = false, seen_idat = false;
+    for (;;) {
+        if (n - at < 12)
+            return mn_error(MN_EFORMAT, "%s: truncated PNG: %s", path, seen_idat ? "no IEND chunk" : "image data missing");
+        uint32_t len = be32(b + at);
+        const uint8_t *type = b + at + 4;
+        char name[5] = {0};
+        for (int i = 0; i < 4; i++) name[i] = (type[i] >= 32 && type[i] < 127) ? (char)type[i] : '?';
+        if (len > 0x7fffffffu || (size_t)len > n - at - 12)
+            return mn_error(MN_EFORMAT, "%s: truncated PNG: chunk %s at byte %zu needs %u bytes, file ends first",
+                            path, name, at, len);
+        bool critical = !(type[0] & 0x20);
+        if (critical && crc32_update(0, type, (size_t)len + 4) != be32(b + at + 8 + len))
+            return mn_error(MN_EFORMAT, "%s: corrupt PNG: CRC mismatch in chunk %s at byte %zu", path, name, at);
+        if (!seen_ihdr) {
+            if (memcmp(type, "IHDR", 4) || len != 13)
+                return mn_error(MN_EFORMAT, "%s: corrupt PNG: first chunk is %s, expected IHDR", path, name);
+            info->w = be32(b + at + 8);
+            info->h = be32(b + at + 12);
+            info->depth = b[at + 16];
+            info->color = b[at + 17];
+            seen_ihdr = true;
+        } else if (!memcmp(type, "IDAT", 4)) {
+            seen_idat = true;
+        } else if (!memcmp(type, "IEND", 4)) {
+            if (!seen_idat) return mn_error(MN_EFORMAT, "%s: corrupt PNG: IEND before any image data", path);
+            return 0;
+        }
+        at += 12 + (size_t)len;
+    }
+}
+
+/* Walks the marker segments: every segment's declared length must fit and the entropy-coded
+ * data of each scan must be followed by a marker, ending at EOI. */
+static int check_jpeg(const char *path, const uint8_t *b, size_t n)
+{
+    size_t at = 2;
+    bool seen_sos = false;
+    for (;;) {
+        /* a marker: 0xff (possibly repeated as fill) then a code; stray bytes before it are
+         * skipped as libjpeg does (with a warning there) */
+        while (at < n && b[at] != 0xff) at++;
+        while (at + 1 < n && b[at + 1] == 0xff) at++;
+        if (n - at < 2) return mn_error(MN_EFORMAT, "%s: truncated JPEG: no end-of-image marker", path);
+        uint8_t code = b[at + 1];
+        at += 2;
+        if (code == 0xd9) {
+            if (!seen_sos) return mn_error(MN_EFORMAT, "%s: corrupt JPEG: end of image before any scan", path);
+            return 0;
+        }
+        if (code == 0x01 || (code >= 0xd0 && code <= 0xd7)) continue; /* markers without a length */
+        if (code == 0xd8 || code == 0x00)
+            return mn_error(MN_EFORMAT, "%s: corrupt JPEG: unexpected marker 0x%02x at byte %zu", path, code, at - 2);
+        if (n - at < 2) return mn_error(MN_EFORMAT, "%s: truncated JPEG: segment 0x%02x cut short", path, code);
+        size_t seg = (size_t)b[at] << 8 | b[at + 1];
+        if (seg < 2 || seg > n - at)
+            return mn_error(MN_EFORMAT, "%s: truncated JPEG: segment 0x%02x at byte %zu needs %zu bytes", path, code,
+                            at - 2, seg);
+        at += seg;
+        if (code == 0xda) {
+            seen_sos = true;
+            /* entropy-coded data: 0xff is stuffed as ff 00; ff d0..d7 are restart markers */
+            for (;;) {
+                while (at < n && b[at] != 0xff) at++;
+                if (n - at < 2) return mn_error(MN_EFORMAT, "%s: truncated JPEG: scan data runs to the end of the file", path);
+                uint8_t c = b[at + 1];
+                if (c == 0x00 || (c >= 0xd0 && c <= 0xd7) || c == 0xff) {
+                    at += (c == 0xff) ? 1 : 2;
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/* The uncompressed pixel array stb reads must lie inside the file (stb would read zeros). */
+static int check_bmp(const char *path, const uint8_t *b, size_t n)
+{
+    if (n < 30) return mn_error(MN_EFORMAT, "%s: truncated BMP header", path);
+    uint32_t off = le32(b + 10), hsize = le32(b + 14);
+    int64_t w, h;
+    int bpp;
+    if (hsize == 12) {
+        w = (int16_t)(b[18] | b[19] << 8);
+        h = (int16_t)(b[20] | b[21] << 8);
+        bpp = b[24] | b[25] << 8;
+    } else {
+        if (n < 34) return mn_error(MN_EFORMAT, "%s: truncated BMP header", path);
+        w = (int32_t)le32(b + 18);
+        h = (int32_t)le32(b + 22);
+        bpp = b[28] | b[29] << 8;
+        uint32_t comp = le32(b + 30);
+        if (comp != 0 && comp != 3 && comp != 6)
+            return mn_error(MN_EFORMAT, "%s: compressed BMP (method %u) is not supported", path, comp);
+    }
+    if (h < 0) h = -h;
+    if (w <= 0 || h == 0 || (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 16 && bpp != 24 && bpp != 32))
+        return mn_error(MN_EFORMAT, "%s: corrupt BMP header (%lldx%lld, %d bits)", path, (long long)w, (long long)h, bpp);
+    uint64_t stride = ((uint64_t)w * (uint64_t)bpp + 31) / 32 * 4;
+    uint64_t need = (uint64_t)off + stride * (uint64_t)h;
+    if (need > n)
+        return mn_error(MN_EFORMAT, "%s: truncated BMP: pixel data needs %llu bytes, file has %zu", path,
+                        (unsigned long long)need, n);
+    return 0;
+}
+
+static int check_container(const char *path, const uint8_t *b, size_t n, enum fmt *fmt, png_info *png)
+{
+    int rc = sniff(path, b, n, fmt);
+    if (rc) return rc;
+    switch (*fmt) {
+    case FMT_PNG: return check_png(path, b, n, png);
+    case FMT_JPEG: return check_jpeg(path, b, n);
+    case FMT_BMP: return check_bmp(path, b, n);
+    }
+    return 0;
+}
+
+static int decode(const char *path, const uint8_t *b, size_t n, int channels, mn_image *out)
+{
+    int w = 0, h = 0, stored = 0;
+    uint8_t *px = stbi_load_from_memory(b, (int)n, &w, &h, &stored, channels);
+    if (!px) {
+        const char *why = stbi_failure_reason();
+        return mn_error(MN_EFORMAT, "%s: cannot decode image: %s", path, why ? why : "unknown reason");
+    }
+    out->w = w;
+    out->h = h;
+    out->c = channels ? channels : stored;
+    /* stb allocates with malloc (STBI_MALLOC default), so mn_image_free's free() matches */
+    out->data = px;
+    return 0;
+}
+
+int mn_image_load(const char *path, int channels, mn_image *out)
+{
+    memset(out, 0, sizeof *out);
+    if (channels != 0 && channels != 1 && channels != 3 && channels != 4)
+        return mn_error(MN_EINVAL, "%s: cannot load with %d channels (0, 1, 3 or 4)", path, channels);
+    uint8_t *b;
+    size_t n;
+    int rc = read_whole(path, &b, &n);
+    if (rc) return rc;
+    enum fmt fmt;
+    png_info png;
+    rc = check_container(path, b, n, &fmt, &png);
+    if (!rc) rc = decode(path, b, n, channels, out);
+    free(b);
+    return rc;
+}
+
+/* A copy of a palette PNG relabelled as greyscale of the same bit depth: the filtered scan lines
+ * are identical, so stb decodes the raw palette indices instead of expanding them to colours.
+ * PLTE and tRNS are dropped (tRNS of a palette image is not valid for grey). */
+static int palette_as_grey(const char *path, const uint8_t *b, size_t n, uint8_t **outp, size_t *outn)
+{
+    uint8_t *o = malloc(n);
+    if (!o) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    memcpy(o, b, 8);
+    size_t at = 8, k = 8;
+    for (;;) {
+        uint32_t len = be32(b + at);
+        size_t total = 12 + (size_t)len;
+        const uint8_t *type = b + at + 4;
+        if (memcmp(type, "PLTE", 4) && memcmp(type, "tRNS", 4)) {
+            memcpy(o + k, b + at, total);
+            if (!memcmp(type, "IHDR", 4)) {
+                o[k + 8 + 9] = 0; /* colour type byte */
+                uint32_t crc = crc32_update(0, o + k + 4, 17);
+                for (int i = 0; i < 4; i++) o[k + 21 + i] = (uint8_t)(crc >> (24 - 8 * i));
+            }
+            k += total;
+        }
+        if (!memcmp(type, "IEND", 4)) break;
+        at += total;
+    }
+    *outp = o;
+    *outn = k;
+    return 0;
+}
+
+int mn_image_load_labels(const char *path, mn_image *out)
+{
+    memset(out, 0, sizeof *out);
+    uint8_t *b;
+    size_t n;
+    int rc = read_whole(path, &b, &n);
+    if (rc) return rc;
+    enum fmt fmt;
+    png_info png = {0};
+    rc = check_container(path, b, n, &fmt, &png);
+    if (!rc && fmt != FMT_PNG)
+        rc = mn_error(MN_EFORMAT, "%s: label images must be PNG files (%s would not keep class indices exact)", path,
+                      fmt == FMT_JPEG ? "JPEG is lossy and" : "this format");
+    if (!rc && (png.color == 2 || png.color == 4 || png.color == 6)) {
+        int nch = png.color == 2 ? 3 : png.color == 4 ? 2 : 4;
+        rc = mn_error(MN_EFORMAT,
+                      "%s: label PNG has %d channels (%s); expected an 8-bit single-channel PNG of class indices. "
+                      "Save indices as a grey or palette PNG, or convert colour-coded labels to indices with a "
+                      "colour map (one RGB colour per class)",
+                      path, nch, png.color == 2 ? "RGB" : png.color == 4 ? "grey+alpha" : "RGBA");
+    }
+    if (!rc && png.depth > 8)
+        rc = mn_error(MN_EFORMAT, "%s: label PNG has %d-bit samples; expected 8-bit class indices", path, png.depth);
+    if (rc) {
+        free(b);
+        return rc;
+    }
+    if (png.color == 3) {
+        uint8_t *g = NULL;
+        size_t gn = 0;
+        rc = palette_as_grey(path, b, n, &g, &gn);
+        free(b);
+        if (rc) return rc;
+        b = g;
+        n = gn;
+    }
+    rc = decode(path, b, n, 1, out);
+    free(b);
+    if (rc) return rc;
+    if (png.depth < 8) {
+        /* stb stretches grey samples of 1, 2 or 4 bits to 0..255; undo it to get the indices */
+        int scale = 255 / ((1 << png.depth) - 1);
+        size_t np = (size_t)out->w * (size_t)out->h;
+        for (size_t i = 0; i < np; i++) out->data[i] = (uint8_t)(out->data[i] / scale);
+    }
+    return 0;
+}
+
+typedef struct write_ctx {
+    FILE *f;
+    bool ok;
+} write_ctx;
+
+static void write_cb(void *ctx, void *data, int size)
+{
+    write_ctx *w = ctx;
+    if (w->ok && size > 0 && fwrite(data, 1, (size_t)size, w->f) != (size_t)size) w->ok = false;
+}
+
+int mn_image_save(const char *path, const mn_image *img, int quality)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    bool png = dot && !strcasecmp(dot, ".png");
+    bool jpeg = dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+    if (!png && !jpeg)
+        return mn_error(MN_EINVAL, "%s: unknown image extension (use .png, .jpg or .jpeg)", path);
+    if (!img || !img->data || img->w <= 0 || img->h <= 0 || img->c < 1 || img->c > 4)
+        return mn_error(MN_EINVAL, "%s: cannot save an image of %dx%dx%d%s", path, img ? img->w : 0, img ? img->h : 0,
+                        img ? img->c : 0, img && !img->data ? " without pixels" : "");
+    if ((int64_t)img->w * img->c > INT_MAX / 2 || (jpeg && (img->w > 65535 || img->h > 65535)))
+        return mn_error(MN_EINVAL, "%s: image of %dx%d is too large to save", path, img->w, img->h);
+    if (jpeg && (quality < 1 || quality > 100))
+        return mn_error(MN_EINVAL, "%s: JPEG quality %d outside 1..100", path, quality);
+
+    size_t plen = strlen(path) + 32;
+    char *tmp = malloc(plen);
+    if (!tmp) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
+    int rc = 0;
+    write_ctx ctx = {fopen(tmp, "wb"), true};
+    if (!ctx.f) {
+        rc = mn_error(MN_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    int encoded = png ? stbi_write_png_to_func(write_cb, &ctx, img->w, img->h, img->c, img->data, img->w * img->c)
+                      : stbi_write_jpg_to_func(write_cb, &ctx, img->w, img->h, img->c, img->data, quality);
+    int err = 0;
+    bool ok = encoded && ctx.ok;
+    if (ok && (fflush(ctx.f) != 0 || fsync(fileno(ctx.f)) != 0)) ok = false;
+    if (!ok) err = errno;
+    if (fclose(ctx.f) != 0 && ok) {
+        ok = false;
+        err = errno;
+    }
+    if (!ok) {
+        rc = encoded ? mn_error(MN_EIO, "%s: write failed: %s", path, strerror(err))
+                     : mn_error(MN_ENOMEM, "%s: encoding failed (out of memory)", path);
+        unlink(tmp);
+    } else if (rename(tmp, path) != 0) {
+        rc = mn_error(MN_EIO, "%s: cannot replace: %s", path, strerror(errno));
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+int mn_image_alloc(mn_image *img, int w, int h, int c)
+{
+    memset(img, 0, sizeof *img);
+    if (w <= 0 || h <= 0 || c < 1 || c > 4)
+        return mn_error(MN_EINVAL, "image: cannot allocate %dx%dx%d (sizes must be positive, 1..4 channels)", w, h, c);
+    size_t n = (size_t)w * (size_t)h * (size_t)c;
+    if (n / (size_t)w / (size_t)h != (size_t)c) return mn_error(MN_ENOMEM, "image: %dx%dx%d overflows", w, h, c);
+    img->data = calloc(n, 1);
+    if (!img->data) return mn_error(MN_ENOMEM, "image: out of memory for %dx%dx%d", w, h, c);
+    img->w = w;
+    img->h = h;
+    img->c = c;
+    return 0;
+}
+
+void mn_image_free(mn_image *img)
+{
+    if (!img) return;
+    free(img->data);
+    memset(img, 0, sizeof *img);
+}
