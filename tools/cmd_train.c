@@ -68,7 +68,7 @@ int mn_cmd_train(int argc, char **argv)
             return MN_EXIT_USAGE;
         }
     }
-    int rc = c.task == MN_TASK_SEGMENTATION ? mn_train_segmentation(&c, resume)
+    int rc = c.task == MN_TASK_SEGMENTATION ? mn_train_segmentation(&c, resume, 0)
                                             : mn_error(MN_EINVAL, "%s: task \"detection\" cannot be trained yet", cfg_path);
     if (rc) {
         fprintf(stderr, "mutualnet train: %s\n", mn_last_error());

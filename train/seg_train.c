@@ -163,7 +163,7 @@ static int evaluate(trainer *tr, int64_t iter)
     return 0;
 }
 
-int mn_train_segmentation(const mn_config *c, const char *resume)
+int mn_train_segmentation(const mn_config *c, const char *resume, int64_t stop_at)
 {
     trainer tr;
     memset(&tr, 0, sizeof tr);
@@ -204,7 +204,8 @@ int mn_train_segmentation(const mn_config *c, const char *resume)
     mn_progress pg;
     mn_progress_begin(&pg, "train", c->train.iterations, start, c->train.log_every);
     double t_last = mn_now();
-    for (int64_t it = start; !rc && it < c->train.iterations; it++) {
+    int64_t end = stop_at > 0 && stop_at < c->train.iterations ? stop_at : c->train.iterations;
+    for (int64_t it = start; !rc && it < end; it++) {
         const mn_seg_batch *b = NULL;
         rc = mn_loader_next(tr.loader, &b);
         if (!rc && !b) { /* epoch boundary */
@@ -246,7 +247,7 @@ int mn_train_segmentation(const mn_config *c, const char *resume)
         }
     }
     mn_progress_end(&pg);
-    if (!rc && start < c->train.iterations) rc = evaluate(&tr, c->train.iterations);
+    if (!rc && start < end && end == c->train.iterations) rc = evaluate(&tr, end);
     close_trainer(&tr);
     return rc;
 }

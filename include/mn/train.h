@@ -45,7 +45,8 @@ MN_API double mn_now(void);
 
 /* Trains a segmenter as configured; resume: a checkpoint of the same run to continue from
  * (NULL to start afresh). Writes <out_dir>/last.safetensors (atomic, every checkpoint_every
- * iterations and at the end), <out_dir>/metrics.jsonl and <out_dir>/config.json. */
-MN_API int mn_train_segmentation(const mn_config *c, const char *resume);
+ * iterations and at the end), <out_dir>/metrics.jsonl and <out_dir>/config.json.
+ * stop_at > 0 ends the run after that iteration as if interrupted (no final evaluation). */
+MN_API int mn_train_segmentation(const mn_config *c, const char *resume, int64_t stop_at);
 
 #endif
