@@ -1,0 +1,235 @@
+/* End to end: the mutual-learning driver on a tiny synthetic set learns, resumes exactly,
+ * and its pieces (sandwich sampler, schedules, config) behave as documented. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "mn/calibrate.h"
+#include "mn/seg_model.h"
+#include "mn/synth.h"
+#include "mn/train.h"
+
+static char dir[64];
+
+static void make_data(void)
+{
+    strcpy(dir, "/tmp/mn_train_XXXXXX");
+    cr_assert(mkdtemp(dir));
+    char data[128];
+    snprintf(data, sizeof data, "%s/shapes", dir);
+    mn_synth_config s;
+    mn_synth_config_default(&s);
+    s.out_dir = data;
+    s.n_images = 40;
+    s.width = s.height = 64;
+    s.seed = 3;
+    s.png = true;
+    cr_assert_eq(mn_synth_generate(&s, NULL), 0, "%s", mn_last_error());
+}
+
+static void remove_data(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* A network small enough to train in seconds. */
+static void tiny_config(mn_config *c, const char *out)
+{
+    mn_config_default(c);
+    snprintf(c->data.root, sizeof c->data.root, "%s/shapes", dir);
+    snprintf(c->train.out_dir, sizeof c->train.out_dir, "%s/%s", dir, out);
+    c->model.aspp_channels = 32;
+    c->model.low_level_channels = 16;
+    c->data.crop[0] = c->data.crop[1] = 64;
+    c->data.eval_size[0] = c->data.eval_size[1] = 64;
+    c->data.scale_range[0] = 0.75f;
+    c->data.scale_range[1] = 1.25f;
+    c->data.workers = 1;
+    c->mutual.num_subnets = 3;
+    c->mutual.n_scales = 2;
+    c->mutual.scales[1] = 0.5f;
+    c->optim.lr = 0.05f;
+    c->optim.warmup_iters = 2;
+    c->train.batch_size = 4;
+    c->train.iterations = 6;
+    c->train.log_every = 1;
+    c->train.checkpoint_every = 3;
+}
+
+/* Full-network losses by iteration from a metrics log (index = iteration). */
+static int read_losses(const char *out_dir, double *loss, int max)
+{
+    char path[256], line[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "%s missing", path);
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        long long it;
+        double l;
+        if (sscanf(line, "{\"iter\": %lld, \"lr\": %*g, \"loss\": %lf", &it, &l) == 2 && it < max) {
+            loss[it] = l;
+            if (it > n) n = (int)it;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+TestSuite(train, .init = make_data, .fini = remove_data, .timeout = 600);
+
+Test(train, resume_gives_the_same_losses)
+{
+    mn_config a, b;
+    tiny_config(&a, "straight");
+    tiny_config(&b, "interrupted");
+    cr_assert_eq(mn_train_segmentation(&a, NULL, 0), 0, "%s", mn_last_error());
+    /* stop after 3 iterations as a kill would, then resume from the checkpoint */
+    cr_assert_eq(mn_train_segmentation(&b, NULL, 3), 0, "%s", mn_last_error());
+    char ckpt[256];
+    snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", b.train.out_dir);
+    cr_assert_eq(mn_train_segmentation(&b, ckpt, 0), 0, "%s", mn_last_error());
+    double la[16] = {0}, lb[16] = {0};
+    cr_assert_eq(read_losses(a.train.out_dir, la, 16), 6);
+    cr_assert_eq(read_losses(b.train.out_dir, lb, 16), 6);
+    for (int i = 1; i <= 6; i++) cr_assert_eq(la[i], lb[i], "iteration %d: %.9g vs %.9g", i, la[i], lb[i]);
+}
+
+Test(train, loss_falls_and_model_reloads)
+{
+    mn_config c;
+    tiny_config(&c, "learn");
+    c.train.iterations = 40;
+    c.train.checkpoint_every = 40;
+    cr_assert_eq(mn_train_segmentation(&c, NULL, 0), 0, "%s", mn_last_error());
+    double l[64] = {0};
+    cr_assert_eq(read_losses(c.train.out_dir, l, 64), 40);
+    double first = (l[1] + l[2] + l[3] + l[4] + l[5]) / 5, last = (l[36] + l[37] + l[38] + l[39] + l[40]) / 5;
+    cr_assert_lt(last, 0.7 * first, "loss did not fall: first five %.4f, last five %.4f", first, last);
+
+    /* the checkpoint alone rebuilds the model; a calibrated grid gives a table that picks by budget */
+    char ckpt[256];
+    snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", c.train.out_dir);
+    mn_seg_model m;
+    cr_assert_eq(mn_seg_model_open(&m, ckpt), 0, "%s", mn_last_error());
+    cr_assert_eq(m.num_classes, 6);
+    cr_assert_str_eq(m.class_names[5], "ring");
+    mn_dataset *tr, *va;
+    mn_dataset_options o = {.kind = "folder", .root = c.data.root, .split = "train", .void_index = -1};
+    cr_assert_eq(mn_dataset_open(&tr, &o), 0, "%s", mn_last_error());
+    o.split = "val";
+    cr_assert_eq(mn_dataset_open(&va, &o), 0, "%s", mn_last_error());
+    mn_calib_config g = {.widths = {1.0f, 0.35f}, .n_widths = 2, .sizes = {{64, 64}, {32, 32}}, .n_sizes = 2, .batches = 2};
+    cr_assert_eq(mn_seg_build_table(&m, tr, va, &g, 4, 0, 1, NULL), 0, "%s", mn_last_error());
+    cr_assert_eq(m.table.n, 4);
+    int64_t big = 0, small = INT64_MAX;
+    for (int i = 0; i < 4; i++) {
+        cr_assert(m.table.e[i].score >= 0 && m.table.e[i].score <= 1);
+        if (m.table.e[i].macs > big) big = m.table.e[i].macs;
+        if (m.table.e[i].macs < small) small = m.table.e[i].macs;
+    }
+    cr_assert_gt(big, 4 * small, "width and size should span the cost range");
+    cr_assert_eq(mn_query_select(&m.table, (double)small - 1), -1);
+    int k = mn_query_select(&m.table, (double)small);
+    cr_assert(k >= 0 && m.table.e[k].macs == small);
+    /* round trip of the table and its BN statistics through a checkpoint */
+    char cal[256];
+    snprintf(cal, sizeof cal, "%s/calibrated.safetensors", c.train.out_dir);
+    cr_assert_eq(mn_seg_model_save(&m, cal, NULL, 0), 0, "%s", mn_last_error());
+    mn_seg_model m2;
+    cr_assert_eq(mn_seg_model_open(&m2, cal), 0, "%s", mn_last_error());
+    cr_assert_eq(m2.table.n, 4);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(m2.table.e[i].macs, m.table.e[i].macs);
+        cr_assert_eq(memcmp(m2.table.e[i].bn_stats, m.table.e[i].bn_stats, sizeof(float) * (size_t)m.table.n_stats), 0);
+    }
+    mn_seg_model_free(&m2);
+    mn_seg_model_free(&m);
+    mn_dataset_close(tr);
+    mn_dataset_close(va);
+}
+
+Test(sandwich, widths_scales_and_determinism)
+{
+    mn_config c;
+    mn_config_default(&c);
+    mn_subnet a[MN_MAX_SUBNETS], b[MN_MAX_SUBNETS];
+    int seen_scale[4] = {0};
+    for (int it = 0; it < 200; it++) {
+        int n = mn_sandwich(&c, 7, it, a);
+        cr_assert_eq(n, 4);
+        cr_assert_eq(mn_sandwich(&c, 7, it, b), 4);
+        cr_assert_eq(memcmp(a, b, sizeof(mn_subnet) * 4), 0, "not deterministic");
+        cr_assert_eq(a[0].width, 1.0f);
+        cr_assert_eq(a[0].scale, 1.0f);
+        bool has_min = false;
+        for (int k = 1; k < 4; k++) {
+            cr_assert(a[k].width >= c.mutual.width_min && a[k].width <= c.mutual.width_max);
+            if (k > 1) cr_assert_leq(a[k].width, a[k - 1].width, "widths are sorted descending");
+            has_min |= a[k].width == c.mutual.width_min;
+            for (int s = 0; s < 4; s++) seen_scale[s] += a[k].scale == c.mutual.scales[s];
+        }
+        cr_assert(has_min, "the sandwich always includes w_min");
+    }
+    for (int s = 0; s < 4; s++) cr_assert_gt(seen_scale[s], 100, "scale %d drawn %d times of 600", s, seen_scale[s]);
+    c.mutual.mode = MN_MODE_USNET;
+    mn_sandwich(&c, 7, 3, a);
+    for (int k = 0; k < 4; k++) cr_assert_eq(a[k].scale, 1.0f);
+    c.mutual.mode = MN_MODE_INDEPENDENT;
+    c.mutual.width = 0.5f;
+    cr_assert_eq(mn_sandwich(&c, 7, 3, a), 1);
+    cr_assert_eq(a[0].width, 0.5f);
+}
+
+Test(schedule, warmup_cosine_poly)
+{
+    mn_config c;
+    mn_config_default(&c);
+    c.optim.lr = 0.1f;
+    c.optim.warmup_iters = 10;
+    c.optim.warmup_factor = 0.1f;
+    c.train.iterations = 110;
+    cr_assert_float_eq(mn_lr_at(&c, 0), 0.01, 1e-7);
+    cr_assert_float_eq(mn_lr_at(&c, 5), 0.055, 1e-7);
+    c.optim.schedule = MN_SCHED_COSINE;
+    cr_assert_float_eq(mn_lr_at(&c, 10), 0.1, 1e-7);
+    cr_assert_float_eq(mn_lr_at(&c, 60), 0.05, 1e-6);
+    cr_assert_float_eq(mn_lr_at(&c, 110), 0.0, 1e-7);
+    c.optim.schedule = MN_SCHED_POLY;
+    c.optim.power = 0.9f;
+    cr_assert_float_eq(mn_lr_at(&c, 60), 0.1 * pow(0.5, 0.9), 1e-6);
+}
+
+Test(config, strict_keys_types_and_round_trip)
+{
+    mn_config c;
+    mn_config_default(&c);
+    cr_assert_eq(mn_config_parse("{\"model\": {\"backbon\": \"resnet50\"}}", "x.json", &c), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "x.json: unknown key \"model.backbon\""), "%s", mn_last_error());
+    cr_assert_neq(mn_config_parse("{\"train\": {\"batch_size\": \"8\"}}", "x.json", &c), 0);
+    cr_assert(strstr(mn_last_error(), "\"train.batch_size\" must be a number"), "%s", mn_last_error());
+    cr_assert_neq(mn_config_parse("{\"data\": {\"crop\": [100, 96]}}", "x.json", &c), 0);
+    cr_assert(strstr(mn_last_error(), "multiples of 32"), "%s", mn_last_error());
+    cr_assert_neq(mn_config_parse("{\"mutual\": {\"mode\": \"both\"}}", "x.json", &c), 0);
+    cr_assert(strstr(mn_last_error(), "is not one of mutualnet|usnet|independent"), "%s", mn_last_error());
+    cr_assert_neq(mn_config_parse("{\"train\": {\"seed\": 1,}}", "x.json", &c), 0);
+    cr_assert(strstr(mn_last_error(), "syntax error near line 1"), "%s", mn_last_error());
+    mn_config_default(&c);
+    cr_assert_eq(mn_config_set(&c, "model.backbone", "resnet50"), 0);
+    cr_assert_eq(mn_config_set(&c, "mutual.scales", "[1, 0.5]"), 0);
+    cr_assert_eq(mn_config_set(&c, "train.iterations", "77"), 0);
+    char *js = mn_config_to_json(&c);
+    mn_config d;
+    mn_config_default(&d);
+    cr_assert_eq(mn_config_parse(js, "round trip", &d), 0, "%s", mn_last_error());
+    free(js);
+    cr_assert_str_eq(d.model.backbone, "resnet50");
+    cr_assert_eq(d.mutual.n_scales, 2);
+    cr_assert_float_eq(d.mutual.scales[1], 0.5f, 1e-7);
+    cr_assert_eq(d.train.iterations, 77);
+}
