@@ -26,6 +26,7 @@ void mn_sample_free(mn_sample *s)
 int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o)
 {
     *out = NULL;
+    if (!o->kind || !o->root || !o->split) return mn_error(MN_EINVAL, "data set options need kind, root and split");
     for (int i = 0; i < N_KINDS; i++) {
         if (strcmp(o->kind, kinds[i]->name)) continue;
         mn_dataset *d = calloc(1, sizeof *d);
@@ -69,6 +70,20 @@ int mn_dataset_get(mn_dataset *d, int i, mn_sample *out)
 int mn_dataset_num_classes(const mn_dataset *d) { return d->kind->num_classes(d->state); }
 const char *mn_dataset_class_name(const mn_dataset *d, int k) { return d->kind->class_name(d->state, k); }
 const char *mn_dataset_kind_name(const mn_dataset *d) { return d->kind->name; }
+
+int mn_dataset_category_id(const mn_dataset *d, int k)
+{
+    return d->kind->category_id ? d->kind->category_id(d->state, k) : k;
+}
+
+int mn_dataset_mask(mn_dataset *d, int i, int j, mn_image *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!d->kind->mask) return mn_error(MN_EINVAL, "the %s kind has no instance masks", d->kind->name);
+    if (i < 0 || i >= mn_dataset_size(d))
+        return mn_error(MN_EINVAL, "sample %d is outside the data set's %d", i, mn_dataset_size(d));
+    return d->kind->mask(d->state, i, j, out);
+}
 
 void mn_ds_path(char *out, size_t size, const char *root, const char *pattern, const char *split)
 {

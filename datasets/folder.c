@@ -10,7 +10,7 @@ typedef struct folder {
     char images[1024], labels[1024];
     mn_ds_files files;
     int num_classes, void_index;
-    char names[256][32];
+    char names[256][64];
 } folder;
 
 static int read_classes(folder *f, const char *path)
@@ -36,6 +36,10 @@ static int read_classes(folder *f, const char *path)
         }
         if (idx < 0 || idx > 254) {
             rc = mn_error(MN_EFORMAT, "%s:%d: class index %d outside [0, 254]", path, lineno, idx);
+            break;
+        }
+        if (strlen(p) >= sizeof f->names[idx]) {
+            rc = mn_error(MN_EFORMAT, "%s:%d: class name longer than %zu characters", path, lineno, sizeof f->names[idx] - 1);
             break;
         }
         snprintf(f->names[idx], sizeof f->names[idx], "%s", p);
@@ -120,5 +124,12 @@ static int folder_get(void *state, int i, mn_sample *out)
     return 0;
 }
 
-const mn_dataset_kind mn_dataset_folder = {"folder",           folder_open,       folder_size, folder_get,
-                                           folder_num_classes, folder_class_name, folder_close};
+const mn_dataset_kind mn_dataset_folder = {
+    .name = "folder",
+    .open = folder_open,
+    .size = folder_size,
+    .get = folder_get,
+    .num_classes = folder_num_classes,
+    .class_name = folder_class_name,
+    .close = folder_close,
+};

@@ -65,12 +65,13 @@ int mn_seg_transform(const mn_seg_aug *a, const mn_sample *s, mn_rng *rng, float
                 int64_t o = (int64_t)y * W + x;
                 if (cy >= sh || cx >= sw) { /* padding: mean colour (0 after normalising), ignored */
                     for (int c = 0; c < 3; c++) image_chw[c * (int64_t)H * W + o] = 0.0f;
-                    label_hw[o] = MN_IGNORE_LABEL;
+                    if (label_hw) label_hw[o] = MN_IGNORE_LABEL;
                     continue;
                 }
                 float py = ((float)cy + 0.5f) / sy - 0.5f, px = ((float)cx + 0.5f) / sx - 0.5f;
                 for (int c = 0; c < 3; c++)
                     image_chw[c * (int64_t)H * W + o] = (sample(im, py, px, c) / 255.0f - a->mean[c]) / a->std[c];
+                if (!label_hw) continue;
                 if (lb->data) {
                     int ly = (int)((float)cy / sy), lx = (int)((float)cx / sx);
                     if (ly > im->h - 1) ly = im->h - 1;

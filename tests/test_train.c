@@ -91,7 +91,7 @@ Test(train, resume_gives_the_same_losses)
     cr_assert_eq(mn_train_segmentation(&a, NULL, 0), 0, "%s", mn_last_error());
     /* stop after 3 iterations as a kill would, then resume from the checkpoint */
     cr_assert_eq(mn_train_segmentation(&b, NULL, 3), 0, "%s", mn_last_error());
-    char ckpt[256];
+    char ckpt[700];
     snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", b.train.out_dir);
     cr_assert_eq(mn_train_segmentation(&b, ckpt, 0), 0, "%s", mn_last_error());
     double la[16] = {0}, lb[16] = {0};
@@ -113,7 +113,7 @@ Test(train, loss_falls_and_model_reloads)
     cr_assert_lt(last, 0.7 * first, "loss did not fall: first five %.4f, last five %.4f", first, last);
 
     /* the checkpoint alone rebuilds the model; a calibrated grid gives a table that picks by budget */
-    char ckpt[256];
+    char ckpt[700];
     snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", c.train.out_dir);
     mn_seg_model m;
     cr_assert_eq(mn_seg_model_open(&m, ckpt), 0, "%s", mn_last_error());
@@ -138,7 +138,7 @@ Test(train, loss_falls_and_model_reloads)
     int k = mn_query_select(&m.table, (double)small);
     cr_assert(k >= 0 && m.table.e[k].macs == small);
     /* round trip of the table and its BN statistics through a checkpoint */
-    char cal[256];
+    char cal[700];
     snprintf(cal, sizeof cal, "%s/calibrated.safetensors", c.train.out_dir);
     cr_assert_eq(mn_seg_model_save(&m, cal, NULL, 0), 0, "%s", mn_last_error());
     mn_seg_model m2;

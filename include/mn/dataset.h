@@ -40,7 +40,8 @@ typedef struct mn_dataset_options {
      * "images/{split}", "labels/{split}") and a class list file (NULL: "classes.txt"; one
      * "index name" or "name" per line; root-relative unless absolute) */
     const char *images, *labels, *classes;
-    int void_index;          /* folder kind: this label value becomes ignore (-1: none) */
+    int void_index;          /* folder kind: this label value becomes ignore; -1: none (a zeroed
+                              * struct means 0, i.e. class 0 ignored: always set it) */
     /* coco kind: the instances JSON (NULL: "annotations/instances_{split}.json"); images
      * come from `images` */
     const char *annotations;
@@ -57,6 +58,10 @@ typedef struct mn_dataset_kind {
     int (*num_classes)(const void *state);             /* including background / index 0 */
     const char *(*class_name)(const void *state, int k);
     void (*close)(void *state);
+    /* optional (NULL when the kind has none): the file's own category id of label k (COCO),
+     * and the instance mask of box j of sample i (same contract as mn_dataset_mask) */
+    int (*category_id)(const void *state, int k);
+    int (*mask)(void *state, int i, int j, mn_image *out);
 } mn_dataset_kind;
 
 MN_API int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o);
@@ -66,6 +71,15 @@ MN_API int mn_dataset_get(mn_dataset *d, int i, mn_sample *out);
 MN_API int mn_dataset_num_classes(const mn_dataset *d);
 MN_API const char *mn_dataset_class_name(const mn_dataset *d, int k);
 MN_API const char *mn_dataset_kind_name(const mn_dataset *d);
+/* The data set's own category id of contiguous label k, for writing results files: the coco
+ * kind maps 1..K back to the JSON's category ids (-1 for any other k); kinds without ids
+ * return k itself. */
+MN_API int mn_dataset_category_id(const mn_dataset *d, int k);
+/* The instance mask of box j of sample i (j indexes mn_sample.boxes): out = (H, W, 1) at the
+ * image size the annotations give, 1 inside the object and 0 elsewhere, rasterised from the
+ * annotation's polygons or RLE. Errors for kinds without masks and for annotations that have
+ * no segmentation. Safe to call from several threads. */
+MN_API int mn_dataset_mask(mn_dataset *d, int i, int j, mn_image *out);
 
 /* ---- transforms (datasets/transforms.c) ---- */
 
@@ -80,7 +94,7 @@ typedef struct mn_seg_aug {
 MN_API void mn_seg_aug_default(mn_seg_aug *a, int crop_h, int crop_w, bool train);
 
 /* Turns one sample into a normalised float image and a label map of the crop size:
- * image_chw (3, crop_h, crop_w), label_hw (crop_h, crop_w) int32 (255 in padding). Images are
+ * image_chw (3, crop_h, crop_w), label_hw (crop_h, crop_w) int32 (255 in padding) or NULL. Images are
  * resized bilinearly, labels with nearest neighbour. */
 MN_API int mn_seg_transform(const mn_seg_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw,
                             int32_t *label_hw);

@@ -1,0 +1,127 @@
+/* mutualnet bench: forward latency and training-step time of a backbone over widths and
+ * sizes, in the same table layout as tools/bench_torch.py prints for PyTorch. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "mn/backbone.h"
+#include "mn/optim.h"
+#include "mn/train.h"
+
+int openblas_get_parallel(void);
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: mutualnet bench [--model mobilenet_v2|mobilenet_v1|resnet50] [--reps N] [--quick]\n\n"
+               "Times, for widths 1.0, 0.5, 0.35 at 224, 160 and 128: a forward pass at batch 1 (inference,\n"
+               "running BN statistics) and a training step at batch 8 (forward, cross-entropy, backward, SGD).\n"
+               "Prints the median of N repetitions after one warm-up (default 5), in milliseconds, as a\n"
+               "Markdown table. tools/bench_torch.py prints the same rows for PyTorch; bench/compare.sh runs both.\n"
+               "--quick: widths 1.0 and 0.5 at 224 only.\n");
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* One timed unit: a batch-1 forward (train == false) or a batch-8 training step. */
+static int run_once(mn_backbone *b, mn_param_set *ps, mn_sgd *opt, mn_tape *t, float w, int size, bool train,
+                    const int32_t *labels)
+{
+    mn_tape_reset(t);
+    mn_tape_set_grad(t, train);
+    int64_t shape[4] = {train ? 8 : 1, 3, size, size};
+    mn_var *x = mn_var_new(t, 4, shape);
+    if (!x) return mn_last_error_code();
+    for (int64_t i = 0; i < mn_tensor_numel(&x->val); i++) x->val.data[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1;
+    mn_run r = {.tape = t, .width = w, .training = train};
+    mn_var *logits;
+    int rc = mn_backbone_forward(b, &r, x, NULL, &logits);
+    if (rc || !train) return rc;
+    mn_param_zero_grad(ps);
+    rc = mn_backward(t, mn_cross_entropy(t, logits, labels, -100));
+    return rc ? rc : mn_sgd_step(opt, 0.01f);
+}
+
+int mn_cmd_bench(int argc, char **argv)
+{
+    const char *model = "mobilenet_v2";
+    int reps = 5;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return MN_EXIT_OK;
+        } else if (!strcmp(a, "--model")) {
+            if (!(model = mn_arg_value("bench", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--reps")) {
+            if (!(v = mn_arg_value("bench", argc, argv, &i)) || !mn_arg_int("bench", a, v, 1, 1000, &reps))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--quick")) {
+            quick = true;
+        } else {
+            fprintf(stderr, "mutualnet bench: unknown option %s (see mutualnet bench --help)\n", a);
+            return MN_EXIT_USAGE;
+        }
+    }
+    mn_backbone_config cfg = {.num_classes = 1000, .output_stride = 32};
+    if (mn_arch_parse(model, &cfg.arch)) {
+        fprintf(stderr, "mutualnet bench: %s\n", mn_last_error());
+        return MN_EXIT_USAGE;
+    }
+    mn_param_set ps;
+    mn_param_set_init(&ps);
+    mn_rng rng;
+    mn_rng_seed(&rng, 1);
+    mn_backbone *b = NULL;
+    mn_sgd opt;
+    memset(&opt, 0, sizeof opt);
+    mn_sgd_config oc = {0.01f, 0.9f, 0.0f, true, 1e-4f};
+    int rc = mn_backbone_create(&b, &cfg, &ps, "", &rng);
+    if (!rc) rc = mn_sgd_init(&opt, &ps, &oc);
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    int32_t labels[8] = {1, 7, 42, 100, 3, 999, 500, 0};
+    static const float widths[3] = {1.0f, 0.5f, 0.35f};
+    static const int sizes[3] = {224, 160, 128};
+    printf("mutualnet %s, %d OpenMP threads, OpenBLAS %s, median of %d\n\n", model, omp_get_max_threads(),
+           openblas_get_parallel() == 2 ? "OpenMP build" : "NOT the OpenMP build", reps);
+    printf("| width | size | MMACs | forward b=1 (ms) | train step b=8 (ms) |\n|---|---|---|---|---|\n");
+    for (int wi = 0; wi < (quick ? 2 : 3) && !rc; wi++)
+        for (int si = 0; si < (quick ? 1 : 3) && !rc; si++) {
+            float w = widths[wi];
+            int s = sizes[si];
+            int64_t macs = 0;
+            rc = mn_backbone_flops(b, w, s, s, true, &macs, NULL);
+            double ms[2] = {0, 0};
+            for (int train = 0; train < 2 && !rc; train++) {
+                double v[1000];
+                for (int k = -1; k < reps && !rc; k++) { /* k = -1: warm-up (sizes the arena) */
+                    double t0 = mn_now();
+                    rc = run_once(b, &ps, &opt, &t, w, s, train, labels);
+                    if (k >= 0) v[k] = 1e3 * (mn_now() - t0);
+                }
+                if (!rc) ms[train] = median(v, reps);
+            }
+            if (!rc) printf("| %.2f | %d | %.1f | %.2f | %.1f |\n", (double)w, s, (double)macs / 1e6, ms[0], ms[1]);
+            fflush(stdout);
+        }
+    if (rc) fprintf(stderr, "mutualnet bench: %s\n", mn_last_error());
+    mn_tape_free(&t);
+    mn_sgd_free(&opt);
+    mn_backbone_free(b);
+    mn_param_set_free(&ps);
+    return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
+}
