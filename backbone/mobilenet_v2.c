@@ -82,12 +82,11 @@ static int create(void **out, const mn_backbone_config *cfg, mn_param_set *ps, c
         }
     }
     m->num_classes = cfg->num_classes;
+    if (cfg->num_classes <= 0) return 0; /* a feature extractor: no 1280-channel tail, no classifier */
     rc = mn_slim_cba_init(&m->tail, ps, rng, mn_pname(nm, sizeof nm, prefix, "features.18"), 320, TAIL, 1, 1, 1, false, 6);
     if (rc) return rc;
     mn_bn_list_add(bns, &m->tail.bn);
-    if (cfg->num_classes > 0)
-        rc = mn_slim_linear_init(&m->fc, ps, rng, mn_pname(nm, sizeof nm, prefix, "classifier.1"), TAIL, cfg->num_classes);
-    return rc;
+    return mn_slim_linear_init(&m->fc, ps, rng, mn_pname(nm, sizeof nm, prefix, "classifier.1"), TAIL, cfg->num_classes);
 }
 
 static void destroy(void *impl) { free(impl); }

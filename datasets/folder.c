@@ -70,6 +70,11 @@ static int folder_open(void **state, const mn_dataset_options *o)
     mn_ds_path(f->images, sizeof f->images, o->root, o->images ? o->images : "images/{split}", o->split);
     mn_ds_path(f->labels, sizeof f->labels, o->root, o->labels ? o->labels : "labels/{split}", o->split);
     mn_ds_path(classes, sizeof classes, o->root, o->classes ? o->classes : "classes.txt", o->split);
+    /* a class list kept outside the data (e.g. configs/camvid_classes.txt) is found from the
+     * working directory when the root has none */
+    FILE *probe = fopen(classes, "r");
+    if (probe) fclose(probe);
+    else if (o->classes) snprintf(classes, sizeof classes, "%s", o->classes);
     f->void_index = o->void_index;
     int rc = read_classes(f, classes);
     if (!rc) rc = mn_ds_list_images(f->images, &f->files);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "mn/safetensors.h"
+#include "mn/param.h"
 #include "mn/tape.h"
 
 /* Loads tests/fixtures/<name>.safetensors (made by tools/fixtures/gen_<name>.py); asserts. */
@@ -36,3 +37,13 @@ typedef struct tc_gradcheck_opts {
 void tc_gradcheck(tc_op_fn op, void *ctx, mn_var *const *in, int n_in, const tc_gradcheck_opts *o);
 
 #endif
+
+/* tools/ref/slimmable.py's hash_uniform: a 32-bit integer hash of (seed, k) mapped to [-1, 1). */
+double tc_hash_uniform(uint32_t seed, int64_t k);
+/* Fills every parameter and buffer as tools/ref/slimmable.py det_fill does (by name). */
+void tc_det_fill(mn_param_set *ps);
+/* Checks every trainable parameter's gradient against the fixture rows "<tag>.grad_samples",
+ * ".grad_norms", ".grad_noise" (parameters in name order; see tools/fixtures/gen_backbone.py),
+ * within 8x PyTorch float32's own error, or for at most 1 in 20 parameters within kink_frac x
+ * the gradient's RMS (ReLU kinks; see common.c). */
+void tc_check_param_grads(const mn_safetensors *st, const char *tag, const mn_param_set *ps, float kink_frac);

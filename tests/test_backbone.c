@@ -72,49 +72,6 @@ Test(flops, spec_table)
     cr_assert_eq(flops_of(MN_ARCH_RESNET50, 0.9f, 224), 3338064192LL - 1840 * 49);
 }
 
-/* tools/ref/slimmable.py hash_uniform: a 32-bit integer hash of (seed, k) mapped to [-1, 1). */
-static double hash_uniform(uint32_t seed, int64_t k)
-{
-    uint32_t h = (uint32_t)((uint64_t)k * 2654435761u + seed);
-    for (int i = 0; i < 2; i++) {
-        h ^= h >> 16;
-        h *= 0x45d9f3bu;
-    }
-    h ^= h >> 16;
-    return (double)h / 2147483648.0 - 1.0;
-}
-
-/* Fills every parameter and buffer as tools/ref/slimmable.py det_fill does. */
-static void det_fill(mn_param_set *ps)
-{
-    for (int i = 0; i < ps->n; i++) {
-        mn_param *p = ps->items[i];
-        const char *name = p->name;
-        uint32_t h = 2166136261u;
-        for (const char *c = name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
-        const mn_tensor *t = &p->var.val;
-        int64_t n = mn_tensor_numel(t);
-        size_t len = strlen(name);
-#define ENDS(s) (len >= strlen(s) && !strcmp(name + len - strlen(s), s))
-        for (int64_t k = 0; k < n; k++) {
-            double b = hash_uniform(h, k), v;
-            if (ENDS("running_var")) v = 1.0 + 0.5 * fabs(b);
-            else if (ENDS("running_mean")) v = 0.1 * b;
-            else if (t->ndim == 1 && ENDS("weight")) v = 1.0 + 0.1 * b;
-            else if (ENDS("bias")) v = 0.05 * b;
-            else if (t->ndim == 4) v = sqrt(2.0 / (double)(t->shape[2] * t->shape[3] * t->shape[0])) * b * 1.7;
-            else v = 0.05 * b;
-            t->data[k] = (float)v;
-        }
-#undef ENDS
-    }
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp((*(mn_param *const *)a)->name, (*(mn_param *const *)b)->name);
-}
-
 static void parity(enum mn_arch arch, float w)
 {
     mn_safetensors st;
@@ -126,23 +83,21 @@ static void parity(enum mn_arch arch, float w)
     mn_backbone *b;
     mn_backbone_config cfg = {arch, 10, 32};
     cr_assert_eq(mn_backbone_create(&b, &cfg, &ps, "", &rng), 0, "%s", mn_last_error());
-    det_fill(&ps);
+    tc_det_fill(&ps);
 
     mn_tape t;
     mn_tape_init(&t, 0);
     int64_t xs[4] = {2, 3, 96, 96};
     mn_var *x = mn_var_new(&t, 4, xs);
-    for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * hash_uniform(12345, k));
+    for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * tc_hash_uniform(12345, k));
     char tag[128], key[160];
     snprintf(tag, sizeof tag, "%s.w%.2f", mn_arch_name(arch), (double)w);
 
     mn_run r = {.tape = &t, .width = w, .training = true};
     mn_var *logits = NULL;
     cr_assert_eq(mn_backbone_forward(b, &r, x, NULL, &logits), 0, "%s", mn_last_error());
-    /* expected values are float64; PyTorch float32's own error against them ("noise") is the
-     * scale of what summation order alone explains. Logits must stay within 4x of it; deep
-     * gradients within 8x (BN statistics and reductions here sum in another order, and the
-     * error grows with depth); a wrong formula misses by orders of magnitude */
+    /* expected values are float64; logits must stay within 4x of PyTorch float32's own error
+     * against them (see tc_check_param_grads for the gradients) */
     snprintf(key, sizeof key, "%s.logits_noise", tag);
     float noise = tc_get(&st, key).data[0];
     snprintf(key, sizeof key, "%s.logits", tag);
@@ -154,41 +109,13 @@ static void parity(enum mn_arch arch, float w)
     mn_param_zero_grad(&ps);
     cr_assert_eq(mn_backward_grad(&t, logits, tc_get(&st, key).data), 0, "%s", mn_last_error());
 
-    /* every trainable parameter, in name order as the fixture stores them */
-    mn_param **sorted = malloc(sizeof *sorted * (size_t)ps.n);
-    int np = 0;
-    for (int i = 0; i < ps.n; i++)
-        if (!(ps.items[i]->flags & MN_PARAM_BUFFER)) sorted[np++] = ps.items[i];
-    qsort(sorted, (size_t)np, sizeof *sorted, by_name);
-    snprintf(key, sizeof key, "%s.grad_samples", tag);
-    mn_tensor samples = tc_get(&st, key);
-    snprintf(key, sizeof key, "%s.grad_norms", tag);
-    mn_tensor norms = tc_get(&st, key);
-    snprintf(key, sizeof key, "%s.grad_noise", tag);
-    mn_tensor gnoise = tc_get(&st, key);
-    cr_assert_eq(samples.shape[0], np, "fixture has %lld parameters, model %d", (long long)samples.shape[0], np);
-    for (int i = 0; i < np; i++) {
-        const float *g = sorted[i]->var.grad.data;
-        int64_t n = mn_tensor_numel(&sorted[i]->var.grad);
-        double norm = 0;
-        for (int64_t k = 0; k < n; k++) norm += (double)g[k] * g[k];
-        float got[16], nrm = (float)sqrt(norm);
-        for (int j = 0; j < 16; j++) got[j] = g[(j * n) / 16];
-        char what[256];
-        snprintf(what, sizeof what, "%s gradient of %s", tag, sorted[i]->name);
-        /* the floor covers gradients that are zero in exact arithmetic (a BN bias feeding a
-         * training-mode BN through a linear layer) and come out as rounding residue */
-        float tol = 8 * gnoise.data[i] + 1e-4f;
-        tc_expect_close(got, samples.data + 16 * i, 16, tol, 1e-4f, what);
-        tc_expect_close(&nrm, norms.data + i, 1, tol * sqrtf((float)n), 1e-4f, what);
-    }
-    free(sorted);
+    tc_check_param_grads(&st, tag, &ps, 0.15f);
 
     /* eval mode: BN with the (formula-filled) running statistics */
     mn_tape_reset(&t);
     mn_tape_set_grad(&t, false);
     x = mn_var_new(&t, 4, xs);
-    for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * hash_uniform(12345, k));
+    for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * tc_hash_uniform(12345, k));
     r = (mn_run){.tape = &t, .width = w, .training = false};
     cr_assert_eq(mn_backbone_forward(b, &r, x, NULL, &logits), 0, "%s", mn_last_error());
     snprintf(key, sizeof key, "%s.eval_noise", tag);

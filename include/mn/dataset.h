@@ -38,7 +38,8 @@ typedef struct mn_dataset_options {
     const char *split;       /* "train", "val", ... */
     /* folder kind: images and labels folders under root ("{split}" is replaced; NULL:
      * "images/{split}", "labels/{split}") and a class list file (NULL: "classes.txt"; one
-     * "index name" or "name" per line; root-relative unless absolute) */
+     * "index name" or "name" per line; root-relative unless absolute, else as given from the
+     * working directory) */
     const char *images, *labels, *classes;
     int void_index;          /* folder kind: this label value becomes ignore; -1: none (a zeroed
                               * struct means 0, i.e. class 0 ignored: always set it) */
@@ -99,6 +100,41 @@ MN_API void mn_seg_aug_default(mn_seg_aug *a, int crop_h, int crop_w, bool train
 MN_API int mn_seg_transform(const mn_seg_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw,
                             int32_t *label_hw);
 
+/* ---- detection transforms (datasets/det_transforms.c) ----
+ * torchvision's detection pipeline: optional horizontal flip, then GeneralizedRCNNTransform's
+ * resize (scale = min(min_size / short side, max_size / long side) in float32, output sides
+ * floor(side * scale), bilinear with align_corners = False), normalisation, and zero padding
+ * at the bottom and right to a multiple of size_divisible for the whole batch. */
+
+/* Where an image sits in its padded batch tensor. */
+typedef struct mn_det_image {
+    int h, w;                    /* valid (resized, unpadded) region, top-left of the padded image */
+    float scale;                 /* resize factor (float32, as torchvision computes it) */
+    bool flipped;                /* mirrored horizontally */
+    int orig_h, orig_w;          /* size of the original image (0: h / scale, w / scale) */
+} mn_det_image;
+
+typedef struct mn_det_aug {
+    int min_size;                /* short side after resizing (torchvision 800) */
+    int max_size;                /* cap on the long side (1333) */
+    int size_divisible;          /* batch padding multiple (32) */
+    bool hflip;                  /* random horizontal flip with probability 0.5 */
+    float min_box;               /* after resizing and clipping to the image, boxes with a side
+                                  * <= min_box are dropped (0: only empty boxes) */
+    float mean[3], std[3];       /* normalisation on [0, 1] pixel values */
+} mn_det_aug;
+
+/* min_size / max_size as given, divisible 32, flip when train, ImageNet statistics. */
+MN_API void mn_det_aug_default(mn_det_aug *a, int min_size, int max_size, bool train);
+/* The resized size of an h x w image and its scale factor. */
+MN_API int mn_det_resize_shape(const mn_det_aug *a, int h, int w, int *oh, int *ow, float *scale);
+/* One sample into the top-left of a zeroed-padding image_chw (3, ph, pw) (ph, pw at least the
+ * resized size); boxes_out (room for s->n_boxes) gets the boxes scaled per axis by
+ * resized / original, mirrored when flipped, clipped to the resized image, degenerate ones
+ * dropped (crowd flags and labels kept), *n_out their number; info describes the placement. */
+MN_API int mn_det_transform(const mn_det_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw, int ph, int pw,
+                            mn_box *boxes_out, int *n_out, mn_det_image *info);
+
 /* ---- batches (datasets/loader.c) ---- */
 
 typedef struct mn_seg_batch {
@@ -107,6 +143,28 @@ typedef struct mn_seg_batch {
     int32_t *labels;             /* (n, h, w) */
     int index[64];               /* data set indices of the samples (n <= 64) */
 } mn_seg_batch;
+
+/* A detection batch: images of different sizes resized by short side, padded together. */
+typedef struct mn_det_batch {
+    int n, h, w;                 /* h, w: padded size, multiples of size_divisible */
+    float *images;               /* (n, 3, h, w), zero beyond each image's valid region */
+    mn_det_image info[64];
+    mn_box *boxes[64];           /* n_boxes[i] boxes of image i in padded-image pixels (crowd kept) */
+    int n_boxes[64];
+    int index[64];               /* data set indices */
+    int64_t image_id[64];        /* the samples' image ids (COCO ids) */
+    size_t cap_images;           /* floats allocated in images (owned memory, grown as needed) */
+    int cap_boxes[64];
+} mn_det_batch;
+
+/* The same images at another short side, as the mutual-learning driver needs for each
+ * sub-network: each valid region is resized bilinearly to the size min_size / a->max_size give
+ * for the ORIGINAL image (torchvision's rule, so sizes agree with transforming the sample
+ * directly), re-normalisation is not needed (resizing is linear), boxes are scaled per axis,
+ * and the batch is padded again to a->size_divisible. dst owns its memory (zero-initialise it
+ * before the first call; reuse it across calls; release with mn_det_batch_free). */
+MN_API int mn_det_batch_resize(mn_det_batch *dst, const mn_det_batch *src, const mn_det_aug *a, int min_size);
+MN_API void mn_det_batch_free(mn_det_batch *b);
 
 typedef struct mn_loader mn_loader;
 
@@ -121,12 +179,19 @@ typedef struct mn_loader_options {
 } mn_loader_options;
 
 MN_API int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_loader_options *o);
+/* A loader of detection batches (mn_loader_next_det) with the same threading, ordering and
+ * determinism guarantees; the data set kind must provide boxes (coco). Images without
+ * annotations are kept (n_boxes 0). */
+MN_API int mn_loader_open_det(mn_loader **out, mn_dataset *d, const mn_det_aug *aug, const mn_loader_options *o);
 /* Starts an epoch at batch `first` (for resuming mid-epoch). */
 MN_API int mn_loader_start(mn_loader *l, int epoch, int first);
 /* *out = the next batch of the epoch (owned by the loader, valid until the next call), or
  * NULL at the end of the epoch. Errors (a corrupt image, ...) return a negative code whose
  * message names the file. */
 MN_API int mn_loader_next(mn_loader *l, const mn_seg_batch **out);
+/* The detection counterpart of mn_loader_next (a loader opened with mn_loader_open_det; each
+ * kind of loader refuses the other's call). */
+MN_API int mn_loader_next_det(mn_loader *l, const mn_det_batch **out);
 MN_API int mn_loader_batches_per_epoch(const mn_loader *l);
 MN_API void mn_loader_close(mn_loader *l);
 

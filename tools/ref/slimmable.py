@@ -217,3 +217,71 @@ class ResNet50(Slim):
             return h
         h = h.mean((2, 3))
         return F.linear(h, self.p["fc.weight"][:, :h.shape[1]], self.p["fc.bias"])
+
+
+class DeepLabV3Plus(MobileNetV2):
+    """MobileNetV2 (output stride 16 by dilation) + ASPP + V3+ decoder, every layer slimmable
+    but the classifier's outputs, named as heads/seg/deeplab.c names them."""
+
+    def __init__(self, num_classes, aspp=256, low=48):
+        super().__init__(10)
+        self.aspp, self.low, self.k = aspp, low, num_classes
+        for i, (k, name) in enumerate([(1, "head.aspp.0"), (3, "head.aspp.1"), (3, "head.aspp.2"), (3, "head.aspp.3"),
+                                       (1, "head.aspp.4")]):
+            self.conv_params(name + ".0", 320, aspp, k)
+            self.bn_params(name + ".1", aspp)
+        self.conv_params("head.aspp.project.0", 5 * aspp, aspp, 1)
+        self.bn_params("head.aspp.project.1", aspp)
+        self.conv_params("head.low_level.0", 24, low, 1)
+        self.bn_params("head.low_level.1", low)
+        self.conv_params("head.decoder.0.0", aspp + low, aspp, 3)
+        self.bn_params("head.decoder.0.1", aspp)
+        self.conv_params("head.decoder.1.0", aspp, aspp, 3)
+        self.bn_params("head.decoder.1.1", aspp)
+        self.param("head.classifier.weight", (num_classes, aspp, 1, 1))
+        self.param("head.classifier.bias", (num_classes,))
+        for n in [n for n in self.p if n.startswith("classifier.") or n.startswith("features.18")]:
+            del self.p[n]
+        # the library registers the backbone under "backbone.": refill those under their full names
+        self.p = {n: v for n, v in self.p.items() if not n.startswith("features.")} | {
+            "backbone." + n: det_fill("backbone." + n, tuple(v.shape)).requires_grad_("running" not in n)
+            for n, v in self.p.items() if n.startswith("features.")}
+
+    def conv(self, name, x, cout, stride, dil, depthwise=False):
+        return super().conv(name if name.startswith("head.") else "backbone." + name, x, cout, stride, dil, depthwise)
+
+    def bn(self, name, x, training):
+        return super().bn(name if name.startswith("head.") else "backbone." + name, x, training)
+
+    def forward_raw(self, x, w, training):
+        h = self.cba("features.0", x, channels(32, w), 2, 1, training, 6)
+        stride, dil, low = 2, 1, None
+        for b, (name, inp, c, t, s) in enumerate(self.blocks, 1):
+            d = dil
+            if s == 2 and stride >= 16:  # output stride 16: dilate instead of striding
+                dil, s = dil * 2, 1
+            elif s == 2:
+                stride *= 2
+            hidden, out = channels(inp, w) * t, channels(c, w)
+            y, part = h, 0
+            if t != 1:
+                y = self.cba(f"{name}.0", y, hidden, 1, 1, training, 6)
+                part = 1
+            y = self.cba(f"{name}.{part}", y, hidden, s, d, training, 6, depthwise=True)
+            y = self.bn(f"{name}.{part + 2}", self.conv(f"{name}.{part + 1}", y, out, 1, 1), training)
+            h = h + y if (s == 1 and inp == c) else y
+            if b == 3:
+                low = h
+        A, L = channels(self.aspp, w), channels(self.low, w)
+        br = [self.cba("head.aspp.0", h, A, 1, 1, training, 1)]
+        for i, rate in enumerate([6, 12, 18], 1):
+            br.append(self.cba(f"head.aspp.{i}", h, A, 1, rate, training, 1))
+        pooled = self.cba("head.aspp.4", h.mean((2, 3), keepdim=True), A, 1, 1, training, 1)
+        br.append(F.interpolate(pooled, size=h.shape[2:], mode="bilinear", align_corners=False))
+        y = self.cba("head.aspp.project", torch.cat(br, 1), A, 1, 1, training, 1)
+        lo = self.cba("head.low_level", low, L, 1, 1, training, 1)
+        y = F.interpolate(y, size=lo.shape[2:], mode="bilinear", align_corners=False)
+        y = self.cba("head.decoder.0", torch.cat([y, lo], 1), A, 1, 1, training, 1)
+        y = self.cba("head.decoder.1", y, A, 1, 1, training, 1)
+        wc = self.p["head.classifier.weight"]
+        return F.conv2d(y, wc[:, :A], self.p["head.classifier.bias"])
