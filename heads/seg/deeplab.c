@@ -1,4 +1,5 @@
 /* DeepLabV3 / V3+ (Chen et al. 2017, 2018) heads over a slimmable backbone. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -72,6 +73,14 @@ int mn_seg_create(mn_segmenter **out, const mn_seg_config *cfg, mn_param_set *ps
     if (!rc)
         rc = mn_slim_conv_init(&s->classifier, ps, rng, "head.classifier", cls_in, cfg->num_classes, 1, 1, 1, false,
                                true);
+    if (!rc) {
+        /* the last layer starts small (N(0, 0.01), like the spec's linear classifier): with the
+         * He-style std of sqrt(2/K) the first logits are ~8 nats off and the first steps'
+         * gradients two orders of magnitude larger than later ones */
+        mn_tensor *w = &s->classifier.weight->var.val;
+        float scale = 0.01f / sqrtf(2.0f / (float)cfg->num_classes);
+        for (int64_t i = 0; i < mn_tensor_numel(w); i++) w->data[i] *= scale;
+    }
     if (!rc) {
         mn_slim_bn **bb;
         int n = mn_backbone_bn_layers(s->bb, &bb);
