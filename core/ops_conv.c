@@ -1,0 +1,246 @@
+/* mn_conv2d and mn_linear: shape checks, tape nodes, and the kernels of core/kernels/conv.c.
+ *
+ * Weights may be channel-prefix views of full-width parameters: the kernels take the row
+ * stride (stride[0]) and the weight gradient is written through the gradient view with the
+ * same stride, so it lands in the matching slice of the full gradient buffer. Scratch memory
+ * comes from the tape arena. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/kernels/conv.h"
+#include "mn/ops.h"
+
+typedef struct conv_ctx {
+    mn_conv2d_dims d;
+} conv_ctx;
+
+/* Row stride of a weight whose dims after the first are packed row-major (a prefix view is),
+ * or -1. Dims of size 1 may carry any stride. */
+static int64_t row_stride(const mn_tensor *t)
+{
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 1; i--) {
+        if (t->shape[i] != 1 && t->stride[i] != s) return -1;
+        s *= t->shape[i];
+    }
+    if (t->shape[0] == 1) return s;
+    return t->stride[0] >= s ? t->stride[0] : -1;
+}
+
+/* A float buffer from the tape arena (NULL for 0 floats is fine; error set on failure). */
+static float *scratch(mn_tape *t, size_t floats, bool *ok)
+{
+    *ok = true;
+    if (!floats) return NULL;
+    float *p = mn_arena_alloc(&t->arena, floats * sizeof(float));
+    if (!p) *ok = false;
+    return p;
+}
+
+/* The weight as the kernels read it when its gradient view has another row stride than its
+ * value (a weight that is not a leaf slice): a copy with the gradient's row stride. */
+static const float *weight_for_grad(mn_tape *t, const mn_tensor *w, int64_t rows, int64_t row, int64_t ld_val,
+                                    int64_t ld_grad)
+{
+    if (ld_val == ld_grad) return w->data;
+    float *c = mn_arena_alloc(&t->arena, (size_t)(rows * ld_grad) * sizeof(float));
+    if (!c) return NULL;
+    for (int64_t r = 0; r < rows; r++) memcpy(c + r * ld_grad, w->data + r * ld_val, (size_t)row * sizeof(float));
+    return c;
+}
+
+/* Checks a gradient buffer that backward writes as contiguous memory. */
+static int check_contiguous_grad(const mn_var *v, const char *op, const char *what)
+{
+    if (!v->requires_grad || mn_tensor_is_contiguous(&v->grad)) return 0;
+    char s[64];
+    return mn_error(MN_EINVAL, "%s: the gradient of %s %s is a strided view; it must be contiguous", op, what,
+                    mn_shape_str(&v->grad, s, sizeof s));
+}
+
+/* ---- conv2d ---- */
+
+static int conv2d_backward(mn_node *nd, mn_tape *t)
+{
+    const conv_ctx *c = nd->ctx;
+    mn_conv2d_dims d = c->d;
+    mn_var *x = nd->in[0], *w = nd->in[1], *b = nd->n_in > 2 ? nd->in[2] : NULL;
+    int rc;
+    if ((rc = check_contiguous_grad(x, "conv2d", "input")) || (b && (rc = check_contiguous_grad(b, "conv2d", "bias"))))
+        return rc;
+    const float *wv = w->val.data;
+    float *dw = NULL;
+    if (w->requires_grad) {
+        int64_t ldg = row_stride(&w->grad);
+        if (ldg < 0) {
+            char s[64];
+            return mn_error(MN_EINVAL, "conv2d: weight gradient view %s has an unsupported layout",
+                            mn_shape_str(&w->grad, s, sizeof s));
+        }
+        int64_t row = (int64_t)(d.cin / d.groups) * d.kh * d.kw;
+        wv = weight_for_grad(t, &w->val, d.cout, row, d.ldw, ldg);
+        if (!wv) return MN_ENOMEM;
+        d.ldw = ldg;
+        dw = w->grad.data;
+    }
+    bool ok;
+    float *ws = scratch(t, mn_conv2d_workspace_floats(&d, true), &ok);
+    if (!ok) return MN_ENOMEM;
+    mn_conv2d_backward(x->requires_grad ? x->grad.data : NULL, dw, b && b->requires_grad ? b->grad.data : NULL,
+                       nd->out->grad.data, x->val.data, wv, ws, &d);
+    return 0;
+}
+
+mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p)
+{
+    if (!x || !w) return NULL;
+    char xs[64], wsh[64], bs[64];
+    if (!p) {
+        mn_error(MN_EINVAL, "conv2d: no parameters given");
+        return NULL;
+    }
+    mn_shape_str(&x->val, xs, sizeof xs);
+    mn_shape_str(&w->val, wsh, sizeof wsh);
+    if (x->val.ndim != 4 || w->val.ndim != 4) {
+        mn_error(MN_ESHAPE, "conv2d: input %s and weight %s must both be 4-D (N, C, H, W) and (Cout, Cin/groups, KH, KW)",
+                 xs, wsh);
+        return NULL;
+    }
+    if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1 || p->pad_h < 0 || p->pad_w < 0 ||
+        p->groups < 1) {
+        mn_error(MN_EINVAL, "conv2d: input %s, weight %s: stride (%d, %d) and dilation (%d, %d) must be >= 1, padding "
+                 "(%d, %d) >= 0, groups %d >= 1", xs, wsh, p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_h,
+                 p->pad_w, p->groups);
+        return NULL;
+    }
+    const int64_t n = x->val.shape[0], cin = x->val.shape[1], h = x->val.shape[2], wd = x->val.shape[3];
+    const int64_t cout = w->val.shape[0], kh = w->val.shape[2], kw = w->val.shape[3];
+    if (w->val.shape[1] * p->groups != cin) {
+        mn_error(MN_ESHAPE, "conv2d: input %s has %lld channels but weight %s with groups %d expects %lld", xs,
+                 (long long)cin, wsh, p->groups, (long long)(w->val.shape[1] * p->groups));
+        return NULL;
+    }
+    if (cout % p->groups) {
+        mn_error(MN_ESHAPE, "conv2d: weight %s has %lld output channels, not a multiple of groups %d", wsh,
+                 (long long)cout, p->groups);
+        return NULL;
+    }
+    if (b && (b->val.ndim != 1 || b->val.shape[0] != cout)) {
+        mn_error(MN_ESHAPE, "conv2d: bias %s does not match weight %s (expected [%lld])",
+                 mn_shape_str(&b->val, bs, sizeof bs), wsh, (long long)cout);
+        return NULL;
+    }
+    int64_t eh = h + 2 * p->pad_h - (int64_t)p->dil_h * (kh - 1) - 1;
+    int64_t ew = wd + 2 * p->pad_w - (int64_t)p->dil_w * (kw - 1) - 1;
+    if (eh < 0 || ew < 0) {
+        mn_error(MN_ESHAPE, "conv2d: weight %s (dilation %d, %d) is larger than input %s padded by (%d, %d)", wsh,
+                 p->dil_h, p->dil_w, xs, p->pad_h, p->pad_w);
+        return NULL;
+    }
+    if (n > INT32_MAX || cin > INT32_MAX || h > INT32_MAX || wd > INT32_MAX || cout > INT32_MAX) {
+        mn_error(MN_ESHAPE, "conv2d: input %s or weight %s is too large", xs, wsh);
+        return NULL;
+    }
+    /* activations must be contiguous; a weight needs packed rows (any row stride) */
+    x = mn_contiguous(t, x);
+    if (row_stride(&w->val) < 0) w = mn_contiguous(t, w);
+    if (b && b->val.stride[0] != 1) b = mn_contiguous(t, b);
+    if (!x || !w) return NULL;
+
+    mn_conv2d_dims d;
+    if (mn_conv2d_dims_init(&d, (int)n, (int)cin, (int)h, (int)wd, (int)cout, (int)kh, (int)kw, p,
+                            row_stride(&w->val)))
+        return NULL;
+    int64_t shape[4] = {n, cout, d.ho, d.wo};
+    mn_var *y = mn_var_new(t, 4, shape);
+    if (!y) return NULL;
+    bool ok;
+    float *ws = scratch(t, mn_conv2d_workspace_floats(&d, false), &ok);
+    if (!ok) return NULL;
+    mn_conv2d_forward(y->val.data, x->val.data, w->val.data, b ? b->val.data : NULL, ws, &d);
+
+    mn_var *in[3] = {x, w, b};
+    int n_in = b ? 3 : 2;
+    if (mn_tape_wants(t, in, n_in)) {
+        mn_node *nd = mn_tape_record(t, "conv2d", y, in, n_in, conv2d_backward, sizeof(conv_ctx));
+        if (!nd) return NULL;
+        ((conv_ctx *)nd->ctx)->d = d;
+    }
+    return y;
+}
+
+/* ---- linear ---- */
+
+static int linear_backward(mn_node *nd, mn_tape *t)
+{
+    mn_var *x = nd->in[0], *w = nd->in[1], *b = nd->n_in > 2 ? nd->in[2] : NULL;
+    int rc;
+    if ((rc = check_contiguous_grad(x, "linear", "input")) || (b && (rc = check_contiguous_grad(b, "linear", "bias"))))
+        return rc;
+    const int n = (int)x->val.shape[0], out = (int)w->val.shape[0], in = (int)w->val.shape[1];
+    int64_t ldw = row_stride(&w->val);
+    const float *wv = w->val.data;
+    float *dw = NULL;
+    if (w->requires_grad) {
+        int64_t ldg = row_stride(&w->grad);
+        if (ldg < 0) {
+            char s[64];
+            return mn_error(MN_EINVAL, "linear: weight gradient view %s has an unsupported layout",
+                            mn_shape_str(&w->grad, s, sizeof s));
+        }
+        wv = weight_for_grad(t, &w->val, out, in, ldw, ldg);
+        if (!wv) return MN_ENOMEM;
+        ldw = ldg;
+        dw = w->grad.data;
+    }
+    mn_linear_backward(x->requires_grad ? x->grad.data : NULL, dw, b && b->requires_grad ? b->grad.data : NULL,
+                       nd->out->grad.data, x->val.data, wv, n, in, out, ldw);
+    return 0;
+}
+
+mn_var *mn_linear(mn_tape *t, mn_var *x, mn_var *w, mn_var *b)
+{
+    if (!x || !w) return NULL;
+    char xs[64], wsh[64], bs[64];
+    mn_shape_str(&x->val, xs, sizeof xs);
+    mn_shape_str(&w->val, wsh, sizeof wsh);
+    /* (N, C, 1, 1), what global pooling yields, is read as (N, C) */
+    bool pooled = x->val.ndim == 4 && x->val.shape[2] == 1 && x->val.shape[3] == 1;
+    if ((x->val.ndim != 2 && !pooled) || w->val.ndim != 2) {
+        mn_error(MN_ESHAPE, "linear: input %s must be (N, IN) or (N, IN, 1, 1) and weight %s (OUT, IN)", xs, wsh);
+        return NULL;
+    }
+    const int64_t n = x->val.shape[0], in = x->val.shape[1], out = w->val.shape[0];
+    if (w->val.shape[1] != in) {
+        mn_error(MN_ESHAPE, "linear: input %s has %lld features but weight %s expects %lld", xs, (long long)in, wsh,
+                 (long long)w->val.shape[1]);
+        return NULL;
+    }
+    if (b && (b->val.ndim != 1 || b->val.shape[0] != out)) {
+        mn_error(MN_ESHAPE, "linear: bias %s does not match weight %s (expected [%lld])",
+                 mn_shape_str(&b->val, bs, sizeof bs), wsh, (long long)out);
+        return NULL;
+    }
+    if (n < 1 || in < 1 || out < 1 || n > INT32_MAX || in > INT32_MAX || out > INT32_MAX) {
+        mn_error(MN_ESHAPE, "linear: input %s or weight %s is empty or too large", xs, wsh);
+        return NULL;
+    }
+    x = mn_contiguous(t, x);
+    if (row_stride(&w->val) < 0) w = mn_contiguous(t, w);
+    if (b && b->val.stride[0] != 1) b = mn_contiguous(t, b);
+    if (!x || !w) return NULL;
+    int64_t ldw = row_stride(&w->val);
+    if (ldw > INT32_MAX) {
+        mn_error(MN_ESHAPE, "linear: weight %s row stride %lld is too large", wsh, (long long)ldw);
+        return NULL;
+    }
+    int64_t shape[2] = {n, out};
+    mn_var *y = mn_var_new(t, 2, shape);
+    if (!y) return NULL;
+    mn_linear_forward(y->val.data, x->val.data, w->val.data, b ? b->val.data : NULL, (int)n, (int)in, (int)out, ldw);
+
+    mn_var *inp[3] = {x, w, b};
+    int n_in = b ? 3 : 2;
+    if (mn_tape_wants(t, inp, n_in) && !mn_tape_record(t, "linear", y, inp, n_in, linear_backward, 0)) return NULL;
+    return y;
+}
