@@ -13,6 +13,7 @@ enum { SLOT_FREE, SLOT_LOADING, SLOT_READY };
 
 typedef struct slot {
     mn_seg_batch batch;
+    mn_det_batch det;          /* detection loaders fill this one instead */
     int state, rc;
     int index;                 /* batch index within the epoch */
     char err[512];
@@ -21,6 +22,8 @@ typedef struct slot {
 struct mn_loader {
     mn_dataset *d;
     mn_seg_aug aug;
+    bool det;                  /* a detection loader (mn_loader_open_det) */
+    mn_det_aug daug;
     mn_loader_options o;
     int n_items, n_batches;
     int *order;                /* this epoch's permutation */
@@ -63,6 +66,60 @@ static int make_batch(mn_loader *l, int b, slot *s)
     return 0;
 }
 
+/* Detection: loads the batch's samples, pads to the largest resized size among them, then
+ * transforms each into its place. The flip draws from the same per-position stream as the
+ * segmentation augmentation, so contents depend only on (seed, epoch, position). */
+static int make_det_batch(mn_loader *l, int b, slot *s)
+{
+    int B = l->o.batch_size;
+    int first = b * B, n = l->n_items - first < B ? l->n_items - first : B;
+    mn_det_batch *bt = &s->det;
+    mn_sample smp[64];
+    int loaded = 0, rc = 0, ph = 0, pw = 0;
+    for (; loaded < n && !rc; loaded++) {
+        int idx = l->order[first + loaded];
+        if ((rc = mn_dataset_get(l->d, idx, &smp[loaded]))) break;
+        int oh = 0, ow = 0;
+        rc = mn_det_resize_shape(&l->daug, smp[loaded].image.h, smp[loaded].image.w, &oh, &ow, NULL);
+        if (oh > ph) ph = oh;
+        if (ow > pw) pw = ow;
+    }
+    int m = l->daug.size_divisible > 1 ? l->daug.size_divisible : 1;
+    ph = (ph + m - 1) / m * m;
+    pw = (pw + m - 1) / m * m;
+    size_t need = (size_t)n * 3 * (size_t)ph * (size_t)pw;
+    if (!rc && need > bt->cap_images) {
+        float *p = realloc(bt->images, sizeof(float) * need);
+        if (!p) rc = mn_error(MN_ENOMEM, "loader: cannot allocate a %d x 3 x %d x %d batch", n, ph, pw);
+        else {
+            bt->images = p;
+            bt->cap_images = need;
+        }
+    }
+    bt->n = n;
+    bt->h = ph;
+    bt->w = pw;
+    for (int j = 0; j < n && !rc; j++) {
+        mn_sample *sp = &smp[j];
+        if (sp->n_boxes > bt->cap_boxes[j]) {
+            mn_box *p = realloc(bt->boxes[j], sizeof(mn_box) * (size_t)sp->n_boxes);
+            if (!p) {
+                rc = mn_error(MN_ENOMEM, "loader: cannot allocate %d boxes", sp->n_boxes);
+                break;
+            }
+            bt->boxes[j] = p;
+            bt->cap_boxes[j] = sp->n_boxes;
+        }
+        bt->index[j] = l->order[first + j];
+        bt->image_id[j] = sp->image_id;
+        mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + j));
+        rc = mn_det_transform(&l->daug, sp, &r, bt->images + (size_t)j * 3 * (size_t)ph * (size_t)pw, ph, pw,
+                              bt->boxes[j], &bt->n_boxes[j], &bt->info[j]);
+    }
+    for (int j = 0; j < loaded && j < n; j++) mn_sample_free(&smp[j]);
+    return rc;
+}
+
 static void *worker(void *arg)
 {
     mn_loader *l = arg;
@@ -77,7 +134,7 @@ static void *worker(void *arg)
         s->index = b;
         l->in_flight++;
         pthread_mutex_unlock(&l->mu);
-        int rc = make_batch(l, b, s);
+        int rc = l->det ? make_det_batch(l, b, s) : make_batch(l, b, s);
         pthread_mutex_lock(&l->mu);
         s->rc = rc;
         if (rc) snprintf(s->err, sizeof s->err, "%s", mn_last_error());
@@ -89,14 +146,18 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_loader_options *o)
+/* Opens either kind of loader: seg_aug for segmentation batches, det_aug for detection ones. */
+static int open_loader(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_det_aug *daug,
+                       const mn_loader_options *o)
 {
     *out = NULL;
     if (o->batch_size < 1 || o->batch_size > 64) return mn_error(MN_EINVAL, "batch size %d outside [1, 64]", o->batch_size);
     mn_loader *l = calloc(1, sizeof *l);
     if (!l) return mn_error(MN_ENOMEM, "loader: out of memory");
     l->d = d;
-    l->aug = *aug;
+    if (aug) l->aug = *aug;
+    l->det = daug != NULL;
+    if (daug) l->daug = *daug;
     l->o = *o;
     l->n_items = mn_dataset_size(d);
     l->n_batches = o->drop_last ? l->n_items / o->batch_size : (l->n_items + o->batch_size - 1) / o->batch_size;
@@ -106,8 +167,8 @@ int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const 
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     int rc = (!l->order || !l->slots) ? mn_error(MN_ENOMEM, "loader: out of memory") : 0;
-    int64_t px = (int64_t)aug->crop_h * aug->crop_w * o->batch_size;
-    for (int i = 0; !rc && i < l->n_slots; i++) {
+    int64_t px = aug ? (int64_t)aug->crop_h * aug->crop_w * o->batch_size : 0;
+    for (int i = 0; !rc && aug && i < l->n_slots; i++) {
         l->slots[i].batch.images = malloc(sizeof(float) * (size_t)(3 * px));
         l->slots[i].batch.labels = malloc(sizeof(int32_t) * (size_t)px);
         if (!l->slots[i].batch.images || !l->slots[i].batch.labels) rc = mn_error(MN_ENOMEM, "loader: out of memory");
@@ -128,6 +189,20 @@ int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const 
     }
     *out = l;
     return 0;
+}
+
+int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_loader_options *o)
+{
+    return open_loader(out, d, aug, NULL, o);
+}
+
+int mn_loader_open_det(mn_loader **out, mn_dataset *d, const mn_det_aug *aug, const mn_loader_options *o)
+{
+    *out = NULL;
+    if (aug->min_size < 1 || aug->max_size < 1 || aug->size_divisible < 1)
+        return mn_error(MN_EINVAL, "detection loader: min_size %d, max_size %d, size_divisible %d must be positive",
+                        aug->min_size, aug->max_size, aug->size_divisible);
+    return open_loader(out, d, NULL, aug, o);
 }
 
 int mn_loader_start(mn_loader *l, int epoch, int first)
@@ -152,7 +227,8 @@ int mn_loader_start(mn_loader *l, int epoch, int first)
     return 0;
 }
 
-int mn_loader_next(mn_loader *l, const mn_seg_batch **out)
+/* Hands out the next batch's slot (made here without workers), or NULL at the epoch's end. */
+static int next_slot(mn_loader *l, slot **out)
 {
     *out = NULL;
     if (!l->active) return mn_error(MN_EINVAL, "loader: mn_loader_start was not called");
@@ -160,7 +236,7 @@ int mn_loader_next(mn_loader *l, const mn_seg_batch **out)
     int b = l->cursor;
     slot *s = &l->slots[b % l->n_slots];
     if (l->n_threads == 0) {
-        s->rc = make_batch(l, b, s);
+        s->rc = l->det ? make_det_batch(l, b, s) : make_batch(l, b, s);
         if (s->rc) return s->rc;
     } else {
         pthread_mutex_lock(&l->mu);
@@ -171,8 +247,28 @@ int mn_loader_next(mn_loader *l, const mn_seg_batch **out)
         if (s->rc) return mn_error(s->rc, "%s", s->err);
     }
     l->cursor++;
-    *out = &s->batch;
+    *out = s;
     return 0;
+}
+
+int mn_loader_next(mn_loader *l, const mn_seg_batch **out)
+{
+    *out = NULL;
+    if (l->det) return mn_error(MN_EINVAL, "loader: a detection loader gives batches through mn_loader_next_det");
+    slot *s;
+    int rc = next_slot(l, &s);
+    if (!rc && s) *out = &s->batch;
+    return rc;
+}
+
+int mn_loader_next_det(mn_loader *l, const mn_det_batch **out)
+{
+    *out = NULL;
+    if (!l->det) return mn_error(MN_EINVAL, "loader: a segmentation loader gives batches through mn_loader_next");
+    slot *s;
+    int rc = next_slot(l, &s);
+    if (!rc && s) *out = &s->det;
+    return rc;
 }
 
 void mn_loader_close(mn_loader *l)
@@ -186,6 +282,7 @@ void mn_loader_close(mn_loader *l)
     for (int i = 0; l->slots && i < l->n_slots; i++) {
         free(l->slots[i].batch.images);
         free(l->slots[i].batch.labels);
+        mn_det_batch_free(&l->slots[i].det);
     }
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);

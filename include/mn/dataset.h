@@ -132,8 +132,8 @@ MN_API int mn_det_resize_shape(const mn_det_aug *a, int h, int w, int *oh, int *
  * resized size); boxes_out (room for s->n_boxes) gets the boxes scaled per axis by
  * resized / original, mirrored when flipped, clipped to the resized image, degenerate ones
  * dropped (crowd flags and labels kept), *n_out their number; info describes the placement. */
-MN_API int mn_det_transform(const mn_det_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw, int ph, int pw,
-                            mn_box *boxes_out, int *n_out, mn_det_image *info);
+MN_API int mn_det_transform(const mn_det_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw /* (3, ph, pw) */,
+                            int ph, int pw, mn_box *boxes_out /* (s->n_boxes) */, int *n_out, mn_det_image *info);
 
 /* ---- batches (datasets/loader.c) ---- */
 
@@ -157,12 +157,12 @@ typedef struct mn_det_batch {
     int cap_boxes[64];
 } mn_det_batch;
 
-/* The same images at another short side, as the mutual-learning driver needs for each
- * sub-network: each valid region is resized bilinearly to the size min_size / a->max_size give
- * for the ORIGINAL image (torchvision's rule, so sizes agree with transforming the sample
- * directly), re-normalisation is not needed (resizing is linear), boxes are scaled per axis,
- * and the batch is padded again to a->size_divisible. dst owns its memory (zero-initialise it
- * before the first call; reuse it across calls; release with mn_det_batch_free). */
+/* The same batch at another short side, for a sub-network's input scale: each valid region is
+ * resampled bilinearly to the size torchvision's rule gives the ORIGINAL image at short side
+ * min_size (long side capped at a->max_size), so sizes agree with transforming the samples
+ * directly (the pixels are already normalised, which resizing commutes with); boxes are scaled
+ * per axis, clipped, degenerate ones dropped; the batch is padded to a->size_divisible. dst owns
+ * its memory: zero it before first use, reuse it, release it with mn_det_batch_free. */
 MN_API int mn_det_batch_resize(mn_det_batch *dst, const mn_det_batch *src, const mn_det_aug *a, int min_size);
 MN_API void mn_det_batch_free(mn_det_batch *b);
 
