@@ -10,9 +10,10 @@ mn=./build/tools/mutualnet
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 step "1/6 synthetic shapes data set (COCO JSON, label PNGs, splits)"
-$mn synth --out "$out/shapes" --images 400 --size 160x160 --seed 1 --force
+$mn synth --out "$out/shapes" --images 400 --size 128x128 --seed 1 --classes circle,square,triangle \
+  --max-objects 4 --force
 
-step "2/6 mutual learning: one segmenter trained at widths 0.35..1.0 and input scales 1, 0.8, 0.6"
+step "2/6 mutual learning: one segmenter trained at widths 0.35..1.0 and input scales 1, 0.75, 0.5"
 $mn train --config configs/seg_shapes_mbv2.json --set data.root="$out/shapes" --set train.out_dir="$out/seg"
 
 step "3/6 BN calibration and accuracy for every (width, size): the query table"
