@@ -1,6 +1,8 @@
 /* mutualnet: one network trained once, run at many costs. Command dispatcher. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <omp.h>
 
@@ -9,6 +11,7 @@
 
 int openblas_get_parallel(void);
 int openblas_get_num_threads(void);
+char *openblas_get_corename(void);
 
 typedef struct command {
     const char *name;
@@ -68,8 +71,26 @@ static int cmd_help(int argc, char **argv)
     return MN_EXIT_OK;
 }
 
+/* OpenBLAS 0.3.21 (Debian 12) does not recognise AVX-512 CPUs newer than it (Zen 4/5) and falls
+ * back to its AVX2 "Haswell" kernels; its SkylakeX kernels run there at about twice the speed
+ * (docs/BENCHMARKS.md). It chooses kernels when the library loads, so the only way to switch is
+ * to set OPENBLAS_CORETYPE and start again. A user's own OPENBLAS_CORETYPE is left alone. */
+static void prefer_avx512_blas(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE")) return;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq") ||
+        !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl"))
+        return;
+    const char *core = openblas_get_corename();
+    if (!core || (strcmp(core, "Haswell") && strcmp(core, "Zen"))) return;
+    if (setenv("OPENBLAS_CORETYPE", "SkylakeX", 1)) return;
+    execv("/proc/self/exe", argv); /* returns only on failure: carry on with the AVX2 kernels */
+}
+
 int main(int argc, char **argv)
 {
+    prefer_avx512_blas(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? MN_EXIT_USAGE : MN_EXIT_OK;
@@ -77,9 +98,9 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--version")) {
         /* openblas_get_parallel: 0 sequential, 1 pthreads, 2 OpenMP (the build we want) */
         int par = openblas_get_parallel();
-        printf("mutualnet 0.1.0\nOpenMP threads: %d\nOpenBLAS: %s build, %d threads\n", omp_get_max_threads(),
-               par == 2 ? "OpenMP" : par == 1 ? "pthreads (expected the OpenMP build)" : "sequential",
-               openblas_get_num_threads());
+        printf("mutualnet 0.1.0\nOpenMP threads: %d\nOpenBLAS: %s build, %d threads, %s kernels\n",
+               omp_get_max_threads(), par == 2 ? "OpenMP" : par == 1 ? "pthreads (expected the OpenMP build)" : "sequential",
+               openblas_get_num_threads(), openblas_get_corename());
         return MN_EXIT_OK;
     }
     for (int i = 0; i < n_commands; i++)
