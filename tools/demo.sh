@@ -19,8 +19,8 @@ $mn train --config configs/seg_shapes_mbv2.json --set data.root="$out/shapes" --
 step "3/6 BN calibration and accuracy for every (width, size): the query table"
 $mn calibrate --checkpoint "$out/seg/last.safetensors" --out "$out/seg/calibrated.safetensors"
 
-step "4/6 the same weights at two budgets"
-for budget in 0.6G 0.15G; do
+step "4/6 the same weights at two budgets (0.3 and 0.04 GMACs per image)"
+for budget in 0.3G 0.04G; do
   $mn eval --checkpoint "$out/seg/calibrated.safetensors" --budget "$budget" > "$out/seg/eval_$budget.json"
   cat "$out/seg/eval_$budget.json"
 done
@@ -28,7 +28,7 @@ done
 step "5/6 overlays of validation images at both budgets"
 imgs=$(ls "$out"/shapes/images/val/*.jpg | head -n 4)
 if $mn help | grep -q '^  predict'; then
-  for budget in 0.6G 0.15G; do
+  for budget in 0.3G 0.04G; do
     $mn predict --checkpoint "$out/seg/calibrated.safetensors" --budget "$budget" --out "$out/seg/overlays_$budget" $imgs
   done
 fi
@@ -43,7 +43,7 @@ cat >&2 <<TXT
   data set            $out/shapes/ (images/, labels/, annotations/instances_{train,val}.json, classes.txt)
   segmenter           $out/seg/last.safetensors (trained), $out/seg/calibrated.safetensors (+ query table)
   training log        $out/seg/metrics.jsonl
-  evaluations         $out/seg/eval_0.6G.json, $out/seg/eval_0.15G.json
-  overlays            $out/seg/overlays_0.6G/, $out/seg/overlays_0.15G/
+  evaluations         $out/seg/eval_0.3G.json, $out/seg/eval_0.04G.json
+  overlays            $out/seg/overlays_0.3G/, $out/seg/overlays_0.04G/
   charts              $out/seg/loss.png|svg, $out/seg/accuracy_flops.png|svg
 TXT
