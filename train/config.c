@@ -38,8 +38,8 @@ static const key keys[] = {
     {"data.classes", K_STR, F(data.classes), 0, 0, NULL, "folder kind: class list, one \"index name\" or \"name\" per line"},
     {"data.annotations", K_STR, F(data.annotations), 0, 0, NULL, "coco kind: instances JSON under root ({split} is replaced)"},
     {"data.void_index", K_INT, F(data.void_index), -1, 254, NULL, "folder kind: label value treated as ignore (-1 none)"},
-    {"data.crop", K_INT2, F(data.crop), 32, 4096, NULL, "training crop [h, w], multiples of 32"},
-    {"data.eval_size", K_INT2, F(data.eval_size), 32, 4096, NULL, "evaluation input [h, w] at scale 1, multiples of 32"},
+    {"data.crop", K_INT2, F(data.crop), 32, 4096, NULL, "training crop [h, w] (multiples of 32 are fastest)"},
+    {"data.eval_size", K_INT2, F(data.eval_size), 32, 4096, NULL, "evaluation input [h, w] at scale 1"},
     {"data.scale_range", K_FLOAT2, F(data.scale_range), 0.1, 8, NULL, "random rescale [min, max] before cropping"},
     {"data.hflip", K_BOOL, F(data.hflip), 0, 0, NULL, "random horizontal flips"},
     {"data.workers", K_INT, F(data.workers), 0, 64, NULL, "background loading threads"},
@@ -70,6 +70,21 @@ static const key keys[] = {
     {"train.out_dir", K_STR, F(train.out_dir), 0, 0, NULL, "run folder: checkpoints, metrics.jsonl, plots"},
     {"calibrate.batches", K_INT, F(calibrate.batches), 1, 100000, NULL, "BN calibration batches per configuration"},
     {"calibrate.width_step", K_FLOAT, F(calibrate.width_step), 0.01, 1, NULL, "width grid step of the query table"},
+    {"det.short_side", K_INT, F(det.short_side), 32, 4096, NULL,
+     "detection: the full network's input short side; sub-networks use it x mutual.scales"},
+    {"det.max_side", K_INT, F(det.max_side), 32, 8192, NULL, "detection: cap on the resized long side"},
+    {"det.anchor_size", K_INT, F(det.anchor_size), 4, 1024, NULL, "detection: anchor side on P2, doubling per level to P6"},
+    {"det.fpn_channels", K_INT, F(det.fpn_channels), 8, 2048, NULL, "detection: FPN and RPN channels at width 1"},
+    {"det.box_hidden", K_INT, F(det.box_hidden), 8, 8192, NULL, "detection: box head hidden width at width 1"},
+    {"det.rpn_pre_nms_train", K_INT, F(det.rpn_pre_nms_train), 1, 100000, NULL, "detection: proposals per level before NMS (training)"},
+    {"det.rpn_post_nms_train", K_INT, F(det.rpn_post_nms_train), 1, 100000, NULL, "detection: proposals per image after NMS (training)"},
+    {"det.rpn_pre_nms_test", K_INT, F(det.rpn_pre_nms_test), 1, 100000, NULL, "detection: proposals per level before NMS (inference)"},
+    {"det.rpn_post_nms_test", K_INT, F(det.rpn_post_nms_test), 1, 100000, NULL,
+     "detection: proposals per image after NMS (inference; also the RoIs MACs are counted on)"},
+    {"det.rpn_batch", K_INT, F(det.rpn_batch), 1, 100000, NULL, "detection: anchors sampled per image for the RPN loss"},
+    {"det.roi_batch", K_INT, F(det.roi_batch), 1, 100000, NULL, "detection: RoIs sampled per image for the box head loss"},
+    {"det.score_thresh", K_FLOAT, F(det.score_thresh), 0, 1, NULL, "detection: minimum class probability of a detection"},
+    {"det.detections_per_img", K_INT, F(det.detections_per_img), 1, 10000, NULL, "detection: detections kept per image"},
 };
 #undef F
 enum { N_KEYS = sizeof keys / sizeof *keys };
@@ -129,6 +144,17 @@ void mn_config_default(mn_config *c)
     strcpy(c->train.out_dir, "runs/seg");
     c->calibrate.batches = 8;
     c->calibrate.width_step = 0.05f;
+    c->det.short_side = 800; /* torchvision's Faster R-CNN defaults */
+    c->det.max_side = 1333;
+    c->det.anchor_size = 32;
+    c->det.fpn_channels = 256;
+    c->det.box_hidden = 1024;
+    c->det.rpn_pre_nms_train = c->det.rpn_post_nms_train = 2000;
+    c->det.rpn_pre_nms_test = c->det.rpn_post_nms_test = 1000;
+    c->det.rpn_batch = 256;
+    c->det.roi_batch = 512;
+    c->det.score_thresh = 0.05f;
+    c->det.detections_per_img = 100;
 }
 
 static const key *find_key(const char *path)
@@ -248,9 +274,6 @@ static int check(const char *origin, const mn_config *c)
     if (c->mutual.width_min > c->mutual.width_max)
         return mn_error(MN_EINVAL, "%s: mutual.width_min %g exceeds mutual.width_max %g", origin,
                         (double)c->mutual.width_min, (double)c->mutual.width_max);
-    for (int i = 0; i < 2; i++)
-        if (c->data.crop[i] % 32 || c->data.eval_size[i] % 32)
-            return mn_error(MN_EINVAL, "%s: data.crop and data.eval_size must be multiples of 32", origin);
     if (c->data.scale_range[0] > c->data.scale_range[1])
         return mn_error(MN_EINVAL, "%s: data.scale_range must be [min, max]", origin);
     if (c->mutual.scales[0] != 1.0f)
