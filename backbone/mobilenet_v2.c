@@ -108,7 +108,7 @@ static int forward(void *impl, mn_run *r, mn_var *x, mn_features *f, mn_var **lo
         int hidden = mn_slim_channels(k->inp, w, 1.0f) * k->t, out = mn_slim_channels(k->out, w, 1.0f);
         mn_var *y = k->t != 1 ? mn_slim_cba_forward(&k->expand, r, h, hidden) : h;
         y = mn_slim_cba_forward(&k->dw, r, y, hidden);
-        y = mn_slim_bn_forward(&k->project_bn, r, mn_slim_conv_forward(&k->project, r, y, out));
+        y = mn_slim_conv_bn_forward(&k->project, &k->project_bn, 0, r, y, out);
         h = k->residual ? mn_add(r->tape, h, y) : y;
         if (level < 4 && level_block[level] == b + 1) {
             if (f) {

@@ -52,27 +52,41 @@ int mn_slim_conv_init(mn_slim_conv *c, mn_param_set *ps, mn_rng *rng, const char
     return 0;
 }
 
+/* The weight and bias views of c for x at cout output channels (cout is updated for a
+ * depthwise layer) and its parameters; false (error set) when the widths do not fit. */
+static bool conv_views(const mn_slim_conv *c, mn_tape *t, const mn_var *x, int *cout, mn_var **w, mn_var **b,
+                       mn_conv2d_params *p)
+{
+    int cin = (int)x->val.shape[1];
+    if (c->depthwise) *cout = cin;
+    if (cin > c->cin_max || *cout > c->cout_max || *cout < 1) {
+        mn_error(MN_ESHAPE, "%s: %d -> %d channels exceeds the layer's %d -> %d", c->weight->name, cin, *cout,
+                 c->cin_max, c->cout_max);
+        return false;
+    }
+    *w = mn_var_prefix(t, &c->weight->var, 0, *cout);
+    if (!c->depthwise) *w = mn_var_prefix(t, *w, 1, cin);
+    *b = c->bias ? mn_var_prefix(t, &c->bias->var, 0, *cout) : NULL;
+    *p = (mn_conv2d_params){c->stride, c->stride, c->pad, c->pad, c->dil, c->dil, c->depthwise ? cin : 1};
+    return true;
+}
+
+/* Adds the multiply-accumulates and parameters of c producing y from cin channels to r. */
+static void count_conv(const mn_slim_conv *c, mn_run *r, const mn_var *y, int cin, int cout)
+{
+    int64_t per_out = (int64_t)(c->depthwise ? 1 : cin) * c->k * c->k;
+    r->macs += y->val.shape[2] * y->val.shape[3] * cout * per_out; /* per image */
+    r->params += cout * per_out + (c->bias ? cout : 0);
+}
+
 mn_var *mn_slim_conv_forward(const mn_slim_conv *c, mn_run *r, mn_var *x, int cout)
 {
     if (!x) return NULL;
-    int cin = (int)x->val.shape[1];
-    if (c->depthwise) cout = cin;
-    if (cin > c->cin_max || cout > c->cout_max || cout < 1) {
-        mn_error(MN_ESHAPE, "%s: %d -> %d channels exceeds the layer's %d -> %d", c->weight->name, cin, cout,
-                 c->cin_max, c->cout_max);
-        return NULL;
-    }
-    mn_tape *t = r->tape;
-    mn_var *w = mn_var_prefix(t, &c->weight->var, 0, cout);
-    if (!c->depthwise) w = mn_var_prefix(t, w, 1, cin);
-    mn_var *b = c->bias ? mn_var_prefix(t, &c->bias->var, 0, cout) : NULL;
-    mn_conv2d_params p = {c->stride, c->stride, c->pad, c->pad, c->dil, c->dil, c->depthwise ? cin : 1};
-    mn_var *y = mn_conv2d(t, x, w, b, &p);
-    if (y) {
-        int64_t per_out = (int64_t)(c->depthwise ? 1 : cin) * c->k * c->k;
-        r->macs += y->val.shape[2] * y->val.shape[3] * cout * per_out; /* per image */
-        r->params += cout * per_out + (c->bias ? cout : 0);
-    }
+    mn_var *w, *b;
+    mn_conv2d_params p;
+    if (!conv_views(c, r->tape, x, &cout, &w, &b, &p)) return NULL;
+    mn_var *y = mn_conv2d(r->tape, x, w, b, &p);
+    if (y) count_conv(c, r, y, (int)x->val.shape[1], cout);
     return y;
 }
 
@@ -99,7 +113,8 @@ void mn_slim_bn_reset(mn_slim_bn *bn)
     bn->num_batches = 0;
 }
 
-mn_var *mn_slim_bn_forward(mn_slim_bn *bn, mn_run *r, mn_var *x)
+/* BN over x's channels followed by act (0 none, 1 ReLU, 6 ReLU6) as one op. */
+static mn_var *bn_act_forward(mn_slim_bn *bn, mn_run *r, mn_var *x, int act)
 {
     if (!x) return NULL;
     int64_t c = x->val.shape[1];
@@ -113,9 +128,11 @@ mn_var *mn_slim_bn_forward(mn_slim_bn *bn, mn_run *r, mn_var *x)
     mn_bn_state st = {bn->mean->var.val.data, bn->var->var.val.data, &bn->num_batches};
     mn_bn_state none = {NULL, NULL, NULL};
     mn_bn_params p = {1e-5f, r->bn_momentum, r->training};
-    return mn_batch_norm(t, x, mn_var_prefix(t, &bn->gamma->var, 0, c), mn_var_prefix(t, &bn->beta->var, 0, c),
-                         (track || !r->training) ? &st : &none, &p);
+    return mn_batch_norm_act(t, x, mn_var_prefix(t, &bn->gamma->var, 0, c), mn_var_prefix(t, &bn->beta->var, 0, c),
+                             (track || !r->training) ? &st : &none, &p, act);
 }
+
+mn_var *mn_slim_bn_forward(mn_slim_bn *bn, mn_run *r, mn_var *x) { return bn_act_forward(bn, r, x, 0); }
 
 int mn_slim_linear_init(mn_slim_linear *l, mn_param_set *ps, mn_rng *rng, const char *name, int in_max, int out_max)
 {
@@ -154,10 +171,29 @@ int mn_slim_cba_init(mn_slim_cba *u, mn_param_set *ps, mn_rng *rng, const char *
     return mn_slim_bn_init(&u->bn, ps, sub, cout_max);
 }
 
+mn_var *mn_slim_conv_bn_forward(const mn_slim_conv *c, mn_slim_bn *bn, int act, mn_run *r, mn_var *x, int cout)
+{
+    if (!x) return NULL;
+    if (r->training) /* BN and the activation as one op (mn_batch_norm_act) */
+        return bn_act_forward(bn, r, mn_slim_conv_forward(c, r, x, cout), act == 6 || act == 1 ? act : 0);
+    /* eval mode: one pass (mn_conv2d_bn_act), the same values as the three ops above */
+    mn_tape *t = r->tape;
+    mn_var *w, *b;
+    mn_conv2d_params p;
+    if (!conv_views(c, t, x, &cout, &w, &b, &p)) return NULL;
+    if (cout > bn->gamma->var.val.shape[0]) {
+        mn_error(MN_ESHAPE, "%s: %d channels exceeds the layer's %lld", bn->gamma->name, cout,
+                 (long long)bn->gamma->var.val.shape[0]);
+        return NULL;
+    }
+    mn_bn_state st = {bn->mean->var.val.data, bn->var->var.val.data, &bn->num_batches};
+    mn_var *y = mn_conv2d_bn_act(t, x, w, b, &p, mn_var_prefix(t, &bn->gamma->var, 0, cout),
+                                 mn_var_prefix(t, &bn->beta->var, 0, cout), &st, 1e-5f, act == 6 || act == 1 ? act : 0);
+    if (y) count_conv(c, r, y, (int)x->val.shape[1], cout);
+    return y;
+}
+
 mn_var *mn_slim_cba_forward(mn_slim_cba *u, mn_run *r, mn_var *x, int cout)
 {
-    mn_var *y = mn_slim_bn_forward(&u->bn, r, mn_slim_conv_forward(&u->conv, r, x, cout));
-    if (u->act == 6) return mn_relu6(r->tape, y);
-    if (u->act == 1) return mn_relu(r->tape, y);
-    return y;
+    return mn_slim_conv_bn_forward(&u->conv, &u->bn, u->act, r, x, cout);
 }

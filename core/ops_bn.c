@@ -9,6 +9,8 @@ typedef struct bn_ctx {
     int64_t n, c, s;
     bool training;
     int ig, ib;     /* positions of gamma and beta in the node's inputs, -1 when absent */
+    bool clamp;     /* mn_batch_norm_act: the output is clamped to [lo, hi] */
+    float lo, hi;
 } bn_ctx;
 
 /* A gradient buffer that the kernels can write as a dense array, or an error. */
@@ -37,11 +39,17 @@ static int bn_backward(mn_node *nd, mn_tape *t)
     if ((rc = dense_grad(x, "x", &dx)) || (rc = dense_grad(gamma, "gamma", &dg)) ||
         (rc = dense_grad(beta, "beta", &db)))
         return rc;
-    const float *g = gamma ? gamma->val.data : NULL;
-    if (c->training)
-        mn_bn_backward_train(dx, dg, db, c->mean, c->invstd, nd->out->grad.data, x->val.data, g, c->n, c->c, c->s);
+    const float *g = gamma ? gamma->val.data : NULL, *dy = nd->out->grad.data, *y = nd->out->val.data;
+    if (c->clamp && c->training)
+        mn_bn_backward_train_masked(dx, dg, db, c->mean, c->invstd, dy, y, x->val.data, g, c->lo, c->hi, c->n, c->c,
+                                    c->s);
+    else if (c->clamp)
+        mn_bn_backward_eval_masked(dx, dg, db, c->mean, c->invstd, dy, y, x->val.data, g, c->lo, c->hi, c->n, c->c,
+                                   c->s);
+    else if (c->training)
+        mn_bn_backward_train(dx, dg, db, c->mean, c->invstd, dy, x->val.data, g, c->n, c->c, c->s);
     else
-        mn_bn_backward_eval(dx, dg, db, c->mean, c->invstd, nd->out->grad.data, x->val.data, g, c->n, c->c, c->s);
+        mn_bn_backward_eval(dx, dg, db, c->mean, c->invstd, dy, x->val.data, g, c->n, c->c, c->s);
     return 0;
 }
 
@@ -71,8 +79,9 @@ static void update_running(const mn_bn_state *st, float momentum, const float *m
     }
 }
 
-mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
-                      const mn_bn_params *p)
+/* mn_batch_norm, and with clamp set mn_batch_norm_act (output clamped to [lo, hi]). */
+static mn_var *bn_op(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
+                     const mn_bn_params *p, bool clamp, float lo, float hi)
 {
     if (!x) return NULL;
     char buf[64];
@@ -121,7 +130,10 @@ mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const 
     if (p->training) {
         float *var = mn_arena_alloc(&t->arena, sizeof(float) * (size_t)c);
         if (!var) return NULL;
-        mn_bn_forward_train(y->val.data, mean, invstd, var, x->val.data, g, b, n, c, s, p->eps);
+        if (clamp)
+            mn_bn_forward_train_clamp(y->val.data, mean, invstd, var, x->val.data, g, b, lo, hi, n, c, s, p->eps);
+        else
+            mn_bn_forward_train(y->val.data, mean, invstd, var, x->val.data, g, b, n, c, s, p->eps);
         if (track) update_running(st, p->momentum, mean, var, c, n * s);
         if (st && st->num_batches) (*st->num_batches)++;
     } else {
@@ -136,7 +148,10 @@ mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const 
             mean[i] = m;
             invstd[i] = 1.0f / sqrtf(v + p->eps);
         }
-        mn_bn_forward_eval(y->val.data, x->val.data, mean, invstd, g, b, n, c, s);
+        if (clamp)
+            mn_bn_forward_eval_clamp(y->val.data, x->val.data, mean, invstd, g, b, lo, hi, n, c, s);
+        else
+            mn_bn_forward_eval(y->val.data, x->val.data, mean, invstd, g, b, n, c, s);
     }
 
     mn_var *in[3] = {x, NULL, NULL};
@@ -144,7 +159,7 @@ mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const 
     if (gamma) in[ig = k++] = gamma;
     if (beta) in[ib = k++] = beta;
     if (mn_tape_wants(t, in, k)) {
-        mn_node *nd = mn_tape_record(t, "batch_norm", y, in, k, bn_backward, sizeof(bn_ctx));
+        mn_node *nd = mn_tape_record(t, clamp ? "batch_norm_act" : "batch_norm", y, in, k, bn_backward, sizeof(bn_ctx));
         if (!nd) return NULL;
         bn_ctx *cx = nd->ctx;
         cx->mean = mean;
@@ -155,6 +170,27 @@ mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const 
         cx->training = p->training;
         cx->ig = ig;
         cx->ib = ib;
+        cx->clamp = clamp;
+        cx->lo = lo;
+        cx->hi = hi;
     }
     return y;
+}
+
+mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
+                      const mn_bn_params *p)
+{
+    return bn_op(t, x, gamma, beta, st, p, false, 0.0f, 0.0f);
+}
+
+mn_var *mn_batch_norm_act(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
+                          const mn_bn_params *p, int act)
+{
+    if (!x) return NULL;
+    if (act == 0) return mn_batch_norm(t, x, gamma, beta, st, p);
+    if (act != 1 && act != 6) {
+        mn_error(MN_EINVAL, "mn_batch_norm_act: activation %d is not 0 (none), 1 (ReLU) or 6 (ReLU6)", act);
+        return NULL;
+    }
+    return bn_op(t, x, gamma, beta, st, p, true, 0.0f, act == 6 ? 6.0f : INFINITY);
 }

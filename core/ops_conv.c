@@ -4,6 +4,7 @@
  * stride (stride[0]) and the weight gradient is written through the gradient view with the
  * same stride, so it lands in the matching slice of the full gradient buffer. Scratch memory
  * comes from the tape arena. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -91,7 +92,47 @@ static int conv2d_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p)
+/* What mn_conv2d_bn_act folds into the convolution's output pass (eval-mode batch norm and
+ * a clamp); NULL: a plain, recorded convolution. */
+typedef struct conv_fuse {
+    mn_var *gamma, *beta;   /* (Cout) or NULL */
+    const mn_bn_state *st;  /* running statistics */
+    float eps, lo, hi;
+} conv_fuse;
+
+/* scale, shift (C): the per-channel affine map of eval-mode batch norm, computed with the
+ * same float expressions as mn_batch_norm and mn_bn_forward_eval (so the values agree). */
+static int bn_eval_affine(float *scale, float *shift, mn_tape *t, const conv_fuse *f, const mn_var *y, int64_t c)
+{
+    char ys[64], gs[64];
+    if (!f->st || !f->st->running_mean || !f->st->running_var)
+        return mn_error(MN_EINVAL, "conv2d_bn_act: eval-mode batch norm of %s needs running_mean and running_var",
+                        mn_shape_str(&y->val, ys, sizeof ys));
+    mn_var *ab[2] = {f->gamma, f->beta};
+    const char *names[2] = {"gamma", "beta"};
+    for (int i = 0; i < 2; i++) {
+        if (!ab[i]) continue;
+        if (ab[i]->val.ndim != 1 || ab[i]->val.shape[0] != c)
+            return mn_error(MN_ESHAPE, "conv2d_bn_act: %s has shape %s, expected [%lld] for convolution output %s",
+                            names[i], mn_shape_str(&ab[i]->val, gs, sizeof gs), (long long)c,
+                            mn_shape_str(&y->val, ys, sizeof ys));
+        if (!(ab[i] = mn_contiguous(t, ab[i]))) return mn_last_error_code();
+    }
+    const float *g = ab[0] ? ab[0]->val.data : NULL, *be = ab[1] ? ab[1]->val.data : NULL;
+    for (int64_t i = 0; i < c; i++) {
+        const float m = f->st->running_mean[i], v = f->st->running_var[i];
+        if (!isfinite(m) || !isfinite(v) || !(v + f->eps > 0.0f))
+            return mn_error(MN_ENUMERIC, "conv2d_bn_act: channel %lld of %s has unusable running statistics (mean %g, "
+                            "var %g)", (long long)i, mn_shape_str(&y->val, ys, sizeof ys), (double)m, (double)v);
+        const float invstd = 1.0f / sqrtf(v + f->eps);
+        scale[i] = invstd * (g ? g[i] : 1.0f);
+        shift[i] = (be ? be[i] : 0.0f) - m * scale[i];
+    }
+    return 0;
+}
+
+static mn_var *conv_forward(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p,
+                            const conv_fuse *f)
 {
     if (!x || !w) return NULL;
     char xs[64], wsh[64], bs[64];
@@ -99,15 +140,17 @@ mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_p
         mn_error(MN_EINVAL, "conv2d: no parameters given");
         return NULL;
     }
-    mn_shape_str(&x->val, xs, sizeof xs);
-    mn_shape_str(&w->val, wsh, sizeof wsh);
+    /* the shapes are formatted only for an error message: this runs for every layer */
+#define CONV_SHAPES() (mn_shape_str(&x->val, xs, sizeof xs), mn_shape_str(&w->val, wsh, sizeof wsh))
     if (x->val.ndim != 4 || w->val.ndim != 4) {
+        CONV_SHAPES();
         mn_error(MN_ESHAPE, "conv2d: input %s and weight %s must both be 4-D (N, C, H, W) and (Cout, Cin/groups, KH, KW)",
                  xs, wsh);
         return NULL;
     }
     if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1 || p->pad_h < 0 || p->pad_w < 0 ||
         p->groups < 1) {
+        CONV_SHAPES();
         mn_error(MN_EINVAL, "conv2d: input %s, weight %s: stride (%d, %d) and dilation (%d, %d) must be >= 1, padding "
                  "(%d, %d) >= 0, groups %d >= 1", xs, wsh, p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->pad_h,
                  p->pad_w, p->groups);
@@ -116,16 +159,19 @@ mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_p
     const int64_t n = x->val.shape[0], cin = x->val.shape[1], h = x->val.shape[2], wd = x->val.shape[3];
     const int64_t cout = w->val.shape[0], kh = w->val.shape[2], kw = w->val.shape[3];
     if (w->val.shape[1] * p->groups != cin) {
+        CONV_SHAPES();
         mn_error(MN_ESHAPE, "conv2d: input %s has %lld channels but weight %s with groups %d expects %lld", xs,
                  (long long)cin, wsh, p->groups, (long long)(w->val.shape[1] * p->groups));
         return NULL;
     }
     if (cout % p->groups) {
+        CONV_SHAPES();
         mn_error(MN_ESHAPE, "conv2d: weight %s has %lld output channels, not a multiple of groups %d", wsh,
                  (long long)cout, p->groups);
         return NULL;
     }
     if (b && (b->val.ndim != 1 || b->val.shape[0] != cout)) {
+        CONV_SHAPES();
         mn_error(MN_ESHAPE, "conv2d: bias %s does not match weight %s (expected [%lld])",
                  mn_shape_str(&b->val, bs, sizeof bs), wsh, (long long)cout);
         return NULL;
@@ -133,19 +179,23 @@ mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_p
     int64_t eh = h + 2 * p->pad_h - (int64_t)p->dil_h * (kh - 1) - 1;
     int64_t ew = wd + 2 * p->pad_w - (int64_t)p->dil_w * (kw - 1) - 1;
     if (eh < 0 || ew < 0) {
+        CONV_SHAPES();
         mn_error(MN_ESHAPE, "conv2d: weight %s (dilation %d, %d) is larger than input %s padded by (%d, %d)", wsh,
                  p->dil_h, p->dil_w, xs, p->pad_h, p->pad_w);
         return NULL;
     }
     if (n > INT32_MAX || cin > INT32_MAX || h > INT32_MAX || wd > INT32_MAX || cout > INT32_MAX) {
+        CONV_SHAPES();
         mn_error(MN_ESHAPE, "conv2d: input %s or weight %s is too large", xs, wsh);
         return NULL;
     }
+#undef CONV_SHAPES
     /* activations must be contiguous; a weight needs packed rows (any row stride) */
     x = mn_contiguous(t, x);
     if (row_stride(&w->val) < 0) w = mn_contiguous(t, w);
+    const bool has_b = b != NULL;
     if (b && b->val.stride[0] != 1) b = mn_contiguous(t, b);
-    if (!x || !w) return NULL;
+    if (!x || !w || (has_b && !b)) return NULL;
 
     mn_conv2d_dims d;
     if (mn_conv2d_dims_init(&d, (int)n, (int)cin, (int)h, (int)wd, (int)cout, (int)kh, (int)kw, p,
@@ -157,6 +207,13 @@ mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_p
     bool ok;
     float *ws = scratch(t, mn_conv2d_workspace_floats(&d, false), &ok);
     if (!ok) return NULL;
+    if (f) {
+        float *scale = scratch(t, 2 * (size_t)cout, &ok);
+        if (!ok || bn_eval_affine(scale, scale + cout, t, f, y, cout)) return NULL;
+        mn_conv2d_forward_affine(y->val.data, x->val.data, w->val.data, b ? b->val.data : NULL, scale, scale + cout,
+                                 f->lo, f->hi, ws, &d);
+        return y; /* the caller made sure that nothing is recorded */
+    }
     mn_conv2d_forward(y->val.data, x->val.data, w->val.data, b ? b->val.data : NULL, ws, &d);
 
     mn_var *in[3] = {x, w, b};
@@ -167,6 +224,30 @@ mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_p
         ((conv_ctx *)nd->ctx)->d = d;
     }
     return y;
+}
+
+mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p)
+{
+    return conv_forward(t, x, w, b, p, NULL);
+}
+
+mn_var *mn_conv2d_bn_act(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p, mn_var *gamma,
+                         mn_var *beta, const mn_bn_state *st, float eps, int act)
+{
+    if (!x || !w) return NULL;
+    if (act != 0 && act != 1 && act != 6) {
+        mn_error(MN_EINVAL, "conv2d_bn_act: activation %d is not 0 (none), 1 (ReLU) or 6 (ReLU6)", act);
+        return NULL;
+    }
+    mn_var *in[5] = {x, w, b, gamma, beta};
+    if (mn_tape_wants(t, in, 5)) {
+        /* gradients wanted: the three recorded ops (the fused pass keeps nothing for backward) */
+        const mn_bn_params bp = {eps, 0.0f, false};
+        mn_var *y = mn_batch_norm(t, mn_conv2d(t, x, w, b, p), gamma, beta, st, &bp);
+        return act == 6 ? mn_relu6(t, y) : act == 1 ? mn_relu(t, y) : y;
+    }
+    const conv_fuse f = {gamma, beta, st, eps, act ? 0.0f : -INFINITY, act == 6 ? 6.0f : INFINITY};
+    return conv_forward(t, x, w, b, p, &f);
 }
 
 /* ---- linear ---- */

@@ -614,3 +614,212 @@ Test(conv_graph, records_only_when_needed_and_reuses_the_arena)
     tc_leaf_free(x), tc_leaf_free(w);
     free(xv), free(wv), free(dy);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* convolution with a fused eval-mode batch norm and clamp (mn_conv2d_forward_affine,        */
+/* mn_conv2d_bn_act)                                                                         */
+
+/* The fused kernel against its reference twin for one case, threads, clamp [lo, hi] and bias.
+ * Scales in [-4, 4] and shifts in [-3, 3] push many outputs past both ends of the clamp. */
+static void check_affine_case(const ref_case *c, bool bias, int threads, float lo, float hi)
+{
+    mn_conv2d_dims d;
+    int64_t row = (int64_t)(c->cin / c->p.groups) * c->kh * c->kw, ldw = row + 3;
+    cr_assert_eq(mn_conv2d_dims_init(&d, c->n, c->cin, c->h, c->w, c->cout, c->kh, c->kw, &c->p, ldw), 0, "%s",
+                 mn_last_error());
+    d.nthreads = threads;
+    int64_t nx = (int64_t)c->n * c->cin * c->h * c->w, ny = (int64_t)c->n * c->cout * d.ho * d.wo;
+    float *x = tc_random(21, nx, -1, 1), *w = tc_random(22, c->cout * ldw, -1, 1), *b = tc_random(23, c->cout, -1, 1);
+    float *scale = tc_random(24, c->cout, -4, 4), *shift = tc_random(25, c->cout, -3, 3);
+    float *y1 = malloc(sizeof(float) * (size_t)ny), *y2 = malloc(sizeof(float) * (size_t)ny);
+    const size_t nws = mn_conv2d_workspace_floats(&d, false);
+    float *ws = guarded(nws);
+    mn_conv2d_forward_affine(y1, x, w, bias ? b : NULL, scale, shift, lo, hi, ws, &d);
+    mn_conv2d_forward_affine_ref(y2, x, w, bias ? b : NULL, scale, shift, lo, hi, &d);
+    char what[160];
+    snprintf(what, sizeof what, "affine %dx%d s%d g%d in (%d,%d,%d,%d) out %d bias %d threads %d clamp [%g, %g]",
+             c->kh, c->kw, c->p.stride_h, c->p.groups, c->n, c->cin, c->h, c->w, c->cout, bias, threads, (double)lo,
+             (double)hi);
+    tc_expect_close(y1, y2, ny, 1e-4f, 2e-5f, what);
+    guard_intact(ws, nws, what);
+    /* the clamp is really exercised: values at both ends when they are finite */
+    int64_t at_lo = 0, at_hi = 0;
+    for (int64_t i = 0; i < ny; i++) {
+        cr_assert(y1[i] >= lo && y1[i] <= hi, "%s: y[%lld] = %g outside the clamp", what, (long long)i, (double)y1[i]);
+        at_lo += y1[i] == lo;
+        at_hi += y1[i] == hi;
+    }
+    if (isfinite(lo)) cr_assert_gt(at_lo, 0, "%s: no output was clamped at %g", what, (double)lo);
+    if (isfinite(hi)) cr_assert_gt(at_hi, 0, "%s: no output was clamped at %g", what, (double)hi);
+    free(x), free(w), free(b), free(scale), free(shift), free(y1), free(y2), free(ws);
+}
+
+Test(conv_affine, matches_reference_on_every_path)
+{
+    const ref_case cases[] = {
+        {1, 7, 9, 11, 12, 1, 1, conv_sq(1, 0, 1, 1)},    /* 1x1: direct GEMM */
+        {2, 20, 61, 67, 16, 1, 1, conv_sq(1, 0, 1, 1)},  /* 1x1 in several pixel blocks */
+        {1, 8, 9, 11, 6, 1, 1, conv_sq(1, 0, 1, 2)},     /* 1x1 grouped */
+        {2, 3, 32, 30, 16, 3, 3, conv_sq(2, 1, 1, 1)},   /* a stem: im2col */
+        {1, 6, 9, 10, 9, 3, 3, conv_sq(2, 1, 1, 3)},     /* grouped im2col */
+        {2, 12, 14, 14, 12, 3, 3, conv_sq(1, 1, 1, 12)}, /* depthwise 3x3 s1 */
+        {2, 12, 14, 16, 12, 3, 3, conv_sq(2, 1, 1, 12)}, /* depthwise 3x3 s2, even width */
+        {1, 5, 13, 37, 5, 3, 3, conv_sq(2, 1, 1, 5)},    /* depthwise 3x3 s2, polyphase */
+        {1, 4, 11, 12, 4, 5, 5, conv_sq(1, 2, 1, 4)},    /* depthwise, generic */
+    };
+    const float clamps[3][2] = {{0.0f, 6.0f}, {0.0f, INFINITY}, {-INFINITY, INFINITY}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int k = 0; k < 3; k++)
+            for (int bias = 0; bias < 2; bias++) {
+                check_affine_case(&cases[i], bias, 1, clamps[k][0], clamps[k][1]);
+                check_affine_case(&cases[i], bias, 3, clamps[k][0], clamps[k][1]);
+            }
+}
+
+Test(conv_affine, reference_is_conv_then_affine_then_clamp)
+{
+    /* 1 image, 2 output channels of a 1x1 convolution on 1 input channel, by hand */
+    const float x[3] = {1, -2, 3}, w[2] = {2, -1}, scale[2] = {3, 0.5f}, shift[2] = {-1, 2};
+    mn_conv2d_params p = conv_sq(1, 0, 1, 1);
+    mn_conv2d_dims d;
+    cr_assert_eq(mn_conv2d_dims_init(&d, 1, 1, 1, 3, 2, 1, 1, &p, 1), 0);
+    float y[6];
+    mn_conv2d_forward_affine_ref(y, x, w, NULL, scale, shift, 0.0f, 6.0f, &d);
+    /* channel 0: 3 (2x) - 1 = 5, -13 -> 0, 17 -> 6; channel 1: 0.5 (-x) + 2 = 1.5, 3, 0.5 */
+    const float want[6] = {5, 0, 6, 1.5f, 3, 0.5f};
+    tc_expect_close(y, want, 6, 0, 0, "affine reference by hand");
+}
+
+typedef struct cba_case {
+    int n, cin, h, w, cout, k;
+    mn_conv2d_params p;
+} cba_case;
+
+/* mn_conv2d_bn_act with gradients off against mn_conv2d -> mn_batch_norm (eval) -> activation:
+ * the same values, for every activation; weights are prefix views of larger parameters, as
+ * in a slimmable layer. */
+static void check_cba(const cba_case *c, int act)
+{
+    const int64_t cin_g = c->cin / c->p.groups, big = c->cout + 5;
+    const int64_t xs[4] = {c->n, c->cin, c->h, c->w}, wsh[4] = {big, cin_g, c->k, c->k}, cs[1] = {big};
+    float *xv = tc_random(81, c->n * c->cin * c->h * c->w, -1, 1), *wv = tc_random(82, big * cin_g * c->k * c->k, -1, 1);
+    float *gv = tc_random(83, big, -3, 3), *bv = tc_random(84, big, -2, 2), *bias = tc_random(85, big, -1, 1);
+    float *mean = tc_random(86, big, -0.5f, 0.5f), *var = tc_random(87, big, 0.01f, 2);
+    mn_var *x = tc_leaf(xv, 4, xs, false), *wf = tc_leaf(wv, 4, wsh, false);
+    mn_var *gf = tc_leaf(gv, 1, cs, false), *bf = tc_leaf(bv, 1, cs, false), *cbf = tc_leaf(bias, 1, cs, false);
+    mn_bn_state st = {mean, var, NULL};
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    mn_tape_set_grad(&t, false);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        mn_var *w = mn_var_prefix(&t, wf, 0, c->cout), *g = mn_var_prefix(&t, gf, 0, c->cout);
+        mn_var *be = mn_var_prefix(&t, bf, 0, c->cout), *cb = with_bias ? mn_var_prefix(&t, cbf, 0, c->cout) : NULL;
+        mn_var *fused = mn_conv2d_bn_act(&t, x, w, cb, &c->p, g, be, &st, 1e-5f, act);
+        cr_assert_not_null(fused, "%s", mn_last_error());
+        const mn_bn_params bp = {1e-5f, 0.1f, false};
+        mn_var *y = mn_batch_norm(&t, mn_conv2d(&t, x, w, cb, &c->p), g, be, &st, &bp);
+        y = act == 6 ? mn_relu6(&t, y) : act == 1 ? mn_relu(&t, y) : y;
+        cr_assert_not_null(y, "%s", mn_last_error());
+        cr_assert(mn_tensor_same_shape(&fused->val, &y->val));
+        cr_assert_eq(t.n_nodes, 0, "nothing may be recorded with gradients off");
+        char what[96];
+        snprintf(what, sizeof what, "conv2d_bn_act k%d s%d g%d act %d bias %d", c->k, c->p.stride_h, c->p.groups,
+                 act, with_bias);
+        tc_expect_close(fused->val.data, y->val.data, mn_tensor_numel(&y->val), 1e-6f, 1e-6f, what);
+    }
+    mn_tape_free(&t);
+    tc_leaf_free(x), tc_leaf_free(wf), tc_leaf_free(gf), tc_leaf_free(bf), tc_leaf_free(cbf);
+    free(xv), free(wv), free(gv), free(bv), free(bias), free(mean), free(var);
+}
+
+Test(conv_bn_act, same_values_as_the_three_ops)
+{
+    const cba_case cases[] = {
+        {1, 3, 33, 35, 16, 3, conv_sq(2, 1, 1, 1)},   /* stem */
+        {2, 16, 14, 14, 40, 1, conv_sq(1, 0, 1, 1)},  /* expansion */
+        {2, 24, 14, 14, 24, 3, conv_sq(1, 1, 1, 24)}, /* depthwise */
+        {1, 24, 14, 14, 24, 3, conv_sq(2, 1, 1, 24)}, /* depthwise, stride 2 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int act = 0; act <= 6; act += act ? 5 : 1) check_cba(&cases[i], act);
+}
+
+Test(conv_bn_act, records_the_three_ops_when_gradients_are_wanted)
+{
+    const int64_t xs[4] = {2, 4, 9, 9}, wsh[4] = {6, 4, 3, 3}, cs[1] = {6};
+    float *xv = tc_random(91, 2 * 4 * 81, -1, 1), *wv = tc_random(92, 6 * 36, -1, 1);
+    float *gv = tc_random(93, 6, 0.5f, 2), *bv = tc_random(94, 6, -1, 1);
+    float mean[6] = {0.1f, -0.2f, 0.3f, 0, 0.05f, -0.1f}, var[6] = {1, 0.5f, 2, 0.8f, 1.5f, 0.3f};
+    mn_bn_state st = {mean, var, NULL};
+    mn_conv2d_params p = conv_sq(1, 1, 1, 1);
+    float *dy = tc_random(95, 2 * 6 * 81, -1, 1);
+    float *grads[2][2];
+    for (int fused = 0; fused < 2; fused++) {
+        mn_var *x = tc_leaf(xv, 4, xs, true), *w = tc_leaf(wv, 4, wsh, true);
+        mn_var *g = tc_leaf(gv, 1, cs, true), *b = tc_leaf(bv, 1, cs, true);
+        mn_tape t;
+        mn_tape_init(&t, 0);
+        mn_var *y;
+        if (fused) {
+            y = mn_conv2d_bn_act(&t, x, w, NULL, &p, g, b, &st, 1e-5f, 6);
+            cr_assert_eq(t.n_nodes, 3, "expected conv2d, batch_norm and relu6 nodes, got %d", t.n_nodes);
+        } else {
+            const mn_bn_params bp = {1e-5f, 0.1f, false};
+            y = mn_relu6(&t, mn_batch_norm(&t, mn_conv2d(&t, x, w, NULL, &p), g, b, &st, &bp));
+        }
+        cr_assert_not_null(y, "%s", mn_last_error());
+        cr_assert_eq(mn_backward_grad(&t, y, dy), 0, "%s", mn_last_error());
+        grads[fused][0] = malloc(sizeof(float) * 2 * 4 * 81);
+        grads[fused][1] = malloc(sizeof(float) * 6 * 36);
+        memcpy(grads[fused][0], x->grad.data, sizeof(float) * 2 * 4 * 81);
+        memcpy(grads[fused][1], w->grad.data, sizeof(float) * 6 * 36);
+        mn_tape_free(&t);
+        tc_leaf_free(x), tc_leaf_free(w), tc_leaf_free(g), tc_leaf_free(b);
+    }
+    tc_expect_close(grads[1][0], grads[0][0], 2 * 4 * 81, 0, 0, "dx through conv2d_bn_act");
+    tc_expect_close(grads[1][1], grads[0][1], 6 * 36, 0, 0, "dw through conv2d_bn_act");
+    for (int i = 0; i < 2; i++) free(grads[i][0]), free(grads[i][1]);
+    free(xv), free(wv), free(gv), free(bv), free(dy);
+}
+
+Test(conv_bn_act, errors)
+{
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    mn_tape_set_grad(&t, false);
+    mn_var *x = zeros(4, 1, 3, 7, 9), *w = zeros(4, 4, 3, 3, 3), *g4 = zeros(1, 4, 0, 0, 0), *g5 = zeros(1, 5, 0, 0, 0);
+    mn_var *w2 = zeros(4, 4, 2, 3, 3);
+    float mean[4] = {0, 0, 0, 0}, var[4] = {1, 1, 1, 1}, bad[4] = {1, NAN, 1, 1};
+    mn_bn_state st = {mean, var, NULL}, nost = {NULL, NULL, NULL}, badst = {mean, bad, NULL};
+    mn_conv2d_params p = conv_sq(1, 1, 1, 1);
+    expect_error(mn_conv2d_bn_act(&t, x, w, NULL, &p, g4, g4, &st, 1e-5f, 3), MN_EINVAL, "activation 3", NULL);
+    expect_error(mn_conv2d_bn_act(&t, x, w, NULL, &p, g4, g4, &nost, 1e-5f, 6), MN_EINVAL, "running_mean",
+                 "[1, 4, 7, 9]");
+    expect_error(mn_conv2d_bn_act(&t, x, w, NULL, &p, g4, g4, NULL, 1e-5f, 6), MN_EINVAL, "running_mean", NULL);
+    expect_error(mn_conv2d_bn_act(&t, x, w, NULL, &p, g5, g4, &st, 1e-5f, 6), MN_ESHAPE, "gamma", "[5]");
+    expect_error(mn_conv2d_bn_act(&t, x, w, NULL, &p, g4, g5, &st, 1e-5f, 1), MN_ESHAPE, "beta", "[5]");
+    expect_error(mn_conv2d_bn_act(&t, x, w, NULL, &p, g4, g4, &badst, 1e-5f, 0), MN_ENUMERIC, "channel 1", NULL);
+    /* convolution errors read as those of mn_conv2d */
+    expect_error(mn_conv2d_bn_act(&t, x, w2, NULL, &p, g4, g4, &st, 1e-5f, 6), MN_ESHAPE, "[1, 3, 7, 9]",
+                 "[4, 2, 3, 3]");
+    cr_assert_null(mn_conv2d_bn_act(&t, NULL, w, NULL, &p, g4, g4, &st, 1e-5f, 6));
+    mn_tape_free(&t);
+    tc_leaf_free(x), tc_leaf_free(w), tc_leaf_free(g4), tc_leaf_free(g5), tc_leaf_free(w2);
+}
+
+Test(conv_ref, pointwise_split_over_output_channels)
+{
+    /* fewer pixels than output channels at batch 1: threads take chunks of output channels */
+    const ref_case cases[] = {
+        {1, 16, 5, 5, 100, 1, 1, conv_sq(1, 0, 1, 1)},
+        {1, 24, 4, 4, 130, 1, 1, conv_sq(1, 0, 1, 1)},
+        {1, 32, 7, 7, 200, 1, 1, conv_sq(1, 0, 1, 2)}, /* grouped: 2 images x groups < 3 threads */
+    };
+    check_ref_cases(cases, sizeof cases / sizeof cases[0]);
+    const float clamps[2][2] = {{0.0f, 6.0f}, {-INFINITY, INFINITY}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int k = 0; k < 2; k++) {
+            check_affine_case(&cases[i], true, 2, clamps[k][0], clamps[k][1]);
+            check_affine_case(&cases[i], false, 3, clamps[k][0], clamps[k][1]);
+        }
+}

@@ -1,5 +1,6 @@
 /* mutualnet bench: forward latency and training-step time of a backbone over widths and
  * sizes, in the same table layout as tools/bench_torch.py prints for PyTorch. */
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +13,19 @@
 #include "mn/train.h"
 
 int openblas_get_parallel(void);
+char *openblas_get_corename(void);
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mutualnet bench [--model mobilenet_v2|mobilenet_v1|resnet50] [--reps N] [--quick]\n\n"
+    fprintf(f, "usage: mutualnet bench [--model mobilenet_v2|mobilenet_v1|resnet50] [--reps N] [--quick]\n"
+               "                       [--width W] [--size S] [--only forward|train]\n\n"
                "Times, for widths 1.0, 0.5, 0.35 at 224, 160 and 128: a forward pass at batch 1 (inference,\n"
                "running BN statistics) and a training step at batch 8 (forward, cross-entropy, backward, SGD).\n"
-               "Prints the median of N repetitions after one warm-up (default 5), in milliseconds, as a\n"
+               "Prints the median of N repetitions after two warm-ups (default 5), in milliseconds, as a\n"
                "Markdown table. tools/bench_torch.py prints the same rows for PyTorch; bench/compare.sh runs both.\n"
-               "--quick: widths 1.0 and 0.5 at 224 only.\n");
+               "--quick: widths 1.0 and 0.5 at 224 only. --width / --size: that one width or size only;\n"
+               "--only: time only the forward pass or only the training step (the other column shows -),\n"
+               "for profiling one row, e.g. perf record -g mutualnet bench --width 1 --size 224 --only forward.\n");
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -35,16 +40,16 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* One timed unit: a batch-1 forward (train == false) or a batch-8 training step. */
+/* One timed unit: a batch-1 forward (train == false) or a batch-8 training step. The input
+ * (8 images, of which the forward pass uses the first) is made before the clock starts, as
+ * tools/bench_torch.py does. */
 static int run_once(mn_backbone *b, mn_param_set *ps, mn_sgd *opt, mn_tape *t, float w, int size, bool train,
-                    const int32_t *labels)
+                    const int32_t *labels, float *input /* (8, 3, size, size) */)
 {
     mn_tape_reset(t);
     mn_tape_set_grad(t, train);
-    int64_t shape[4] = {train ? 8 : 1, 3, size, size};
-    mn_var *x = mn_var_new(t, 4, shape);
+    mn_var *x = mn_var_wrap(t, mn_tensor_4d(input, train ? 8 : 1, 3, size, size));
     if (!x) return mn_last_error_code();
-    for (int64_t i = 0; i < mn_tensor_numel(&x->val); i++) x->val.data[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1;
     mn_run r = {.tape = t, .width = w, .training = train};
     mn_var *logits;
     int rc = mn_backbone_forward(b, &r, x, NULL, &logits);
@@ -59,6 +64,8 @@ int mn_cmd_bench(int argc, char **argv)
     const char *model = "mobilenet_v2";
     int reps = 5;
     bool quick = false;
+    double only_w = 0;
+    int only_s = 0, first_mode = 0, last_mode = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -71,6 +78,22 @@ int mn_cmd_bench(int argc, char **argv)
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--quick")) {
             quick = true;
+        } else if (!strcmp(a, "--width")) {
+            if (!(v = mn_arg_value("bench", argc, argv, &i)) || !mn_arg_float("bench", a, v, 0.01, 1.0, &only_w))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--size")) {
+            if (!(v = mn_arg_value("bench", argc, argv, &i)) || !mn_arg_int("bench", a, v, 32, 4096, &only_s))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--only")) {
+            if (!(v = mn_arg_value("bench", argc, argv, &i))) return MN_EXIT_USAGE;
+            if (!strcmp(v, "forward")) {
+                last_mode = 0;
+            } else if (!strcmp(v, "train")) {
+                first_mode = 1;
+            } else {
+                fprintf(stderr, "mutualnet bench: --only takes forward or train, not %s\n", v);
+                return MN_EXIT_USAGE;
+            }
         } else {
             fprintf(stderr, "mutualnet bench: unknown option %s (see mutualnet bench --help)\n", a);
             return MN_EXIT_USAGE;
@@ -96,26 +119,42 @@ int mn_cmd_bench(int argc, char **argv)
     int32_t labels[8] = {1, 7, 42, 100, 3, 999, 500, 0};
     static const float widths[3] = {1.0f, 0.5f, 0.35f};
     static const int sizes[3] = {224, 160, 128};
-    printf("mutualnet %s, %d OpenMP threads, OpenBLAS %s, median of %d\n\n", model, omp_get_max_threads(),
-           openblas_get_parallel() == 2 ? "OpenMP build" : "NOT the OpenMP build", reps);
+    printf("mutualnet %s, %d OpenMP threads, OpenBLAS %s (%s kernels), median of %d\n\n", model,
+           omp_get_max_threads(), openblas_get_parallel() == 2 ? "OpenMP build" : "NOT the OpenMP build",
+           openblas_get_corename(), reps);
     printf("| width | size | MMACs | forward b=1 (ms) | train step b=8 (ms) |\n|---|---|---|---|---|\n");
     for (int wi = 0; wi < (quick ? 2 : 3) && !rc; wi++)
         for (int si = 0; si < (quick ? 1 : 3) && !rc; si++) {
             float w = widths[wi];
             int s = sizes[si];
+            if ((only_w > 0 && fabs(only_w - (double)w) > 1e-6) || (only_s && only_s != s)) continue;
             int64_t macs = 0;
             rc = mn_backbone_flops(b, w, s, s, true, &macs, NULL);
-            double ms[2] = {0, 0};
-            for (int train = 0; train < 2 && !rc; train++) {
+            const int64_t n_in = 8 * 3 * (int64_t)s * s;
+            float *input = malloc(sizeof(float) * (size_t)n_in);
+            if (!input) {
+                rc = mn_error(MN_ENOMEM, "bench: out of memory for a %dx%d input", s, s);
+                break;
+            }
+            for (int64_t i = 0; i < n_in; i++) input[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1;
+            double ms[2] = {-1, -1};
+            for (int train = first_mode; train <= last_mode && !rc; train++) {
                 double v[1000];
-                for (int k = -1; k < reps && !rc; k++) { /* k = -1: warm-up (sizes the arena) */
+                /* k < 0: two warm-ups; the first sizes the arena, the second touches the
+                 * one block the arena then consolidates into */
+                for (int k = -2; k < reps && !rc; k++) {
                     double t0 = mn_now();
-                    rc = run_once(b, &ps, &opt, &t, w, s, train, labels);
+                    rc = run_once(b, &ps, &opt, &t, w, s, train, labels, input);
                     if (k >= 0) v[k] = 1e3 * (mn_now() - t0);
                 }
                 if (!rc) ms[train] = median(v, reps);
             }
-            if (!rc) printf("| %.2f | %d | %.1f | %.2f | %.1f |\n", (double)w, s, (double)macs / 1e6, ms[0], ms[1]);
+            free(input);
+            if (rc) break;
+            char f[32] = "-", tr[32] = "-";
+            if (ms[0] >= 0) snprintf(f, sizeof f, "%.2f", ms[0]);
+            if (ms[1] >= 0) snprintf(tr, sizeof tr, "%.1f", ms[1]);
+            printf("| %.2f | %d | %.1f | %s | %s |\n", (double)w, s, (double)macs / 1e6, f, tr);
             fflush(stdout);
         }
     if (rc) fprintf(stderr, "mutualnet bench: %s\n", mn_last_error());

@@ -7,16 +7,51 @@
 #include "args.h"
 #include "commands.h"
 #include "mn/calibrate.h"
+#include "mn/det_model.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mutualnet calibrate --checkpoint FILE [--out FILE] [--width-step S] [--batches N]\n"
                "                           [--max-val-images N]\n\n"
                "For every width from the trained maximum down to the minimum (step S, default calibrate.width_step)\n"
-               "and every training scale of data.eval_size: recomputes BN statistics over N training batches\n"
-               "(default calibrate.batches), measures mIoU on the validation split and the multiply-accumulates,\n"
-               "prints the query table and writes it, with each configuration's BN statistics, into --out\n"
-               "(default: calibrated.safetensors beside the checkpoint). The input checkpoint is not modified.\n");
+               "and every training scale of data.eval_size (segmentation) or of det.short_side (detection):\n"
+               "recomputes BN statistics over N training batches (default calibrate.batches), measures mIoU or COCO\n"
+               "AP on the validation split and the multiply-accumulates (a detector's at the median image size of\n"
+               "the validation split, resized and padded), prints the query table and writes it, with each\n"
+               "configuration's BN statistics, into --out (default: calibrated.safetensors beside the checkpoint).\n"
+               "The input checkpoint is not modified.\n");
+}
+
+static int calibrate_det(const char *ckpt, const char *out, double step, int batches, int max_val)
+{
+    mn_det_model m;
+    if (mn_det_model_open(&m, ckpt)) {
+        fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    if (step > 0) m.cfg.calibrate.width_step = (float)step;
+    if (batches > 0) m.cfg.calibrate.batches = batches;
+    mn_calib_config g;
+    mn_det_calib_grid(&m.cfg, &g);
+    const mn_config *c = &m.cfg;
+    mn_dataset *tr = NULL, *va = NULL;
+    mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = c->data.train_split,
+                            .images = c->data.images, .annotations = c->data.annotations, .void_index = -1};
+    int rc = mn_dataset_open(&tr, &o);
+    o.split = c->data.val_split;
+    if (!rc) rc = mn_dataset_open(&va, &o);
+    char ann[1100];
+    mn_det_annotations_path(ann, sizeof ann, c, c->data.val_split);
+    fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each\n",
+            g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
+    if (!rc) rc = mn_det_build_table(&m, tr, va, ann, &g, c->train.batch_size, max_val, c->train.seed, stdout);
+    if (!rc) rc = mn_det_model_save(&m, out, NULL, 0);
+    if (rc) fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
+    else fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget)\n", out);
+    mn_dataset_close(tr);
+    mn_dataset_close(va);
+    mn_det_model_free(&m);
+    return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
 }
 
 int mn_cmd_calibrate(int argc, char **argv)
@@ -58,6 +93,12 @@ int mn_cmd_calibrate(int argc, char **argv)
         snprintf(def_out, sizeof def_out, "%s/calibrated.safetensors", dirname(tmp));
         out = def_out;
     }
+    enum mn_task_kind task;
+    if (mn_model_task(ckpt, &task)) {
+        fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    if (task == MN_TASK_DETECTION) return calibrate_det(ckpt, out, step, batches, max_val);
     mn_seg_model m;
     if (mn_seg_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());

@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "mn/det_model.h"
 #include "mn/seg_model.h"
 #include "mn/viz.h"
 
@@ -15,9 +16,11 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: mutualnet plot --run DIR [--checkpoint FILE] [--budget MACS]...\n\n"
                "Writes DIR/loss.png and DIR/loss.svg (training loss of the full network and of the narrowest\n"
-               "sub-network per logged iteration, from DIR/metrics.jsonl) and, with a calibrated --checkpoint,\n"
-               "DIR/accuracy_flops.png and .svg: every (width, size) of the query table by GMACs and score, the\n"
-               "frontier highlighted, and the configuration each --budget selects marked.\n");
+               "sub-network per logged iteration, from DIR/metrics.jsonl), for a detection run also\n"
+               "DIR/loss_parts.png and .svg (the full network's RPN objectness, RPN box, classification and box\n"
+               "losses), and, with a calibrated --checkpoint, DIR/accuracy_flops.png and .svg: every\n"
+               "(width, size) of the query table by GMACs and score (mIoU or AP), the frontier highlighted, and\n"
+               "the configuration each --budget selects marked.\n");
 }
 
 static int save_both(const mn_chart *c, const char *dir, const char *name)
@@ -41,7 +44,9 @@ static int plot_losses(const char *dir)
     if (!f) return mn_error(MN_EIO, "%s: cannot open the metrics log", path);
     int cap = 1024, n = 0, rc = 0;
     double *it = malloc(sizeof(double) * (size_t)cap), *full = malloc(sizeof(double) * (size_t)cap),
-           *narrow = malloc(sizeof(double) * (size_t)cap);
+           *narrow = malloc(sizeof(double) * (size_t)cap), *parts[4] = {NULL, NULL, NULL, NULL};
+    static const char *const part_keys[4] = {"rpn_cls", "rpn_box", "cls", "box"};
+    int n_parts = 0; /* detection lines carry the full network's four loss parts */
     char line[8192];
     int lineno = 0;
     while (!rc && it && full && narrow && fgets(line, sizeof line, f)) {
@@ -56,7 +61,20 @@ static int plot_losses(const char *dir)
                 it = realloc(it, sizeof(double) * (size_t)cap);
                 full = realloc(full, sizeof(double) * (size_t)cap);
                 narrow = realloc(narrow, sizeof(double) * (size_t)cap);
-                if (!it || !full || !narrow) rc = mn_error(MN_ENOMEM, "out of memory");
+                for (int p = 0; p < 4; p++)
+                    if (parts[p] && !(parts[p] = realloc(parts[p], sizeof(double) * (size_t)cap))) rc = MN_ENOMEM;
+                if (!it || !full || !narrow || rc) rc = mn_error(MN_ENOMEM, "out of memory");
+            }
+            bool has_parts = true;
+            for (int p = 0; p < 4; p++) has_parts &= cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, part_keys[p]));
+            if (!rc && has_parts && n == n_parts) { /* parts only while every line so far had them */
+                for (int p = 0; p < 4 && !rc; p++) {
+                    if (!parts[p] && !(parts[p] = malloc(sizeof(double) * (size_t)cap)))
+                        rc = mn_error(MN_ENOMEM, "out of memory");
+                    else
+                        parts[p][n] = cJSON_GetObjectItemCaseSensitive(o, part_keys[p])->valuedouble;
+                }
+                n_parts += !rc;
             }
             if (!rc) {
                 it[n] = i->valuedouble;
@@ -81,20 +99,53 @@ static int plot_losses(const char *dir)
         if (!rc) rc = save_both(c, dir, "loss");
         mn_chart_free(c);
     }
+    if (!rc && n_parts > 0) {
+        static const char *const part_names[4] = {"RPN objectness", "RPN box regression", "RoI classification",
+                                                  "RoI box regression"};
+        mn_chart *c = mn_chart_new("Detection losses of the full network", "iteration", "loss");
+        for (int p = 0; p < 4 && c && !rc; p++)
+            if (mn_chart_add_series(c, part_names[p], it, parts[p], n_parts, MN_CHART_LINE) < 0) rc = mn_last_error_code();
+        if (!c) rc = mn_last_error_code();
+        if (!rc) rc = save_both(c, dir, "loss_parts");
+        mn_chart_free(c);
+    }
     free(it);
     free(full);
     free(narrow);
+    for (int p = 0; p < 4; p++) free(parts[p]);
     return rc;
+}
+
+/* The query table of a checkpoint of either kind (q->n == 0 when uncalibrated). */
+static int open_table(const char *ckpt, mn_query_table *q)
+{
+    enum mn_task_kind task;
+    int rc = mn_model_task(ckpt, &task);
+    if (rc) return rc;
+    if (task == MN_TASK_DETECTION) {
+        mn_det_model m;
+        if ((rc = mn_det_model_open(&m, ckpt))) return rc;
+        *q = m.table; /* the table changes hands */
+        memset(&m.table, 0, sizeof m.table);
+        mn_det_model_free(&m);
+    } else {
+        mn_seg_model m;
+        if ((rc = mn_seg_model_open(&m, ckpt))) return rc;
+        *q = m.table;
+        memset(&m.table, 0, sizeof m.table);
+        mn_seg_model_free(&m);
+    }
+    return 0;
 }
 
 static int plot_table(const char *dir, const char *ckpt, const double *budgets, int n_budgets)
 {
-    mn_seg_model m;
-    int rc = mn_seg_model_open(&m, ckpt);
+    mn_query_table table;
+    int rc = open_table(ckpt, &table);
     if (rc) return rc;
-    const mn_query_table *q = &m.table;
+    const mn_query_table *q = &table;
     if (q->n == 0) {
-        mn_seg_model_free(&m);
+        mn_query_free(&table);
         return mn_error(MN_EINVAL, "%s: no query table (run mutualnet calibrate first)", ckpt);
     }
     double *x = malloc(sizeof(double) * (size_t)q->n), *y = malloc(sizeof(double) * (size_t)q->n);
@@ -132,8 +183,12 @@ static int plot_table(const char *dir, const char *ckpt, const double *budgets, 
         int k = mn_query_select(q, budgets[b]);
         if (k < 0) continue;
         char label[96];
-        snprintf(label, sizeof label, "%.2fG budget: w %.2f %dx%d", budgets[b] / 1e9, (double)q->e[k].width, q->e[k].h,
-                 q->e[k].w);
+        if (!strcmp(q->metric, "AP")) /* detection entries are (short side, max side) */
+            snprintf(label, sizeof label, "%.2fG budget: w %.2f short side %d", budgets[b] / 1e9, (double)q->e[k].width,
+                     q->e[k].h);
+        else
+            snprintf(label, sizeof label, "%.2fG budget: w %.2f %dx%d", budgets[b] / 1e9, (double)q->e[k].width,
+                     q->e[k].h, q->e[k].w);
         rc = mn_chart_mark(c, x[k], y[k], label);
     }
     if (!rc) rc = save_both(c, dir, "accuracy_flops");
@@ -142,7 +197,7 @@ static int plot_table(const char *dir, const char *ckpt, const double *budgets, 
     free(y);
     free(fx);
     free(fy);
-    mn_seg_model_free(&m);
+    mn_query_free(&table);
     return rc;
 }
 

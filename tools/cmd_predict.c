@@ -9,19 +9,24 @@
 
 #include "args.h"
 #include "commands.h"
+#include "mn/det_model.h"
 #include "mn/seg_eval.h"
 #include "mn/viz.h"
 #include "select.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mutualnet predict --checkpoint FILE --out DIR [--budget MACS | --width W --size HxW]\n"
-               "                         [--alpha A] [--format png|jpg] IMAGE...\n\n"
-               "Runs the model on each IMAGE and writes DIR/<name>_labels.png (class index per pixel, at the\n"
-               "image's own size) and DIR/<name>_overlay.<format> (the image blended with the class colours,\n"
-               "a legend of the classes present and a title with the configuration and its cost). --budget\n"
-               "(e.g. 0.5G) picks the most accurate calibrated configuration that fits; --width/--size pick\n"
-               "one directly (default: full width at data.eval_size). --alpha: overlay opacity (0.55).\n");
+    fprintf(f, "usage: mutualnet predict --checkpoint FILE --out DIR [--budget MACS | --width W --size S|HxW]\n"
+               "                         [--alpha A] [--score-threshold T] [--format png|jpg] IMAGE...\n\n"
+               "Runs the model on each IMAGE. A segmenter writes DIR/<name>_labels.png (class index per pixel, at\n"
+               "the image's own size) and DIR/<name>_overlay.<format> (the image blended with the class colours, a\n"
+               "legend of the classes present). A detector writes DIR/<name>_boxes.json (every detection scoring at\n"
+               "least T, default 0.5: class name, category id, score and COCO bbox [x, y, w, h] in the image's\n"
+               "pixels) and DIR/<name>_overlay.<format> (those boxes with class names and scores). Overlays carry a\n"
+               "title with the configuration and its cost. --budget (e.g. 0.5G) picks the most accurate calibrated\n"
+               "configuration that fits; --width/--size pick one directly (default: full width at data.eval_size,\n"
+               "or at det.short_side for a detector, whose --size is one short side S). --alpha: segmentation\n"
+               "overlay opacity (0.55).\n");
 }
 
 static void stem_of(const char *path, char *out, size_t n)
@@ -33,10 +38,123 @@ static void stem_of(const char *path, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)(dot && dot != b ? dot - b : (long)strlen(b)), b);
 }
 
+/* Writes the detections scoring at least thr as JSON, atomically. */
+static int write_boxes(const char *path, const char *image, const mn_image *img, const mn_det_model *m,
+                       const mn_detection *d, int n, float thr)
+{
+    char tmp[1700];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return mn_error(MN_EIO, "%s: cannot write", tmp);
+    fprintf(f, "{\"image\": \"");
+    for (const char *p = image; *p; p++) { /* a JSON string: escape quotes, backslashes, controls */
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if ((unsigned char)*p < 0x20) fprintf(f, "\\u%04x", (unsigned char)*p);
+        else fputc(*p, f);
+    }
+    fprintf(f, "\", \"width\": %d, \"height\": %d, \"score_threshold\": %.4g, \"detections\": [", img->w, img->h,
+            (double)thr);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(d[i].score >= thr)) continue;
+        const char *name = d[i].label < m->num_classes ? m->class_names[d[i].label] : "?";
+        fprintf(f, "%s\n  {\"label\": \"", k++ ? "," : "");
+        for (const char *p = name; *p; p++) {
+            if (*p == '"' || *p == '\\') fputc('\\', f);
+            fputc(*p, f);
+        }
+        fprintf(f, "\", \"label_index\": %d, \"category_id\": %d, \"score\": %.4f, \"bbox\": [%.2f, %.2f, %.2f, %.2f]}",
+                d[i].label, d[i].label < m->num_classes ? m->category_ids[d[i].label] : -1, (double)d[i].score,
+                (double)d[i].x1, (double)d[i].y1, (double)(d[i].x2 - d[i].x1), (double)(d[i].y2 - d[i].y1));
+    }
+    fprintf(f, "%s]}\n", k ? "\n" : "");
+    if (fclose(f)) {
+        remove(tmp);
+        return mn_error(MN_EIO, "%s: write failed", tmp);
+    }
+    if (rename(tmp, path)) {
+        remove(tmp);
+        return mn_error(MN_EIO, "%s: cannot rename to %s", tmp, path);
+    }
+    return 0;
+}
+
+static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, const char *format, double thr,
+                       const char *const *images, int n_images)
+{
+    mn_det_model m;
+    if (mn_det_model_open(&m, ckpt)) {
+        fprintf(stderr, "mutualnet predict: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    float width;
+    int side;
+    int64_t macs;
+    int pick = mn_choice_apply_det("predict", ch, &m, &width, &side, &macs);
+    if (pick) {
+        mn_det_model_free(&m);
+        return pick == -2 ? MN_EXIT_USAGE : MN_EXIT_FAIL;
+    }
+    const char *names[256];
+    for (int k = 0; k < m.num_classes; k++) names[k] = m.class_names[k];
+    char title[160];
+    snprintf(title, sizeof title, "width %.2f  short side %d  %.3f GMACs", (double)width, side, (double)macs / 1e9);
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    int failures = 0;
+    for (int i = 0; i < n_images; i++) {
+        mn_image img = {0}, ov = {0};
+        mn_detection *d = NULL;
+        int n = 0;
+        char stem[512], path[1600];
+        stem_of(images[i], stem, sizeof stem);
+        int rc = mn_image_load(images[i], 3, &img);
+        if (!rc) rc = mn_det_predict(&m, &t, &img, width, side, &d, &n);
+        if (!rc) {
+            snprintf(path, sizeof path, "%s/%s_boxes.json", out, stem);
+            rc = write_boxes(path, images[i], &img, &m, d, n, (float)thr);
+        }
+        float *boxes = rc ? NULL : malloc(sizeof(float) * 4 * (size_t)(n + 1));
+        float *scores = rc ? NULL : malloc(sizeof(float) * (size_t)(n + 1));
+        int *labels = rc ? NULL : malloc(sizeof(int) * (size_t)(n + 1));
+        if (!rc && (!boxes || !scores || !labels)) rc = mn_error(MN_ENOMEM, "out of memory");
+        for (int j = 0; !rc && j < n; j++) {
+            boxes[4 * j] = d[j].x1;
+            boxes[4 * j + 1] = d[j].y1;
+            boxes[4 * j + 2] = d[j].x2;
+            boxes[4 * j + 3] = d[j].y2;
+            scores[j] = d[j].score;
+            labels[j] = d[j].label < m.num_classes ? d[j].label : 0;
+        }
+        if (!rc) rc = mn_viz_det_overlay(&img, boxes, labels, scores, n, names, (float)thr, title, &ov);
+        if (!rc) {
+            snprintf(path, sizeof path, "%s/%s_overlay.%s", out, stem, format);
+            rc = mn_image_save(path, &ov, 92);
+        }
+        int shown = 0;
+        for (int j = 0; j < n; j++) shown += d[j].score >= (float)thr;
+        if (rc) {
+            fprintf(stderr, "mutualnet predict: %s\n", mn_last_error());
+            failures++;
+        } else {
+            fprintf(stderr, "mutualnet predict: %s -> %s (%d detections at score >= %.2f)\n", images[i], path, shown, thr);
+        }
+        free(boxes);
+        free(scores);
+        free(labels);
+        free(d);
+        mn_image_free(&img);
+        mn_image_free(&ov);
+    }
+    mn_tape_free(&t);
+    mn_det_model_free(&m);
+    return failures ? MN_EXIT_FAIL : MN_EXIT_OK;
+}
+
 int mn_cmd_predict(int argc, char **argv)
 {
     const char *ckpt = NULL, *out = NULL, *format = "png";
-    double alpha = 0.55;
+    double alpha = 0.55, thr = 0.5;
     mn_choice ch = {0};
     const char **images = malloc(sizeof(char *) * (size_t)argc);
     int n_images = 0, status = MN_EXIT_USAGE;
@@ -60,6 +178,8 @@ int mn_cmd_predict(int argc, char **argv)
                 fprintf(stderr, "mutualnet predict: --format is png or jpg, not \"%s\"\n", format);
                 goto done;
             }
+        } else if (!strcmp(a, "--score-threshold")) {
+            if (!(v = mn_arg_value("predict", argc, argv, &i)) || !mn_arg_float("predict", a, v, 0, 1, &thr)) goto done;
         } else if (!strcmp(a, "--alpha")) {
             if (!(v = mn_arg_value("predict", argc, argv, &i)) || !mn_arg_float("predict", a, v, 0, 1, &alpha)) goto done;
         } else if (a[0] == '-' && a[1]) {
@@ -79,6 +199,15 @@ int mn_cmd_predict(int argc, char **argv)
         goto done;
     }
     status = MN_EXIT_FAIL;
+    enum mn_task_kind task;
+    if (mn_model_task(ckpt, &task)) {
+        fprintf(stderr, "mutualnet predict: %s\n", mn_last_error());
+        goto done;
+    }
+    if (task == MN_TASK_DETECTION) {
+        status = predict_det(ckpt, &ch, out, format, thr, images, n_images);
+        goto done;
+    }
     mn_seg_model m;
     if (mn_seg_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet predict: %s\n", mn_last_error());
@@ -87,7 +216,9 @@ int mn_cmd_predict(int argc, char **argv)
     float width;
     int h, w;
     int64_t macs;
-    if (mn_choice_apply("predict", &ch, &m, &width, &h, &w, &macs)) {
+    int pick = mn_choice_apply("predict", &ch, &m, &width, &h, &w, &macs);
+    if (pick) {
+        if (pick == -2) status = MN_EXIT_USAGE;
         mn_seg_model_free(&m);
         goto done;
     }

@@ -14,7 +14,9 @@ static void usage(FILE *f)
                "<train.out_dir>/last.safetensors (every train.checkpoint_every iterations, atomically),\n"
                "metrics.jsonl and config.json. --resume continues a run from its checkpoint with the same\n"
                "losses an uninterrupted run would have had. --set overrides one configuration key, e.g.\n"
-               "--set train.iterations=200 --set model.backbone=resnet50. --help-config lists every key.\n");
+               "--set train.iterations=200 --set model.backbone=resnet50. --help-config lists every key.\n"
+               "Detection (\"task\": \"detection\", COCO-format data) also evaluates COCO AP on the validation\n"
+               "split at the end and writes <train.out_dir>/val_results.json.\n");
 }
 
 int mn_cmd_train(int argc, char **argv)
@@ -68,8 +70,7 @@ int mn_cmd_train(int argc, char **argv)
             return MN_EXIT_USAGE;
         }
     }
-    int rc = c.task == MN_TASK_SEGMENTATION ? mn_train_segmentation(&c, resume, 0)
-                                            : mn_error(MN_EINVAL, "%s: task \"detection\" cannot be trained yet", cfg_path);
+    int rc = c.task == MN_TASK_SEGMENTATION ? mn_train_segmentation(&c, resume, 0) : mn_train_detection(&c, resume, 0);
     if (rc) {
         fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
         return MN_EXIT_FAIL;

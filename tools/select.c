@@ -17,10 +17,12 @@ int mn_choice_arg(const char *cmd, mn_choice *c, int argc, char **argv, int *i)
     }
     if (!strcmp(a, "--size")) {
         if (!(v = mn_arg_value(cmd, argc, argv, i))) return -1;
-        int n = sscanf(v, "%dx%d", &c->h, &c->w);
+        char tail = 0;
+        int n = sscanf(v, "%dx%d%c", &c->h, &c->w, &tail);
+        c->one_side = n == 1;
         if (n == 1) c->w = c->h;
-        if (n < 1 || c->h < 32 || c->w < 32 || c->h % 32 || c->w % 32 || c->h > 8192 || c->w > 8192) {
-            fprintf(stderr, "mutualnet %s: --size expects S or HxW in multiples of 32, not \"%s\"\n", cmd, v);
+        if (n < 1 || n > 2 || c->h < 32 || c->w < 32 || c->h > 8192 || c->w > 8192) {
+            fprintf(stderr, "mutualnet %s: --size expects S or HxW (32 to 8192), not \"%s\"\n", cmd, v);
             return -1;
         }
         return 1;
@@ -28,47 +30,134 @@ int mn_choice_arg(const char *cmd, mn_choice *c, int argc, char **argv, int *i)
     return 0;
 }
 
-int mn_choice_apply(const char *cmd, const mn_choice *c, mn_seg_model *m, float *width, int *h, int *w, int64_t *macs)
+int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_target *t, float *width, int *h, int *w,
+                      int64_t *macs)
 {
+    const mn_query_table *q = t->table;
     if (c->budget > 0) {
         if (c->width > 0 || c->h > 0) {
             fprintf(stderr, "mutualnet %s: give either --budget or --width/--size, not both\n", cmd);
             return -1;
         }
-        if (m->table.n == 0) {
+        if (q->n == 0) {
             fprintf(stderr, "mutualnet %s: this checkpoint has no query table; run mutualnet calibrate first\n", cmd);
             return -1;
         }
-        int k = mn_query_select(&m->table, c->budget);
+        int k = mn_query_select(q, c->budget);
         if (k < 0) {
-            double least = (double)m->table.e[0].macs;
-            for (int i = 1; i < m->table.n; i++)
-                if ((double)m->table.e[i].macs < least) least = (double)m->table.e[i].macs;
+            double least = (double)q->e[0].macs;
+            for (int i = 1; i < q->n; i++)
+                if ((double)q->e[i].macs < least) least = (double)q->e[i].macs;
             fprintf(stderr, "mutualnet %s: no configuration fits %.3g MACs; the cheapest needs %.3g\n", cmd, c->budget, least);
             return -1;
         }
-        *width = m->table.e[k].width;
-        *h = m->table.e[k].h;
-        *w = m->table.e[k].w;
+        *width = q->e[k].width;
+        *h = q->e[k].h;
+        *w = q->e[k].w;
     } else {
-        float lo = m->cfg.mutual.mode == MN_MODE_INDEPENDENT ? m->cfg.mutual.width : m->cfg.mutual.width_min;
-        float hi = m->cfg.mutual.mode == MN_MODE_INDEPENDENT ? m->cfg.mutual.width : m->cfg.mutual.width_max;
-        *width = c->width > 0 ? (float)c->width : hi;
-        *h = c->h > 0 ? c->h : m->cfg.data.eval_size[0];
-        *w = c->w > 0 ? c->w : m->cfg.data.eval_size[1];
-        if (*width < lo - 1e-4f || *width > hi + 1e-4f)
+        *width = c->width > 0 ? (float)c->width : t->width_hi;
+        *h = c->h > 0 ? c->h : t->def_h;
+        *w = c->w > 0 && !t->short_side ? c->w : t->def_w;
+        if (*width < t->width_lo - 1e-4f || *width > t->width_hi + 1e-4f)
             fprintf(stderr, "mutualnet %s: warning: width %.3g is outside the trained range [%.3g, %.3g]\n", cmd,
-                    (double)*width, (double)lo, (double)hi);
+                    (double)*width, (double)t->width_lo, (double)t->width_hi);
     }
-    mn_seg_model_select(m, *width, *h, *w);
-    if (mn_query_find(&m->table, *width, *h, *w) < 0 && m->table.n > 0)
-        fprintf(stderr, "mutualnet %s: note: width %.3g at %dx%d was not calibrated; using the training BN statistics\n",
-                cmd, (double)*width, *h, *w);
-    if (mn_seg_flops(m->net, *width, *h, *w, macs, NULL)) {
+    char where[160];
+    t->describe(t->model, *width, *h, *w, where, sizeof where);
+    if (t->select(t->model, *width, *h, *w)) {
         fprintf(stderr, "mutualnet %s: %s\n", cmd, mn_last_error());
         return -1;
     }
-    fprintf(stderr, "mutualnet %s: width %.2f at %dx%d, %.3f GMACs per image\n", cmd, (double)*width, *h, *w,
-            (double)*macs / 1e9);
+    if (mn_query_find(q, *width, *h, *w) < 0 && q->n > 0)
+        fprintf(stderr, "mutualnet %s: note: width %.3g %s was not calibrated; using the training BN statistics\n", cmd,
+                (double)*width, where);
+    if (t->flops(t->model, *width, *h, *w, macs)) {
+        fprintf(stderr, "mutualnet %s: %s\n", cmd, mn_last_error());
+        return -1;
+    }
+    fprintf(stderr, "mutualnet %s: width %.2f %s, %.3f GMACs per image\n", cmd, (double)*width, where, (double)*macs / 1e9);
     return 0;
+}
+
+/* ---- segmentation: sizes are the network input h x w ---- */
+
+static int seg_select(void *m, float width, int h, int w) { return mn_seg_model_select(m, width, h, w); }
+
+static int seg_flops(void *m, float width, int h, int w, int64_t *macs)
+{
+    return mn_seg_flops(((mn_seg_model *)m)->net, width, h, w, macs, NULL);
+}
+
+static void seg_describe(void *m, float width, int h, int w, char *out, int size)
+{
+    (void)m, (void)width;
+    snprintf(out, (size_t)size, "at %dx%d", h, w);
+}
+
+int mn_choice_apply(const char *cmd, const mn_choice *c, mn_seg_model *m, float *width, int *h, int *w, int64_t *macs)
+{
+    if (c->h > 0 && (c->h % 32 || c->w % 32)) {
+        fprintf(stderr, "mutualnet %s: --size expects S or HxW in multiples of 32, not \"%dx%d\"\n", cmd, c->h, c->w);
+        return -2;
+    }
+    const mn_config *cfg = &m->cfg;
+    mn_choice_target t = {
+        .table = &m->table,
+        .width_lo = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_min,
+        .width_hi = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_max,
+        .def_h = cfg->data.eval_size[0],
+        .def_w = cfg->data.eval_size[1],
+        .model = m,
+        .select = seg_select,
+        .flops = seg_flops,
+        .describe = seg_describe,
+    };
+    return mn_choice_resolve(cmd, c, &t, width, h, w, macs);
+}
+
+/* ---- detection: sizes are (short side, max side) ---- */
+
+static int det_select(void *m, float width, int h, int w)
+{
+    (void)w;
+    return mn_det_model_select(m, width, h);
+}
+
+static int det_flops(void *m, float width, int h, int w, int64_t *macs)
+{
+    (void)w;
+    return mn_det_model_flops(m, width, h, macs);
+}
+
+static void det_describe(void *m, float width, int h, int w, char *out, int size)
+{
+    (void)width;
+    int ih = 0, iw = 0;
+    mn_det_model_input_size(m, h, &ih, &iw);
+    snprintf(out, (size_t)size, "at short side %d (max %d; typical input %dx%d)", h, w, ih, iw);
+}
+
+int mn_choice_apply_det(const char *cmd, const mn_choice *c, mn_det_model *m, float *width, int *short_side,
+                        int64_t *macs)
+{
+    if (c->h > 0 && !c->one_side) {
+        fprintf(stderr, "mutualnet %s: --size takes one short side S for a detector (the long side is capped at "
+                        "det.max_side %d), not HxW\n", cmd, m->cfg.det.max_side);
+        return -2;
+    }
+    const mn_config *cfg = &m->cfg;
+    mn_choice_target t = {
+        .table = &m->table,
+        .width_lo = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_min,
+        .width_hi = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_max,
+        .def_h = cfg->det.short_side,
+        .def_w = cfg->det.max_side,
+        .short_side = true,
+        .model = m,
+        .select = det_select,
+        .flops = det_flops,
+        .describe = det_describe,
+    };
+    int max_side;
+    return mn_choice_resolve(cmd, c, &t, width, short_side, &max_side, macs);
 }

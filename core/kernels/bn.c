@@ -1,4 +1,6 @@
 #include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "core/kernels/bn.h"
 
@@ -38,8 +40,10 @@ static double row_sqdev(const float *r /* (S) */, int64_t s, float mu)
     return total;
 }
 
-void mn_bn_forward_eval(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
-                        const float *beta, int64_t n, int64_t c, int64_t s)
+/* y = (x - mean) invstd gamma + beta, then clamped to [lo, hi] when clamp is set (the clamp
+ * uses the expressions of mn_relu_forward / mn_relu6_forward, so a NaN passes through). */
+static void normalise(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
+                      const float *beta, bool clamp, float lo, float hi, int64_t n, int64_t c, int64_t s)
 {
     if (s == 1) {
         /* (N, C): channels are the contiguous dimension */
@@ -51,7 +55,12 @@ void mn_bn_forward_eval(float *y, const float *x, const float *mean, const float
             for (int64_t ci = 0; ci < c; ci++) {
                 float a = invstd[ci] * (gamma ? gamma[ci] : 1.0f);
                 float b = (beta ? beta[ci] : 0.0f) - mean[ci] * a;
-                yr[ci] = xr[ci] * a + b;
+                float v = xr[ci] * a + b;
+                if (clamp) {
+                    v = v < lo ? lo : v;
+                    v = v > hi ? hi : v;
+                }
+                yr[ci] = v;
             }
         }
         return;
@@ -63,13 +72,35 @@ void mn_bn_forward_eval(float *y, const float *x, const float *mean, const float
         float b = (beta ? beta[ci] : 0.0f) - mean[ci] * a;
         const float *xr = x + i * s;
         float *yr = y + i * s;
+        if (clamp) {
 #pragma omp simd
-        for (int64_t k = 0; k < s; k++) yr[k] = xr[k] * a + b;
+            for (int64_t k = 0; k < s; k++) {
+                float v = xr[k] * a + b;
+                v = v < lo ? lo : v;
+                yr[k] = v > hi ? hi : v;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t k = 0; k < s; k++) yr[k] = xr[k] * a + b;
+        }
     }
 }
 
-void mn_bn_forward_train(float *y, float *mean, float *invstd, float *var, const float *x, const float *gamma,
-                         const float *beta, int64_t n, int64_t c, int64_t s, float eps)
+void mn_bn_forward_eval(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
+                        const float *beta, int64_t n, int64_t c, int64_t s)
+{
+    normalise(y, x, mean, invstd, gamma, beta, false, 0.0f, 0.0f, n, c, s);
+}
+
+void mn_bn_forward_eval_clamp(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
+                              const float *beta, float lo, float hi, int64_t n, int64_t c, int64_t s)
+{
+    normalise(y, x, mean, invstd, gamma, beta, true, lo, hi, n, c, s);
+}
+
+/* mean, invstd, var (C): the batch statistics of x (N, C, S). */
+static void batch_stats(float *mean, float *invstd, float *var, const float *x, int64_t n, int64_t c, int64_t s,
+                        float eps)
 {
     const double m = (double)(n * s);
 #pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
@@ -85,7 +116,20 @@ void mn_bn_forward_train(float *y, float *mean, float *invstd, float *var, const
         var[ci] = v;
         invstd[ci] = 1.0f / sqrtf(v + eps);
     }
-    mn_bn_forward_eval(y, x, mean, invstd, gamma, beta, n, c, s);
+}
+
+void mn_bn_forward_train(float *y, float *mean, float *invstd, float *var, const float *x, const float *gamma,
+                         const float *beta, int64_t n, int64_t c, int64_t s, float eps)
+{
+    batch_stats(mean, invstd, var, x, n, c, s, eps);
+    normalise(y, x, mean, invstd, gamma, beta, false, 0.0f, 0.0f, n, c, s);
+}
+
+void mn_bn_forward_train_clamp(float *y, float *mean, float *invstd, float *var, const float *x, const float *gamma,
+                               const float *beta, float lo, float hi, int64_t n, int64_t c, int64_t s, float eps)
+{
+    batch_stats(mean, invstd, var, x, n, c, s, eps);
+    normalise(y, x, mean, invstd, gamma, beta, true, lo, hi, n, c, s);
 }
 
 void mn_bn_backward_train(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
@@ -163,6 +207,84 @@ void mn_bn_backward_eval(float *dx, float *dgamma, float *dbeta, const float *me
     }
 }
 
+/* The gradient that reaches the batch norm's output z through y = clamp(z, lo, hi): dy where
+ * lo < y < hi, else 0 (zero at both ends, as mn_relu_backward and mn_relu6_backward). */
+static inline float masked(float dy, float y, float lo, float hi) { return y > lo && y < hi ? dy : 0.0f; }
+
+void mn_bn_backward_train_masked(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
+                                 const float *dy, const float *y, const float *x, const float *gamma, float lo,
+                                 float hi, int64_t n, int64_t c, int64_t s)
+{
+    const double m = (double)(n * s);
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+    for (int64_t ci = 0; ci < c; ci++) {
+        const float mu = mean[ci], is = invstd[ci];
+        double sdy = 0, sdyx = 0;
+        for (int64_t ni = 0; ni < n; ni++) {
+            const int64_t off = (ni * c + ci) * s;
+            const float *g = dy + off, *yr = y + off, *xr = x + off;
+            for (int64_t k0 = 0; k0 < s; k0 += BN_BLOCK) {
+                int64_t k1 = k0 + BN_BLOCK < s ? k0 + BN_BLOCK : s;
+                float a1 = 0, a2 = 0;
+#pragma omp simd reduction(+ : a1, a2)
+                for (int64_t k = k0; k < k1; k++) {
+                    const float gk = masked(g[k], yr[k], lo, hi);
+                    a1 += gk;
+                    a2 += gk * (xr[k] - mu);
+                }
+                sdy += a1;
+                sdyx += a2;
+            }
+        }
+        if (dgamma) dgamma[ci] += (float)(sdyx * is);
+        if (dbeta) dbeta[ci] += (float)sdy;
+        if (!dx) continue;
+        const double gi = (double)(gamma ? gamma[ci] : 1.0f) * is;
+        const float p = (float)gi;
+        const float q = (float)(gi * is * is * sdyx / m);
+        const float r = (float)(gi * sdy / m);
+        for (int64_t ni = 0; ni < n; ni++) {
+            const int64_t off = (ni * c + ci) * s;
+            const float *g = dy + off, *yr = y + off, *xr = x + off;
+            float *d = dx + off;
+#pragma omp simd
+            for (int64_t k = 0; k < s; k++) d[k] += p * masked(g[k], yr[k], lo, hi) - q * (xr[k] - mu) - r;
+        }
+    }
+}
+
+void mn_bn_backward_eval_masked(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
+                                const float *dy, const float *y, const float *x, const float *gamma, float lo,
+                                float hi, int64_t n, int64_t c, int64_t s)
+{
+    /* one channel per iteration: its reductions and its dx rows */
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+    for (int64_t ci = 0; ci < c; ci++) {
+        const float mu = mean[ci], a = invstd[ci] * (gamma ? gamma[ci] : 1.0f);
+        double sdy = 0, sdyx = 0;
+        for (int64_t ni = 0; ni < n; ni++) {
+            const int64_t off = (ni * c + ci) * s;
+            const float *g = dy + off, *yr = y + off, *xr = x + off;
+            float *d = dx ? dx + off : NULL;
+            float a1 = 0, a2 = 0;
+#pragma omp simd reduction(+ : a1, a2)
+            for (int64_t k = 0; k < s; k++) {
+                const float gk = masked(g[k], yr[k], lo, hi);
+                a1 += gk;
+                a2 += gk * (xr[k] - mu);
+            }
+            sdy += a1;
+            sdyx += a2;
+            if (d) {
+#pragma omp simd
+                for (int64_t k = 0; k < s; k++) d[k] += a * masked(g[k], yr[k], lo, hi);
+            }
+        }
+        if (dgamma) dgamma[ci] += (float)(sdyx * invstd[ci]);
+        if (dbeta) dbeta[ci] += (float)sdy;
+    }
+}
+
 /* ---- reference twins: one element at a time, double accumulation ---- */
 
 void mn_bn_forward_train_ref(float *y, float *mean, float *invstd, float *var, const float *x, const float *gamma,
@@ -234,6 +356,76 @@ void mn_bn_backward_eval_ref(float *dx, float *dgamma, float *dbeta, const float
                 sdy += dy[i];
                 sdyxhat += dy[i] * ((double)x[i] - mean[ci]) * invstd[ci];
                 if (dx) dx[i] += (float)(dy[i] * (gamma ? gamma[ci] : 1.0) * invstd[ci]);
+            }
+        if (dgamma) dgamma[ci] += (float)sdyxhat;
+        if (dbeta) dbeta[ci] += (float)sdy;
+    }
+}
+
+static float clamp_ref(float v, float lo, float hi)
+{
+    if (v < lo) return lo;
+    if (v > hi) return hi;
+    return v;
+}
+
+void mn_bn_forward_train_clamp_ref(float *y, float *mean, float *invstd, float *var, const float *x,
+                                   const float *gamma, const float *beta, float lo, float hi, int64_t n, int64_t c,
+                                   int64_t s, float eps)
+{
+    mn_bn_forward_train_ref(y, mean, invstd, var, x, gamma, beta, n, c, s, eps);
+    for (int64_t i = 0; i < n * c * s; i++) y[i] = clamp_ref(y[i], lo, hi);
+}
+
+void mn_bn_forward_eval_clamp_ref(float *y, const float *x, const float *mean, const float *invstd,
+                                  const float *gamma, const float *beta, float lo, float hi, int64_t n, int64_t c,
+                                  int64_t s)
+{
+    mn_bn_forward_eval_ref(y, x, mean, invstd, gamma, beta, n, c, s);
+    for (int64_t i = 0; i < n * c * s; i++) y[i] = clamp_ref(y[i], lo, hi);
+}
+
+void mn_bn_backward_train_masked_ref(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
+                                     const float *dy, const float *y, const float *x, const float *gamma, float lo,
+                                     float hi, int64_t n, int64_t c, int64_t s)
+{
+    const double m = (double)(n * s);
+    for (int64_t ci = 0; ci < c; ci++) {
+        double sdy = 0, sdyxhat = 0;
+        for (int64_t ni = 0; ni < n; ni++)
+            for (int64_t k = 0; k < s; k++) {
+                int64_t i = (ni * c + ci) * s + k;
+                double g = y[i] > lo && y[i] < hi ? dy[i] : 0.0;
+                sdy += g;
+                sdyxhat += g * ((double)x[i] - mean[ci]) * invstd[ci];
+            }
+        if (dgamma) dgamma[ci] += (float)sdyxhat;
+        if (dbeta) dbeta[ci] += (float)sdy;
+        if (!dx) continue;
+        double gm = gamma ? gamma[ci] : 1.0;
+        for (int64_t ni = 0; ni < n; ni++)
+            for (int64_t k = 0; k < s; k++) {
+                int64_t i = (ni * c + ci) * s + k;
+                double g = y[i] > lo && y[i] < hi ? dy[i] : 0.0;
+                double xhat = ((double)x[i] - mean[ci]) * invstd[ci];
+                dx[i] += (float)(gm * invstd[ci] * (g - sdy / m - xhat * sdyxhat / m));
+            }
+    }
+}
+
+void mn_bn_backward_eval_masked_ref(float *dx, float *dgamma, float *dbeta, const float *mean, const float *invstd,
+                                    const float *dy, const float *y, const float *x, const float *gamma, float lo,
+                                    float hi, int64_t n, int64_t c, int64_t s)
+{
+    for (int64_t ci = 0; ci < c; ci++) {
+        double sdy = 0, sdyxhat = 0;
+        for (int64_t ni = 0; ni < n; ni++)
+            for (int64_t k = 0; k < s; k++) {
+                int64_t i = (ni * c + ci) * s + k;
+                double g = y[i] > lo && y[i] < hi ? dy[i] : 0.0;
+                sdy += g;
+                sdyxhat += g * ((double)x[i] - mean[ci]) * invstd[ci];
+                if (dx) dx[i] += (float)(g * (gamma ? gamma[ci] : 1.0) * invstd[ci]);
             }
         if (dgamma) dgamma[ci] += (float)sdyxhat;
         if (dbeta) dbeta[ci] += (float)sdy;

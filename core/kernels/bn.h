@@ -57,4 +57,50 @@ MN_API void mn_bn_backward_eval_ref(float *dx /* (N, C, S) or NULL */, float *dg
                                     const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
                                     int64_t n, int64_t c, int64_t s);
 
+/* ---- batch norm followed by a clamp (ReLU: lo = 0, hi = INFINITY; ReLU6: lo = 0, hi = 6) ----
+ * One pass instead of two: the forward kernels write y = clamp(bn(x), lo, hi); the backward
+ * kernels take that y and let dy through where lo < y < hi (zero at both ends, as ReLU and
+ * ReLU6 backward), so neither the pre-activation nor its gradient is ever stored. */
+
+MN_API void mn_bn_forward_train_clamp(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
+                                      float *var /* (C), biased */, const float *x /* (N, C, S) */,
+                                      const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
+                                      float lo, float hi, int64_t n, int64_t c, int64_t s, float eps);
+MN_API void mn_bn_forward_train_clamp_ref(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
+                                          float *var /* (C), biased */, const float *x /* (N, C, S) */,
+                                          const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
+                                          float lo, float hi, int64_t n, int64_t c, int64_t s, float eps);
+MN_API void mn_bn_forward_eval_clamp(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
+                                     const float *mean /* (C) */, const float *invstd /* (C) */,
+                                     const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
+                                     float lo, float hi, int64_t n, int64_t c, int64_t s);
+MN_API void mn_bn_forward_eval_clamp_ref(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
+                                         const float *mean /* (C) */, const float *invstd /* (C) */,
+                                         const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
+                                         float lo, float hi, int64_t n, int64_t c, int64_t s);
+MN_API void mn_bn_backward_train_masked(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+                                        float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
+                                        const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
+                                        const float *y /* (N, C, S), the clamped output */,
+                                        const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
+                                        float lo, float hi, int64_t n, int64_t c, int64_t s);
+MN_API void mn_bn_backward_train_masked_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+                                            float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
+                                            const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
+                                            const float *y /* (N, C, S), the clamped output */,
+                                            const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
+                                            float lo, float hi, int64_t n, int64_t c, int64_t s);
+MN_API void mn_bn_backward_eval_masked(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+                                       float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
+                                       const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
+                                       const float *y /* (N, C, S), the clamped output */,
+                                       const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
+                                       float lo, float hi, int64_t n, int64_t c, int64_t s);
+MN_API void mn_bn_backward_eval_masked_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+                                           float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
+                                           const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
+                                           const float *y /* (N, C, S), the clamped output */,
+                                           const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
+                                           float lo, float hi, int64_t n, int64_t c, int64_t s);
+
 #endif

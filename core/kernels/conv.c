@@ -162,12 +162,23 @@ static int64_t forward_block(const mn_conv2d_dims *d)
     return (pix + nb - 1) / nb;
 }
 
+/* A 1x1 forward pass with fewer images (x groups) than threads and fewer output pixels than
+ * output channels (MobileNet's late layers at batch 1) splits each image's output channels
+ * into this many row chunks instead of its pixels into blocks: each thread then packs its own
+ * part of the weight matrix, the larger operand, rather than all of it. 1: split pixels. */
+static int64_t forward_row_chunks(const mn_conv2d_dims *d)
+{
+    const int64_t cout_g = d->cout / d->groups, pix = (int64_t)d->ho * d->wo, nt = d->nthreads;
+    if (conv_path(d) != PATH_POINTWISE || nt < 2 || (int64_t)d->n * d->groups >= nt || pix >= cout_g || cout_g < 32 * nt) return 1;
+    return nt;
+}
+
 /* Blocks of every image and group are spread over threads, each running single-threaded
  * GEMMs; a lone block runs on its own and OpenBLAS may thread its GEMM. */
 static int forward_workers(const mn_conv2d_dims *d)
 {
     const int64_t pix = (int64_t)d->ho * d->wo, pb = forward_block(d);
-    const int64_t items = (int64_t)d->n * d->groups * ((pix + pb - 1) / pb);
+    const int64_t items = (int64_t)d->n * d->groups * ((pix + pb - 1) / pb) * forward_row_chunks(d);
     return d->nthreads > 1 && items > 1 ? d->nthreads : 1;
 }
 
@@ -225,6 +236,29 @@ static void bias_backward(float *db, const float *dy, int n, int cout, int64_t p
         double s = 0;
         for (int i = 0; i < n; i++) s += sum_row(dy + ((int64_t)i * cout + o) * pix, pix);
         db[o] += (float)s;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the output epilogue of mn_conv2d_forward_affine                                            */
+
+/* Per output channel o: y = clamp(y * scale[o] + shift[o], lo, hi). Applied to each block of
+ * output right after it is computed, while it is still in cache, instead of in later passes
+ * over the whole tensor. NULL: plain convolution. */
+typedef struct epilogue {
+    const float *scale, *shift; /* (Cout) */
+    float lo, hi;
+} epilogue;
+
+/* y (n) = clamp(y a + b, lo, hi). The expressions are those of mn_bn_forward_eval and
+ * mn_relu6_forward (a NaN passes through both comparisons), so the values are the same. */
+static void affine_clamp(float *restrict y, int64_t n, float a, float b, float lo, float hi)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float v = y[i] * a + b;
+        v = v < lo ? lo : v;
+        y[i] = v > hi ? hi : v;
     }
 }
 
@@ -330,39 +364,54 @@ static void col2im(float *dx, const float *dcol, const mn_conv2d_dims *d, bool p
 /* ------------------------------------------------------------------------------------------ */
 /* dense, grouped and 1x1 convolution through GEMM                                            */
 
-/* One block of output pixels [p0, p0 + len) of image n, group g:
- * y_g[:, block] (Cout_g, len) = w_g (Cout_g, K) [im2col block (K, len) or x_g[:, block]] + b_g.
- * col (K, len) is scratch for the im2col path. */
-static void gemm_forward_block(float *y, const float *x, const float *w, const float *b, float *col,
-                               const mn_conv2d_dims *d, int64_t n, int64_t g, int64_t p0, int64_t len,
-                               bool pointwise)
+/* One block of output pixels [p0, p0 + len) and output channels [o0, o1) of group g of
+ * image n: y_g[o0:o1, block] (o1 - o0, len) = w_g[o0:o1] (o1 - o0, K) [im2col block (K, len)
+ * or x_g[:, block]] + b_g[o0:o1]. col (K, len) is scratch for the im2col path. */
+static void gemm_forward_block(float *y, const float *x, const float *w, const float *b, const epilogue *e,
+                               float *col, const mn_conv2d_dims *d, int64_t n, int64_t g, int64_t o0, int64_t o1,
+                               int64_t p0, int64_t len, bool pointwise)
 {
     const int64_t cin_g = d->cin / d->groups, cout_g = d->cout / d->groups, pix = (int64_t)d->ho * d->wo;
-    const int64_t kdim = cin_g * d->kh * d->kw;
+    const int64_t kdim = cin_g * d->kh * d->kw, rows = o1 - o0, oc = g * cout_g + o0; /* first channel */
     const float *xg = x + (n * d->cin + g * cin_g) * (int64_t)d->h * d->w;
-    float *yg = y + (n * d->cout + g * cout_g) * pix + p0;
-    const float *wg = w + g * cout_g * d->ldw;
+    float *yg = y + (n * d->cout + oc) * pix + p0;
+    const float *wg = w + oc * d->ldw;
     if (b)
-        for (int64_t o = 0; o < cout_g; o++) {
-            const float bv = b[g * cout_g + o];
+        for (int64_t o = 0; o < rows; o++) {
+            const float bv = b[oc + o];
             float *row = yg + o * pix;
             for (int64_t i = 0; i < len; i++) row[i] = bv;
         }
     if (pointwise) {
-        mn_gemm(yg, wg, xg + p0, (int)cout_g, (int)len, (int)kdim, (int)d->ldw, (int)pix, (int)pix, false, false,
+        mn_gemm(yg, wg, xg + p0, (int)rows, (int)len, (int)kdim, (int)d->ldw, (int)pix, (int)pix, false, false,
                 b != NULL);
     } else {
         im2col_block(col, len, xg, d, 0, kdim, p0, p0 + len);
-        mn_gemm(yg, wg, col, (int)cout_g, (int)len, (int)kdim, (int)d->ldw, (int)len, (int)pix, false, false,
+        mn_gemm(yg, wg, col, (int)rows, (int)len, (int)kdim, (int)d->ldw, (int)len, (int)pix, false, false,
                 b != NULL);
     }
+    if (e)
+        for (int64_t o = 0; o < rows; o++)
+            affine_clamp(yg + o * pix, len, e->scale[oc + o], e->shift[oc + o], e->lo, e->hi);
 }
 
-static void gemm_forward(float *y, const float *x, const float *w, const float *b, float *ws, const mn_conv2d_dims *d,
-                         bool pointwise)
+static void gemm_forward(float *y, const float *x, const float *w, const float *b, const epilogue *e, float *ws,
+                         const mn_conv2d_dims *d, bool pointwise)
 {
     const int64_t kdim = (int64_t)(d->cin / d->groups) * d->kh * d->kw, pix = (int64_t)d->ho * d->wo;
-    const int64_t pb = forward_block(d), nb = (pix + pb - 1) / pb, groups = d->groups;
+    const int64_t groups = d->groups, cout_g = d->cout / groups, rc = forward_row_chunks(d);
+    if (rc > 1) {
+        /* chunks of output channels, multiples of 16 rows (OpenBLAS's micro-tile height) */
+        const int64_t rows = round_up((cout_g + rc - 1) / rc, 16), items = (int64_t)d->n * groups * rc;
+#pragma omp parallel for num_threads(forward_workers(d)) schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t k = it % rc, g = it / rc % groups, n = it / rc / groups;
+            const int64_t o0 = min64(k * rows, cout_g), o1 = min64(o0 + rows, cout_g);
+            if (o1 > o0) gemm_forward_block(y, x, w, b, e, NULL, d, n, g, o0, o1, 0, pix, true);
+        }
+        return;
+    }
+    const int64_t pb = forward_block(d), nb = (pix + pb - 1) / pb;
     const int64_t items = (int64_t)d->n * groups * nb;
 #pragma omp parallel num_threads(forward_workers(d))
     {
@@ -370,7 +419,8 @@ static void gemm_forward(float *y, const float *x, const float *w, const float *
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < items; it++) {
             const int64_t blk = it % nb, g = it / nb % groups, n = it / nb / groups;
-            gemm_forward_block(y, x, w, b, col, d, n, g, blk * pb, min64(pb, pix - blk * pb), pointwise);
+            gemm_forward_block(y, x, w, b, e, col, d, n, g, 0, cout_g, blk * pb, min64(pb, pix - blk * pb),
+                               pointwise);
         }
     }
 }
@@ -793,8 +843,8 @@ static void dw_generic_backward_plane(float *dx, float *dk, const float *dy, con
         for (int64_t i = 0; i < h; i++) add_row(dx + i * w, gp + (i + ph) * wp + pw, w);
 }
 
-static void depthwise_forward(float *y, const float *x, const float *w, const float *b, float *ws,
-                              const mn_conv2d_dims *d)
+static void depthwise_forward(float *y, const float *x, const float *w, const float *b, const epilogue *e,
+                              float *ws, const mn_conv2d_dims *d)
 {
     const dw_plan L = make_dw_plan(d);
     const int64_t planes = (int64_t)d->n * d->cin, c_n = d->cin, hw = (int64_t)d->h * d->w;
@@ -814,6 +864,7 @@ static void depthwise_forward(float *y, const float *x, const float *w, const fl
                 dw3_s2_forward_plane(y + i * pix, x + i * hw, k, bias, buf, d, &L);
             else
                 dw_generic_forward_plane(y + i * pix, x + i * hw, k, bias, buf, d, &L);
+            if (e) affine_clamp(y + i * pix, pix, e->scale[c], e->shift[c], e->lo, e->hi);
         }
     }
 }
@@ -848,13 +899,26 @@ static void depthwise_backward(float *dx, float *dw, const float *dy, const floa
 /* ------------------------------------------------------------------------------------------ */
 /* entry points                                                                               */
 
-void mn_conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws, const mn_conv2d_dims *d)
+static void forward_dispatch(float *y, const float *x, const float *w, const float *b, const epilogue *e, float *ws,
+                             const mn_conv2d_dims *d)
 {
     switch (conv_path(d)) {
-    case PATH_DEPTHWISE: depthwise_forward(y, x, w, b, ws, d); break;
-    case PATH_POINTWISE: gemm_forward(y, x, w, b, ws, d, true); break;
-    case PATH_IM2COL: gemm_forward(y, x, w, b, ws, d, false); break;
+    case PATH_DEPTHWISE: depthwise_forward(y, x, w, b, e, ws, d); break;
+    case PATH_POINTWISE: gemm_forward(y, x, w, b, e, ws, d, true); break;
+    case PATH_IM2COL: gemm_forward(y, x, w, b, e, ws, d, false); break;
     }
+}
+
+void mn_conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws, const mn_conv2d_dims *d)
+{
+    forward_dispatch(y, x, w, b, NULL, ws, d);
+}
+
+void mn_conv2d_forward_affine(float *y, const float *x, const float *w, const float *b, const float *scale,
+                              const float *shift, float lo, float hi, float *ws, const mn_conv2d_dims *d)
+{
+    const epilogue e = {scale, shift, lo, hi};
+    forward_dispatch(y, x, w, b, &e, ws, d);
 }
 
 void mn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, float *ws,
@@ -892,6 +956,22 @@ void mn_conv2d_forward_ref(float *y, const float *x, const float *w, const float
                             }
                     y[(((int64_t)n * d->cout + o) * d->ho + oh) * d->wo + ow] = (float)s;
                 }
+}
+
+void mn_conv2d_forward_affine_ref(float *y, const float *x, const float *w, const float *b, const float *scale,
+                                  const float *shift, float lo, float hi, const mn_conv2d_dims *d)
+{
+    mn_conv2d_forward_ref(y, x, w, b, d);
+    const int64_t pix = (int64_t)d->ho * d->wo;
+    for (int64_t n = 0; n < d->n; n++)
+        for (int64_t o = 0; o < d->cout; o++)
+            for (int64_t k = 0; k < pix; k++) {
+                float *v = &y[(n * d->cout + o) * pix + k];
+                float z = *v * scale[o] + shift[o];
+                if (z < lo) z = lo;
+                if (z > hi) z = hi;
+                *v = z;
+            }
 }
 
 void mn_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,

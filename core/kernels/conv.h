@@ -53,6 +53,15 @@ MN_API size_t mn_conv2d_workspace_floats(const mn_conv2d_dims *d, bool backward)
  * + b (Cout, or NULL); ws holds mn_conv2d_workspace_floats(d, false) floats. */
 MN_API void mn_conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws,
                               const mn_conv2d_dims *d);
+/* The same convolution followed, per output channel o, by y = clamp(y * scale[o] + shift[o],
+ * lo, hi) (lo = -INFINITY, hi = INFINITY: no clamp), applied to each block of the output as
+ * soon as it is computed: an eval-mode batch norm and a ReLU / ReLU6 fused into the
+ * convolution's output pass. scale, shift (Cout); ws as for mn_conv2d_forward. */
+MN_API void mn_conv2d_forward_affine(float *y /* (N, Cout, Ho, Wo) */, const float *x /* (N, Cin, H, W) */,
+                                     const float *w /* (Cout, Cin/groups, KH, KW), row stride ldw */,
+                                     const float *b /* (Cout) or NULL */, const float *scale /* (Cout) */,
+                                     const float *shift /* (Cout) */, float lo, float hi,
+                                     float *ws /* mn_conv2d_workspace_floats(d, false) */, const mn_conv2d_dims *d);
 /* dx (N, Cin, H, W), dw (Cout, Cin/groups, KH, KW) with row stride ldw, db (Cout): each
  * may be NULL; those given are accumulated into. dy (N, Cout, Ho, Wo), x and w as in the
  * forward pass; ws holds mn_conv2d_workspace_floats(d, true) floats. */
@@ -61,6 +70,11 @@ MN_API void mn_conv2d_backward(float *dx, float *dw, float *db, const float *dy,
 
 /* Reference twins: the direct 7-loop convolution, single-threaded, double accumulators. */
 MN_API void mn_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, const mn_conv2d_dims *d);
+MN_API void mn_conv2d_forward_affine_ref(float *y /* (N, Cout, Ho, Wo) */, const float *x /* (N, Cin, H, W) */,
+                                         const float *w /* (Cout, Cin/groups, KH, KW), row stride ldw */,
+                                         const float *b /* (Cout) or NULL */, const float *scale /* (Cout) */,
+                                         const float *shift /* (Cout) */, float lo, float hi,
+                                         const mn_conv2d_dims *d);
 MN_API void mn_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                                    const mn_conv2d_dims *d);
 

@@ -68,6 +68,17 @@ typedef struct mn_config {
         int batches;            /* BN calibration batches per configuration */
         float width_step;
     } calibrate;
+    struct {                    /* detection (task "detection"); model.slim_head applies too */
+        int short_side;         /* the full network's input short side (torchvision 800, the paper 600);
+                                 * sub-networks use short_side x mutual.scales */
+        int max_side;           /* cap on the long side (1333; the paper 1000) */
+        int anchor_size;        /* anchor side on P2, doubling per level to P6 (32) */
+        int fpn_channels, box_hidden;     /* at width 1 (256, 1024) */
+        int rpn_pre_nms_train, rpn_post_nms_train, rpn_pre_nms_test, rpn_post_nms_test;
+        int rpn_batch, roi_batch;         /* anchors / RoIs sampled per image (256, 512) */
+        float score_thresh;     /* detections kept above this class probability (0.05) */
+        int detections_per_img; /* (100) */
+    } det;
 } mn_config;
 
 MN_API void mn_config_default(mn_config *c);

@@ -45,6 +45,24 @@ typedef struct mn_bn_params {
 MN_API mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
                              const mn_bn_params *p);
 
+/* act(mn_batch_norm(x, ...)) with act 0 (none), 1 (ReLU) or 6 (ReLU6) as one op: one pass
+ * forward, one backward, and neither the pre-activation nor its gradient is stored. The
+ * values and gradients are those of the two ops (at the kinks, zero gradient as ReLU's and
+ * ReLU6's backward). */
+MN_API mn_var *mn_batch_norm_act(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
+                                 const mn_bn_params *p, int act);
+
+/* ---- convolution, batch norm and activation in one pass (core/ops_conv.c) ---- */
+
+/* Inference: act(batch_norm(conv2d(x, w, b, p))) with batch norm in eval mode (running
+ * statistics st, eps; gamma, beta (Cout) or NULL) and act 0 (none), 1 (ReLU) or 6 (ReLU6).
+ * The normalisation and the activation are applied to each block of the convolution's output
+ * while it is in cache, not in two more passes; the values are those of the three ops. When
+ * the tape records (some input requires a gradient) it runs the three recorded ops instead.
+ * x (N, Cin, H, W); w (Cout, Cin/groups, KH, KW) -> (N, Cout, Ho, Wo). */
+MN_API mn_var *mn_conv2d_bn_act(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p,
+                                mn_var *gamma, mn_var *beta, const mn_bn_state *st, float eps, int act);
+
 /* ---- elementwise and shape (core/ops_eltwise.c) ---- */
 
 MN_API mn_var *mn_relu(mn_tape *t, mn_var *x);

@@ -65,6 +65,12 @@ MN_API int mn_slim_linear_init(mn_slim_linear *l, mn_param_set *ps, mn_rng *rng,
 /* x (N, in), in <= IN_max -> (N, out). */
 MN_API mn_var *mn_slim_linear_forward(const mn_slim_linear *l, mn_run *r, mn_var *x, int out);
 
+/* conv -> BN -> activation (0 none, 1 ReLU, 6 ReLU6) for a conv and a BN layer (a linear
+ * bottleneck's projection is act 0). In eval mode (r->training false) it runs as one
+ * mn_conv2d_bn_act: the same values as the three ops, without two more passes. */
+MN_API mn_var *mn_slim_conv_bn_forward(const mn_slim_conv *c, mn_slim_bn *bn, int act, mn_run *r, mn_var *x,
+                                       int cout);
+
 /* conv -> BN -> activation (0 none, 1 ReLU, 6 ReLU6), the unit every backbone repeats. */
 typedef struct mn_slim_cba {
     mn_slim_conv conv;

@@ -49,4 +49,11 @@ MN_API double mn_now(void);
  * stop_at > 0 ends the run after that iteration as if interrupted (no final evaluation). */
 MN_API int mn_train_segmentation(const mn_config *c, const char *resume, int64_t stop_at);
 
+/* The same for a detector (task "detection", data.kind "coco"): full width at det.short_side,
+ * sub-networks at det.short_side x their drawn scale (include/mn/det_model.h). Metrics lines add
+ * the full network's four loss parts ("rpn_cls", "rpn_box", "cls", "box") and each sub-network's
+ * short side (and "distill" when distilling); the final evaluation writes COCO AP on the
+ * validation split to metrics.jsonl and the detections to <out_dir>/val_results.json. */
+MN_API int mn_train_detection(const mn_config *c, const char *resume, int64_t stop_at);
+
 #endif

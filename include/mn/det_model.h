@@ -1,0 +1,110 @@
+/* A detection model as a run knows it (configuration, class names and their COCO category ids,
+ * parameters, detector, query table with per-configuration BN statistics), and what runs it:
+ * COCO evaluation, BN calibration and the query table. The checkpoint carries all of it, so
+ * eval / predict / calibrate need nothing but the file (and the data set for scoring).
+ *
+ * Input sizes. A detector's input is set by a short side S and a long-side cap M (torchvision's
+ * rule: scale = min(S / short, M / long), padded to a multiple of 32), so the size differs per
+ * image. The query table therefore keys each entry by (width, S, M): entry.h = S, entry.w = M.
+ * Its cost is mn_det_flops at one typical padded input: the median original height and the
+ * median original width over the validation split's images (from the annotations file), resized
+ * by the rule at S and padded. Mixed aspect ratios make a real image cost more or less than
+ * that; the ordering of configurations, which is what a budget needs, is the same. */
+#ifndef MN_DET_MODEL_H
+#define MN_DET_MODEL_H
+
+#include <stdio.h>
+
+#include "calibrate.h"
+#include "coco_eval.h"
+#include "config.h"
+#include "det.h"
+#include "optim.h"
+#include "query.h"
+
+typedef struct mn_det_model {
+    mn_config cfg;
+    int num_classes;              /* including background (label 0) */
+    char class_names[256][32];    /* [0] = "background" */
+    int category_ids[256];        /* the data set's category id of label k (k >= 1) for results files */
+    int typical_h, typical_w;     /* median original image size of the validation split (for MACs) */
+    mn_param_set ps;
+    mn_detector *net;
+    mn_query_table table;         /* metric "AP"; n == 0 until calibrated; e[i].h / .w = short / max side */
+    float *train_stats;           /* BN running statistics as trained (table.n_stats floats) */
+} mn_det_model;
+
+/* The detector configuration a run's configuration describes (backbone, slim head, det.*). */
+MN_API int mn_det_config_from(const mn_config *c, int num_classes, mn_det_config *out);
+
+/* Builds the detector of cfg for num_classes labels (background included), initialised from seed
+ * (and cfg->model.init when set: backbone weights under torchvision names). category_ids and
+ * class_names have num_classes entries (entry 0 unused / "background"); typical size as above. */
+MN_API int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes,
+                               const char *const *class_names, const int *category_ids, int typical_h,
+                               int typical_w, uint64_t seed);
+/* Rebuilds the model stored in a detection checkpoint; refuses other tasks' checkpoints. */
+MN_API int mn_det_model_open(mn_det_model *m, const char *path);
+/* Writes weights, BN statistics, configuration, classes, category ids, typical size and query
+ * table atomically (metadata task "detection"); with opt, also the momentum buffers and the
+ * iteration, for resuming. */
+MN_API int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt, int64_t iteration);
+/* Restores weights, optimiser buffers and the iteration stored by mn_det_model_save. */
+MN_API int mn_det_model_resume(mn_det_model *m, const char *path, mn_sgd *opt, int64_t *iteration);
+MN_API void mn_det_model_free(mn_det_model *m);
+
+/* Loads the BN statistics for (width, short side): the query table's calibrated ones when the
+ * table has the configuration, else the running statistics the model was trained with. */
+MN_API int mn_det_model_select(mn_det_model *m, float width, int short_side);
+/* The padded input size of the typical image at this short side (see above). */
+MN_API int mn_det_model_input_size(const mn_det_model *m, int short_side, int *h, int *w);
+/* Whole-detector MACs per image at (width, short side) for the typical image. */
+MN_API int mn_det_model_flops(mn_det_model *m, float width, int short_side, int64_t *macs);
+
+/* The task stored in a mutualnet checkpoint's metadata, read from the header alone. */
+MN_API int mn_model_task(const char *path, enum mn_task_kind *task);
+
+/* The median image height and width (each on its own) of the "images" of a COCO instances file. */
+MN_API int mn_coco_median_size(const char *annotations_path, int *h, int *w);
+/* root/annotations with "{split}" replaced (the coco kind's rule). */
+MN_API void mn_det_annotations_path(char *out, size_t size, const mn_config *c, const char *split);
+
+/* ---- evaluation (eval/det_eval.c) ---- */
+
+typedef struct mn_det_scores {
+    double stats[MN_COCO_NSTATS]; /* AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl */
+    int n_images;                 /* images evaluated */
+    int64_t n_detections;
+} mn_det_scores;
+
+/* Detections of one decoded RGB image at (width, short side), boxes in the image's pixels, by
+ * score descending; *out is malloc'd (NULL when none). The caller selects BN statistics. */
+MN_API int mn_det_predict(mn_det_model *m, mn_tape *t, const mn_image *img, float width, int short_side,
+                          mn_detection **out, int *n);
+
+/* Runs the detector at (width, short side) over the first max_images (0: all) images of a coco
+ * data set, one image per pass; writes the COCO results JSON ([{image_id, category_id,
+ * bbox [x, y, w, h], score}], original pixels, category ids from the data set) to results_path
+ * when non-NULL, and scores the detections in memory against annotations_path (restricted to the
+ * images evaluated). BN statistics are whatever the model holds (see mn_det_model_select). */
+MN_API int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path, float width,
+                           int short_side, int max_images, bool show_progress, const char *results_path,
+                           mn_det_scores *out);
+
+/* ---- calibration and the query table (train/det_calibrate.c) ---- */
+
+/* The grid of a detection run: widths as mn_calib_grid, sizes (det.short_side x each training
+ * scale, rounded; det.max_side) as (short, max) pairs. */
+MN_API int mn_det_calib_grid(const mn_config *c, mn_calib_config *g);
+/* Resets every BN layer and averages the statistics of `batches` training batches resized to the
+ * short side, seen at width without gradients (backbone and neck only: the heads have no BN). */
+MN_API int mn_det_calibrate_one(mn_det_model *m, mn_loader *train, float width, int short_side, int batches);
+/* Calibrates, scores (AP on val_set, at most max_val_images when > 0) and costs every
+ * configuration of g into m->table; prints the table to report when non-NULL. */
+MN_API int mn_det_build_table(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_set,
+                              const char *val_annotations, const mn_calib_config *g, int batch_size,
+                              int max_val_images, uint64_t seed, FILE *report);
+/* Prints the table cheapest first with short side, typical input, GMACs and AP. */
+MN_API void mn_det_table_print(const mn_det_model *m, FILE *f);
+
+#endif

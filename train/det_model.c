@@ -1,0 +1,422 @@
+/* The detection model bundle: building the detector from a run's configuration, checkpoints
+ * (weights, optimiser state, classes, category ids, query table) and configuration selection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "mn/checkpoint.h"
+#include "mn/det_model.h"
+
+int mn_det_config_from(const mn_config *c, int num_classes, mn_det_config *out)
+{
+    mn_det_config_default(out, num_classes);
+    int rc = mn_arch_parse(c->model.backbone, &out->backbone.arch);
+    if (rc) return rc;
+    out->backbone.output_stride = 32; /* FPN reads strides 4..32; model.output_stride is DeepLab's */
+    out->slim_head = c->model.slim_head;
+    out->fpn_channels = c->det.fpn_channels;
+    out->box_hidden = c->det.box_hidden;
+    for (int l = 0; l < MN_DET_LEVELS; l++) out->anchor_sizes[l][0] = (float)(c->det.anchor_size << l);
+    out->rpn_pre_nms_train = c->det.rpn_pre_nms_train;
+    out->rpn_post_nms_train = c->det.rpn_post_nms_train;
+    out->rpn_pre_nms_test = c->det.rpn_pre_nms_test;
+    out->rpn_post_nms_test = c->det.rpn_post_nms_test;
+    out->rpn_batch = c->det.rpn_batch;
+    out->roi_batch = c->det.roi_batch;
+    out->score_thresh = c->det.score_thresh;
+    out->detections_per_img = c->det.detections_per_img;
+    return 0;
+}
+
+static int build(mn_det_model *m, uint64_t seed)
+{
+    mn_det_config dc;
+    int rc = mn_det_config_from(&m->cfg, m->num_classes, &dc);
+    if (rc) return rc;
+    mn_param_set_init(&m->ps);
+    mn_rng rng;
+    mn_rng_seed(&rng, seed);
+    mn_query_init(&m->table, "AP");
+    rc = mn_det_create(&m->net, &dc, &m->ps, &rng);
+    if (!rc) {
+        mn_slim_bn **bns;
+        int n = mn_det_bn_layers(m->net, &bns);
+        m->table.n_stats = mn_query_stats_size(bns, n);
+        m->train_stats = malloc(sizeof(float) * (size_t)(m->table.n_stats + 1));
+        if (!m->train_stats) rc = mn_error(MN_ENOMEM, "out of memory");
+    }
+    return rc;
+}
+
+/* Remembers the current running statistics as the trained ones. */
+static void snapshot_stats(mn_det_model *m)
+{
+    mn_slim_bn **bns;
+    int n = mn_det_bn_layers(m->net, &bns);
+    mn_query_save_stats(m->train_stats, bns, n);
+}
+
+/* Copies the tensors of an ImageNet backbone file (torchvision names) into "backbone.*". */
+static int load_backbone_init(mn_det_model *m, const char *path)
+{
+    mn_safetensors st;
+    int rc = mn_st_read(path, &st);
+    if (rc) return rc;
+    int matched = 0;
+    char name[256];
+    for (int pass = 0; pass < 2 && !rc; pass++) /* check everything, then copy */
+        for (int i = 0; i < st.n && !rc; i++) {
+            snprintf(name, sizeof name, "backbone.%s", st.entries[i].name);
+            mn_param *p = mn_param_find(&m->ps, name);
+            if (!p) continue; /* e.g. the ImageNet classifier */
+            mn_tensor t;
+            rc = mn_st_get_f32(&st, st.entries[i].name, p->var.val.ndim, p->var.val.shape, &t);
+            if (!rc && pass == 1) {
+                memcpy(p->var.val.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
+                matched++;
+            }
+        }
+    if (!rc && matched == 0)
+        rc = mn_error(MN_EFORMAT, "%s: no tensor matches a %s backbone parameter (expected torchvision names such as "
+                                  "features.0.0.weight)", path, m->cfg.model.backbone);
+    if (!rc) mn_info("%s: initialised %d backbone tensors", path, matched);
+    mn_st_free(&st);
+    return rc;
+}
+
+static int check_classes(int num_classes, const char *where)
+{
+    if (num_classes < 2 || num_classes > 256)
+        return mn_error(MN_EINVAL, "%s: detection needs 1 to 255 classes besides background, not %d", where,
+                        num_classes - 1);
+    return 0;
+}
+
+int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes, const char *const *class_names,
+                        const int *category_ids, int typical_h, int typical_w, uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    int rc = check_classes(num_classes, "mn_det_model_create");
+    if (rc) return rc;
+    m->num_classes = num_classes;
+    for (int k = 0; k < num_classes; k++) {
+        snprintf(m->class_names[k], sizeof m->class_names[k], "%s",
+                 k == 0 ? "background" : class_names && class_names[k] ? class_names[k] : "?");
+        m->category_ids[k] = k == 0 ? 0 : category_ids ? category_ids[k] : k;
+    }
+    m->typical_h = typical_h;
+    m->typical_w = typical_w;
+    rc = build(m, seed);
+    if (!rc && cfg->model.init[0]) rc = load_backbone_init(m, cfg->model.init);
+    if (!rc) snapshot_stats(m);
+    if (rc) mn_det_model_free(m);
+    return rc;
+}
+
+void mn_det_model_free(mn_det_model *m)
+{
+    mn_det_free(m->net);
+    mn_param_set_free(&m->ps);
+    mn_query_free(&m->table);
+    free(m->train_stats);
+    memset(m, 0, sizeof *m);
+}
+
+int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
+{
+    int n_extra = 0, rc = 0;
+    mn_st_item *extra = calloc((size_t)(m->ps.n + m->table.n + 1), sizeof *extra);
+    char **names = calloc((size_t)(m->ps.n + m->table.n + 1), sizeof *names);
+    int64_t *shapes = calloc((size_t)(m->table.n + 1), sizeof *shapes);
+    char *config = mn_config_to_json(&m->cfg), *table = mn_query_to_json(&m->table);
+    cJSON *classes = cJSON_CreateArray(), *ids = cJSON_CreateArray();
+    for (int k = 0; classes && ids && k < m->num_classes; k++) {
+        cJSON_AddItemToArray(classes, cJSON_CreateString(m->class_names[k]));
+        cJSON_AddItemToArray(ids, cJSON_CreateNumber(m->category_ids[k]));
+    }
+    char *classes_s = cJSON_PrintUnformatted(classes), *ids_s = cJSON_PrintUnformatted(ids);
+    cJSON_Delete(classes);
+    cJSON_Delete(ids);
+    if (!extra || !names || !shapes || !config || !table || !classes_s || !ids_s) {
+        rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (opt)
+        for (int i = 0; i < m->ps.n; i++) {
+            mn_tensor b = mn_sgd_momentum(opt, i);
+            if (!b.data) continue;
+            names[n_extra] = malloc(strlen(m->ps.items[i]->name) + 8);
+            if (!names[n_extra]) {
+                rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            sprintf(names[n_extra], "optim.%s", m->ps.items[i]->name);
+            extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, b.ndim, m->ps.items[i]->var.val.shape, b.data};
+            n_extra++;
+        }
+    for (int i = 0; i < m->table.n; i++) {
+        if (!(names[n_extra] = malloc(32))) {
+            rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+            goto done;
+        }
+        snprintf(names[n_extra], 32, "bn_bank.%d", i);
+        shapes[i] = m->table.n_stats;
+        extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, 1, &shapes[i], m->table.e[i].bn_stats};
+        n_extra++;
+    }
+    char iter_s[32], steps_s[32], ncls[16], typical[48];
+    snprintf(iter_s, sizeof iter_s, "%lld", (long long)iteration);
+    snprintf(steps_s, sizeof steps_s, "%lld", (long long)(opt ? mn_sgd_steps(opt) : 0));
+    snprintf(ncls, sizeof ncls, "%d", m->num_classes);
+    snprintf(typical, sizeof typical, "[%d, %d]", m->typical_h, m->typical_w);
+    const char *keys[] = {"format", "task", "config", "classes", "category_ids", "num_classes", "typical_size",
+                          "iteration", "optim_steps", "query_table"};
+    const char *vals[] = {"mutualnet-1", "detection", config, classes_s, ids_s, ncls, typical, iter_s, steps_s, table};
+    rc = mn_checkpoint_save(path, &m->ps, extra, n_extra, keys, vals, 10);
+done:
+    for (int i = 0; names && i < n_extra; i++) free(names[i]);
+    free(names);
+    free(extra);
+    free(shapes);
+    free(config);
+    free(table);
+    free(classes_s);
+    free(ids_s);
+    return rc;
+}
+
+static const char *need_meta(const mn_safetensors *st, const char *key)
+{
+    const char *v = mn_st_meta(st, key);
+    if (!v) mn_error(MN_EFORMAT, "%s: metadata \"%s\" is missing (not a mutualnet checkpoint?)", st->path, key);
+    return v;
+}
+
+/* Classes, category ids and the typical size from the metadata. */
+static int parse_classes(mn_det_model *m, const char *path, const char *classes, const char *ids, const char *typical)
+{
+    int rc = 0;
+    cJSON *cl = cJSON_Parse(classes), *id = cJSON_Parse(ids), *ty = cJSON_Parse(typical);
+    int n = cJSON_IsArray(cl) ? cJSON_GetArraySize(cl) : -1;
+    if (n < 2 || n > 256)
+        rc = mn_error(MN_EFORMAT, "%s: metadata \"classes\" is not a list of 2 to 256 names", path);
+    else if (!cJSON_IsArray(id) || cJSON_GetArraySize(id) != n)
+        rc = mn_error(MN_EFORMAT, "%s: metadata \"category_ids\" is not a list of %d numbers", path, n);
+    else if (!cJSON_IsArray(ty) || cJSON_GetArraySize(ty) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(ty, 0)) ||
+             !cJSON_IsNumber(cJSON_GetArrayItem(ty, 1)))
+        rc = mn_error(MN_EFORMAT, "%s: metadata \"typical_size\" is not [h, w]", path);
+    if (!rc) {
+        m->num_classes = n;
+        int k = 0;
+        for (cJSON *c = cl->child, *i = id->child; c && i; c = c->next, i = i->next, k++) {
+            if (!cJSON_IsNumber(i)) {
+                rc = mn_error(MN_EFORMAT, "%s: metadata \"category_ids\"[%d] is not a number", path, k);
+                break;
+            }
+            snprintf(m->class_names[k], sizeof m->class_names[k], "%s", cJSON_IsString(c) ? c->valuestring : "?");
+            m->category_ids[k] = i->valueint;
+        }
+        m->typical_h = cJSON_GetArrayItem(ty, 0)->valueint;
+        m->typical_w = cJSON_GetArrayItem(ty, 1)->valueint;
+    }
+    cJSON_Delete(cl);
+    cJSON_Delete(id);
+    cJSON_Delete(ty);
+    return rc;
+}
+
+int mn_det_model_open(mn_det_model *m, const char *path)
+{
+    memset(m, 0, sizeof *m);
+    mn_safetensors st;
+    int rc = mn_st_read(path, &st);
+    if (rc) return rc;
+    const char *task = need_meta(&st, "task");
+    if (task && strcmp(task, "detection")) {
+        rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a detection one", path, task); /* before task is freed */
+        mn_st_free(&st);
+        return rc;
+    }
+    const char *config = task ? need_meta(&st, "config") : NULL, *classes = config ? need_meta(&st, "classes") : NULL,
+               *ids = classes ? need_meta(&st, "category_ids") : NULL,
+               *typical = ids ? need_meta(&st, "typical_size") : NULL,
+               *table = typical ? need_meta(&st, "query_table") : NULL;
+    if (!table) {
+        mn_st_free(&st);
+        return MN_EFORMAT;
+    }
+    mn_config_default(&m->cfg);
+    rc = mn_config_parse(config, path, &m->cfg);
+    if (!rc) rc = parse_classes(m, path, classes, ids, typical);
+    if (!rc) rc = build(m, 0);
+    static const char *const extra[] = {"optim.", "bn_bank."};
+    if (!rc) rc = mn_checkpoint_apply(&st, &m->ps, extra, 2);
+    if (!rc) snapshot_stats(m);
+    if (!rc) {
+        int64_t n_stats = m->table.n_stats;
+        mn_query_free(&m->table);
+        rc = mn_query_from_json(&m->table, table, n_stats);
+        for (int i = 0; !rc && i < m->table.n; i++) {
+            char name[32];
+            mn_tensor t;
+            snprintf(name, sizeof name, "bn_bank.%d", i);
+            int64_t shape[1] = {n_stats};
+            rc = mn_st_get_f32(&st, name, 1, shape, &t);
+            if (!rc && !(m->table.e[i].bn_stats = malloc(sizeof(float) * (size_t)n_stats)))
+                rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+            if (!rc) memcpy(m->table.e[i].bn_stats, t.data, sizeof(float) * (size_t)n_stats);
+        }
+    }
+    mn_st_free(&st);
+    if (rc) mn_det_model_free(m);
+    return rc;
+}
+
+int mn_det_model_resume(mn_det_model *m, const char *path, mn_sgd *opt, int64_t *iteration)
+{
+    mn_safetensors st;
+    int rc = mn_st_read(path, &st);
+    if (rc) return rc;
+    const char *task = need_meta(&st, "task");
+    if (task && strcmp(task, "detection")) rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a detection one", path, task);
+    else if (!task) rc = MN_EFORMAT;
+    static const char *const extra[] = {"optim.", "bn_bank."};
+    if (!rc) rc = mn_checkpoint_apply(&st, &m->ps, extra, 2);
+    const char *it = rc ? NULL : need_meta(&st, "iteration"), *steps = it ? need_meta(&st, "optim_steps") : NULL;
+    if (!rc && (!it || !steps)) rc = MN_EFORMAT;
+    for (int i = 0; !rc && i < m->ps.n; i++) {
+        mn_tensor b = mn_sgd_momentum(opt, i);
+        if (!b.data) continue;
+        char name[128];
+        mn_tensor t;
+        snprintf(name, sizeof name, "optim.%s", m->ps.items[i]->name);
+        rc = mn_st_get_f32(&st, name, b.ndim, b.shape, &t);
+        if (!rc) memcpy(b.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
+    }
+    if (!rc) {
+        *iteration = atoll(it);
+        rc = mn_sgd_set_steps(opt, atoll(steps));
+    }
+    mn_st_free(&st);
+    return rc;
+}
+
+int mn_det_model_select(mn_det_model *m, float width, int short_side)
+{
+    int k = mn_query_find(&m->table, width, short_side, m->cfg.det.max_side);
+    mn_slim_bn **bns;
+    int n = mn_det_bn_layers(m->net, &bns);
+    mn_query_load_stats(k >= 0 && m->table.e[k].bn_stats ? m->table.e[k].bn_stats : m->train_stats, bns, n);
+    return 0;
+}
+
+int mn_det_model_input_size(const mn_det_model *m, int short_side, int *h, int *w)
+{
+    mn_det_aug a;
+    mn_det_aug_default(&a, short_side, m->cfg.det.max_side, false);
+    /* without a known typical size, a square image */
+    int th = m->typical_h > 0 ? m->typical_h : short_side, tw = m->typical_w > 0 ? m->typical_w : short_side;
+    int rh, rw, rc = mn_det_resize_shape(&a, th, tw, &rh, &rw, NULL);
+    if (rc) return rc;
+    *h = (rh + a.size_divisible - 1) / a.size_divisible * a.size_divisible;
+    *w = (rw + a.size_divisible - 1) / a.size_divisible * a.size_divisible;
+    return 0;
+}
+
+int mn_det_model_flops(mn_det_model *m, float width, int short_side, int64_t *macs)
+{
+    int h, w, rc = mn_det_model_input_size(m, short_side, &h, &w);
+    return rc ? rc : mn_det_flops(m->net, width, h, w, macs, NULL);
+}
+
+int mn_model_task(const char *path, enum mn_task_kind *task)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return mn_error(MN_EIO, "%s: cannot open the checkpoint", path);
+    unsigned char len8[8];
+    uint64_t len = 0;
+    int rc = 0;
+    if (fread(len8, 1, 8, f) != 8) rc = mn_error(MN_EFORMAT, "%s: not a safetensors file (too short)", path);
+    for (int i = 7; !rc && i >= 0; i--) len = len << 8 | len8[i];
+    if (!rc && (len < 2 || len > (64u << 20))) rc = mn_error(MN_EFORMAT, "%s: not a safetensors file (header size)", path);
+    char *text = rc ? NULL : malloc((size_t)len + 1);
+    if (!rc && !text) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+    if (!rc && fread(text, 1, (size_t)len, f) != (size_t)len)
+        rc = mn_error(MN_EFORMAT, "%s: not a safetensors file (truncated header)", path);
+    fclose(f);
+    cJSON *root = NULL;
+    if (!rc) {
+        text[len] = 0;
+        root = cJSON_Parse(text);
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "__metadata__"), "task");
+        if (!cJSON_IsString(t))
+            rc = mn_error(MN_EFORMAT, "%s: metadata \"task\" is missing (not a mutualnet checkpoint?)", path);
+        else if (!strcmp(t->valuestring, "segmentation"))
+            *task = MN_TASK_SEGMENTATION;
+        else if (!strcmp(t->valuestring, "detection"))
+            *task = MN_TASK_DETECTION;
+        else
+            rc = mn_error(MN_EFORMAT, "%s: unknown task \"%s\"", path, t->valuestring);
+    }
+    cJSON_Delete(root);
+    free(text);
+    return rc;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+int mn_coco_median_size(const char *path, int *h, int *w)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return mn_error(MN_EIO, "%s: cannot open the annotations file", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    size_t got = text ? fread(text, 1, (size_t)n, f) : 0;
+    fclose(f);
+    if (!text) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    text[got] = 0;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    cJSON *imgs = cJSON_GetObjectItemCaseSensitive(root, "images");
+    int cnt = cJSON_IsArray(imgs) ? cJSON_GetArraySize(imgs) : 0, rc = 0;
+    int *hs = malloc(sizeof(int) * (size_t)(cnt + 1)), *ws = malloc(sizeof(int) * (size_t)(cnt + 1));
+    if (!cJSON_IsArray(imgs) || cnt == 0) rc = mn_error(MN_EFORMAT, "%s: no \"images\" to take a typical size from", path);
+    else if (!hs || !ws) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+    int i = 0;
+    for (cJSON *e = rc ? NULL : imgs->child; e && !rc; e = e->next, i++) {
+        cJSON *eh = cJSON_GetObjectItemCaseSensitive(e, "height"), *ew = cJSON_GetObjectItemCaseSensitive(e, "width");
+        if (!cJSON_IsNumber(eh) || !cJSON_IsNumber(ew) || eh->valuedouble < 1 || ew->valuedouble < 1)
+            rc = mn_error(MN_EFORMAT, "%s: images[%d] lacks a positive \"height\" and \"width\"", path, i);
+        else
+            hs[i] = eh->valueint, ws[i] = ew->valueint;
+    }
+    if (!rc) {
+        qsort(hs, (size_t)cnt, sizeof *hs, cmp_int);
+        qsort(ws, (size_t)cnt, sizeof *ws, cmp_int);
+        *h = hs[(cnt - 1) / 2]; /* the lower median: a size some image really has */
+        *w = ws[(cnt - 1) / 2];
+    }
+    free(hs);
+    free(ws);
+    cJSON_Delete(root);
+    return rc;
+}
+
+void mn_det_annotations_path(char *out, size_t size, const mn_config *c, const char *split)
+{
+    char pat[1024];
+    const char *pattern = c->data.annotations, *at = strstr(pattern, "{split}");
+    if (at) snprintf(pat, sizeof pat, "%.*s%s%s", (int)(at - pattern), pattern, split, at + 7);
+    else snprintf(pat, sizeof pat, "%s", pattern);
+    if (pat[0] == '/' || !c->data.root[0]) snprintf(out, size, "%s", pat);
+    else snprintf(out, size, "%s/%s", c->data.root, pat);
+}
