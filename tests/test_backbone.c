@@ -93,9 +93,11 @@ static void parity(enum mn_arch arch, float w)
     char tag[128], key[160];
     snprintf(tag, sizeof tag, "%s.w%.2f", mn_arch_name(arch), (double)w);
 
+    mn_tape_set_grad(&t, false);
     mn_run r = {.tape = &t, .width = w, .training = true};
     mn_var *logits = NULL;
     cr_assert_eq(mn_backbone_forward(b, &r, x, NULL, &logits), 0, "%s", mn_last_error());
+    mn_tape_set_grad(&t, true);
     /* expected values are float64; logits must stay within 4x of PyTorch float32's own error
      * against them (see tc_check_param_grads for the gradients) */
     snprintf(key, sizeof key, "%s.logits_noise", tag);
@@ -105,15 +107,8 @@ static void parity(enum mn_arch arch, float w)
     cr_assert_eq(mn_tensor_numel(&logits->val), mn_tensor_numel(&want));
     tc_expect_close(logits->val.data, want.data, 20, 4 * noise + 1e-5f, 1e-4f, key);
 
-    snprintf(key, sizeof key, "%s.R", tag);
-    mn_param_zero_grad(&ps);
-    cr_assert_eq(mn_backward_grad(&t, logits, tc_get(&st, key).data), 0, "%s", mn_last_error());
-
-    tc_check_param_grads(&st, tag, &ps, 0.15f);
-
-    /* eval mode: BN with the (formula-filled) running statistics */
+    /* eval mode (running statistics): logits, then every parameter gradient */
     mn_tape_reset(&t);
-    mn_tape_set_grad(&t, false);
     x = mn_var_new(&t, 4, xs);
     for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * tc_hash_uniform(12345, k));
     r = (mn_run){.tape = &t, .width = w, .training = false};
@@ -122,6 +117,10 @@ static void parity(enum mn_arch arch, float w)
     noise = tc_get(&st, key).data[0];
     snprintf(key, sizeof key, "%s.eval_logits", tag);
     tc_expect_close(logits->val.data, tc_get(&st, key).data, 20, 4 * noise + 1e-5f, 1e-4f, key);
+    snprintf(key, sizeof key, "%s.R", tag);
+    mn_param_zero_grad(&ps);
+    cr_assert_eq(mn_backward_grad(&t, logits, tc_get(&st, key).data), 0, "%s", mn_last_error());
+    tc_check_param_grads(&st, tag, &ps, 0.15f);
 
     mn_tape_free(&t);
     mn_backbone_free(b);
@@ -129,6 +128,52 @@ static void parity(enum mn_arch arch, float w)
     mn_st_free(&st);
 }
 
+/* One ResNet bottleneck stage (stem, max-pool, layer1) in training mode, gradients included. */
+static void resnet_stage(float w)
+{
+    mn_safetensors st;
+    tc_fixture("backbone", &st);
+    mn_param_set ps;
+    mn_param_set_init(&ps);
+    mn_rng rng;
+    mn_rng_seed(&rng, 1);
+    mn_backbone *b;
+    mn_backbone_config cfg = {MN_ARCH_RESNET50, 10, 32};
+    cr_assert_eq(mn_backbone_create(&b, &cfg, &ps, "", &rng), 0, "%s", mn_last_error());
+    tc_det_fill(&ps);
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    int64_t xs[4] = {2, 3, 96, 96};
+    mn_var *x = mn_var_new(&t, 4, xs);
+    for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * tc_hash_uniform(12345, k));
+    mn_run r = {.tape = &t, .width = w, .training = true};
+    mn_features f;
+    cr_assert_eq(mn_backbone_forward(b, &r, x, &f, NULL), 0, "%s", mn_last_error());
+    char tag[64], key[128];
+    snprintf(tag, sizeof tag, "resnet_stage.w%.2f", (double)w);
+    snprintf(key, sizeof key, "%s.out_noise", tag);
+    float noise = tc_get(&st, key).data[0];
+    snprintf(key, sizeof key, "%s.out_samples", tag);
+    mn_tensor want = tc_get(&st, key);
+    int64_t n_out = mn_tensor_numel(&f.map[0]->val);
+    cr_assert_eq(n_out, 2 * mn_slim_channels(256, w, 1.0f) * 24 * 24);
+    float got[256];
+    for (int j = 0; j < 256; j++) got[j] = f.map[0]->val.data[(j * n_out) / 256];
+    tc_expect_close(got, want.data, 256, 4 * noise + 1e-5f, 1e-4f, key);
+    float *R = malloc(sizeof(float) * (size_t)n_out); /* the fixture's hash_uniform(999, k) */
+    for (int64_t k = 0; k < n_out; k++) R[k] = (float)tc_hash_uniform(999, k);
+    mn_param_zero_grad(&ps);
+    cr_assert_eq(mn_backward_grad(&t, f.map[0], R), 0, "%s", mn_last_error());
+    free(R);
+    tc_check_param_grads(&st, tag, &ps, 0.15f);
+    mn_tape_free(&t);
+    mn_backbone_free(b);
+    mn_param_set_free(&ps);
+    mn_st_free(&st);
+}
+
+Test(parity, resnet50_stage_training_full) { resnet_stage(1.0f); }
+Test(parity, resnet50_stage_training_sliced) { resnet_stage(0.75f); }
 Test(parity, mobilenet_v2_full) { parity(MN_ARCH_MOBILENET_V2, 1.0f); }
 Test(parity, mobilenet_v2_sliced) { parity(MN_ARCH_MOBILENET_V2, 0.75f); }
 Test(parity, mobilenet_v1_full) { parity(MN_ARCH_MOBILENET_V1, 1.0f); }
