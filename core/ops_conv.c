@@ -241,10 +241,9 @@ mn_var *mn_conv2d_bn_act(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_c
     }
     mn_var *in[5] = {x, w, b, gamma, beta};
     if (mn_tape_wants(t, in, 5)) {
-        /* gradients wanted: the three recorded ops (the fused pass keeps nothing for backward) */
+        /* gradients wanted: recorded ops (the fused pass keeps nothing for backward) */
         const mn_bn_params bp = {eps, 0.0f, false};
-        mn_var *y = mn_batch_norm(t, mn_conv2d(t, x, w, b, p), gamma, beta, st, &bp);
-        return act == 6 ? mn_relu6(t, y) : act == 1 ? mn_relu(t, y) : y;
+        return mn_batch_norm_act(t, mn_conv2d(t, x, w, b, p), gamma, beta, st, &bp, act);
     }
     const conv_fuse f = {gamma, beta, st, eps, act ? 0.0f : -INFINITY, act == 6 ? 6.0f : INFINITY};
     return conv_forward(t, x, w, b, p, &f);

@@ -17,7 +17,7 @@ int mn_det_predict(mn_det_model *m, mn_tape *t, const mn_image *img, float width
     mn_det_aug_default(&a, short_side, m->cfg.det.max_side, false);
     int rh, rw, rc = mn_det_resize_shape(&a, img->h, img->w, &rh, &rw, NULL);
     if (rc) return rc;
-    int ph = (rh + 31) / 32 * 32, pw = (rw + 31) / 32 * 32;
+    int dv = a.size_divisible, ph = (rh + dv - 1) / dv * dv, pw = (rw + dv - 1) / dv * dv;
     mn_tape_reset(t);
     int64_t shape[4] = {1, 3, ph, pw};
     mn_var *x = mn_var_new(t, 4, shape);

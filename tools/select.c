@@ -96,10 +96,6 @@ static void seg_describe(void *m, float width, int h, int w, char *out, int size
 
 int mn_choice_apply(const char *cmd, const mn_choice *c, mn_seg_model *m, float *width, int *h, int *w, int64_t *macs)
 {
-    if (c->h > 0 && (c->h % 32 || c->w % 32)) {
-        fprintf(stderr, "mutualnet %s: --size expects S or HxW in multiples of 32, not \"%dx%d\"\n", cmd, c->h, c->w);
-        return -2;
-    }
     const mn_config *cfg = &m->cfg;
     mn_choice_target t = {
         .table = &m->table,

@@ -19,7 +19,7 @@ typedef struct mn_choice {
 
 /* Parses --budget, --width, --size at argv[*i] (advancing *i); returns 1 when it took the
  * option, 0 when the option is not one of these, -1 on a bad value (message printed). --size
- * takes S or HxW, each 32..8192; whether it must be a multiple of 32 depends on the model. */
+ * takes S or HxW, each 32..8192 (a detector takes S only: its short side). */
 int mn_choice_arg(const char *cmd, mn_choice *c, int argc, char **argv, int *i);
 
 /* A model as the selection sees it. Sizes are (h, w) for segmentation and (short side, max
@@ -37,7 +37,7 @@ typedef struct mn_choice_target {
 
 /* Resolves the choice (budget -> table entry; defaults: the widest trained width at the default
  * size), loads the matching BN statistics and prints what was chosen. Returns 0, -1 on failure
- * (message printed) or -2 for a usage error (a bad --size for this model). */
+ * (message printed) or -2 for a usage error (HxW given to a detector). */
 int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_target *t, float *width, int *h, int *w,
                       int64_t *macs);
 

@@ -16,9 +16,13 @@
  * Threads never nest: OpenBLAS runs single-threaded inside our parallel regions. The GEMM
  * forward pass cuts every image and group into blocks of output pixels sized for L2 (im2col
  * of the block, bias fill, GEMM into the block's output columns) and spreads the blocks over
- * threads. The GEMM backward pass spreads whole images over threads (each with a private
- * weight gradient, summed in thread order) when there are at least as many images as
- * threads; otherwise images run in turn and OpenBLAS threads each GEMM.
+ * threads; a 1x1 layer with fewer output pixels than output channels and fewer images than
+ * threads (late layers at batch 1) splits the output channels over threads instead, so each
+ * thread packs only its part of the weight. The GEMM backward pass spreads whole images over
+ * threads (each with a private weight gradient, summed in thread order) when there are at
+ * least as many images as threads; otherwise images run in turn and OpenBLAS threads each
+ * GEMM. mn_conv2d_forward_affine applies a per-channel affine map and clamp (eval-mode batch
+ * norm and ReLU / ReLU6) to each output block as soon as it is computed.
  *
  * Scratch memory is the caller's: mn_conv2d_workspace_floats() says how much; nothing is
  * allocated per call. Backward kernels accumulate (+=) into dx, dw and db. */

@@ -58,7 +58,8 @@ MN_API mn_var *mn_batch_norm_act(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *b
  * statistics st, eps; gamma, beta (Cout) or NULL) and act 0 (none), 1 (ReLU) or 6 (ReLU6).
  * The normalisation and the activation are applied to each block of the convolution's output
  * while it is in cache, not in two more passes; the values are those of the three ops. When
- * the tape records (some input requires a gradient) it runs the three recorded ops instead.
+ * the tape records (some input requires a gradient) it runs mn_conv2d and mn_batch_norm_act,
+ * recorded, instead.
  * x (N, Cin, H, W); w (Cout, Cin/groups, KH, KW) -> (N, Cout, Ho, Wo). */
 MN_API mn_var *mn_conv2d_bn_act(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p,
                                 mn_var *gamma, mn_var *beta, const mn_bn_state *st, float eps, int act);
