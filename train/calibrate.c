@@ -28,8 +28,10 @@ int mn_calib_grid(const mn_config *c, mn_calib_config *g)
     if (g->n_widths < MN_CALIB_MAX) g->widths[g->n_widths++] = lo;
     int n_scales = c->mutual.mode == MN_MODE_MUTUALNET ? c->mutual.n_scales : 1;
     for (int s = 0; s < n_scales; s++) {
-        int h = round32(c->data.eval_size[0] * (double)c->mutual.scales[s]);
-        int w = round32(c->data.eval_size[1] * (double)c->mutual.scales[s]);
+        /* the evaluation size itself, and the smaller scales rounded to multiples of 32 */
+        bool full = c->mutual.scales[s] == 1.0f;
+        int h = full ? c->data.eval_size[0] : round32(c->data.eval_size[0] * (double)c->mutual.scales[s]);
+        int w = full ? c->data.eval_size[1] : round32(c->data.eval_size[1] * (double)c->mutual.scales[s]);
         bool dup = false;
         for (int k = 0; k < g->n_sizes; k++) dup |= g->sizes[k][0] == h && g->sizes[k][1] == w;
         if (dup) continue;

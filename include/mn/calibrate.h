@@ -19,7 +19,8 @@ typedef struct mn_calib_config {
 } mn_calib_config;
 
 /* The grid of a run: widths from width_max down to width_min by calibrate.width_step (both
- * ends included) x the training scales applied to data.eval_size (multiples of 32). */
+ * ends included) x the training scales applied to data.eval_size (data.eval_size itself at
+ * scale 1, multiples of 32 below). */
 MN_API int mn_calib_grid(const mn_config *c, mn_calib_config *g);
 /* Resets every BN layer and averages the statistics of `batches` training batches seen at
  * (width, h x w) without gradients. */
