@@ -97,8 +97,9 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
     }
     const char *names[256];
     for (int k = 0; k < m.num_classes; k++) names[k] = m.class_names[k];
-    char title[160];
+    char title[160], brief[64];
     snprintf(title, sizeof title, "width %.2f  short side %d  %.3f GMACs", (double)width, side, (double)macs / 1e9);
+    snprintf(brief, sizeof brief, "w %.2f  s %d  %.3fG", (double)width, side, (double)macs / 1e9);
     mn_tape t;
     mn_tape_init(&t, 0);
     int failures = 0;
@@ -126,7 +127,9 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
             scores[j] = d[j].score;
             labels[j] = d[j].label < m.num_classes ? d[j].label : 0;
         }
-        if (!rc) rc = mn_viz_det_overlay(&img, boxes, labels, scores, n, names, (float)thr, title, &ov);
+        /* the overlay is as wide as the image: a short title where the long one would be cut */
+        const char *tt = mn_viz_text_width(title, mn_viz_text_scale(img.w, img.h)) + 8 <= img.w ? title : brief;
+        if (!rc) rc = mn_viz_det_overlay(&img, boxes, labels, scores, n, names, (float)thr, tt, &ov);
         if (!rc) {
             snprintf(path, sizeof path, "%s/%s_overlay.%s", out, stem, format);
             rc = mn_image_save(path, &ov, 92);

@@ -163,8 +163,9 @@ int mn_seg_model_open(mn_seg_model *m, const char *path)
         return MN_EFORMAT;
     }
     if (strcmp(task, "segmentation")) {
+        rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a segmentation one", path, task); /* before st is freed */
         mn_st_free(&st);
-        return mn_error(MN_EINVAL, "%s: a %s checkpoint, not a segmentation one", path, task);
+        return rc;
     }
     mn_config_default(&m->cfg);
     rc = mn_config_parse(config, path, &m->cfg);
