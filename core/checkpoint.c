@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,33 @@ int mn_checkpoint_load(const char *path, mn_param_set *ps)
     int rc = mn_st_read(path, &st);
     if (rc) return rc;
     rc = mn_checkpoint_apply(&st, ps, NULL, 0);
+    mn_st_free(&st);
+    return rc;
+}
+
+int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char *prefix, int *copied)
+{
+    mn_safetensors st;
+    int rc = mn_st_read(path, &st);
+    if (rc) return rc;
+    int matched = 0;
+    char name[256];
+    for (int pass = 0; pass < 2 && !rc; pass++) /* check everything, then copy */
+        for (int i = 0; i < st.n && !rc; i++) {
+            snprintf(name, sizeof name, "%s%s", prefix, st.entries[i].name);
+            mn_param *p = mn_param_find(ps, name);
+            if (!p) continue;
+            mn_tensor t;
+            rc = mn_st_get_f32(&st, st.entries[i].name, p->var.val.ndim, p->var.val.shape, &t);
+            if (!rc && pass == 1) {
+                memcpy(p->var.val.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
+                matched++;
+            }
+        }
+    if (!rc && matched == 0)
+        rc = mn_error(MN_EFORMAT, "%s: no tensor matches a parameter under \"%s\" (expected torchvision names such as "
+                                  "features.0.0.weight)", path, prefix);
+    if (!rc && copied) *copied = matched;
     mn_st_free(&st);
     return rc;
 }

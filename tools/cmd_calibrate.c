@@ -35,8 +35,8 @@ static int calibrate_det(const char *ckpt, const char *out, double step, int bat
     mn_det_calib_grid(&m.cfg, &g);
     const mn_config *c = &m.cfg;
     mn_dataset *tr = NULL, *va = NULL;
-    mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = c->data.train_split,
-                            .images = c->data.images, .annotations = c->data.annotations, .void_index = -1};
+    mn_dataset_options o;
+    mn_config_dataset_options(c, c->data.train_split, &o);
     int rc = mn_dataset_open(&tr, &o);
     o.split = c->data.val_split;
     if (!rc) rc = mn_dataset_open(&va, &o);
@@ -110,9 +110,8 @@ int mn_cmd_calibrate(int argc, char **argv)
     mn_calib_grid(&m.cfg, &g);
     const mn_config *c = &m.cfg;
     mn_dataset *tr = NULL, *va = NULL;
-    mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = c->data.train_split,
-                            .images = c->data.images, .labels = c->data.labels, .classes = c->data.classes,
-                            .annotations = c->data.annotations, .void_index = c->data.void_index};
+    mn_dataset_options o;
+    mn_config_dataset_options(c, c->data.train_split, &o);
     int rc = mn_dataset_open(&tr, &o);
     o.split = c->data.val_split;
     if (!rc) rc = mn_dataset_open(&va, &o);

@@ -44,8 +44,8 @@ static int eval_det(const char *ckpt, const mn_choice *ch, const char *split, in
     const char *sp = split ? split : c->data.val_split;
     char ann[1100];
     mn_det_annotations_path(ann, sizeof ann, c, sp);
-    mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = sp, .images = c->data.images,
-                            .annotations = c->data.annotations, .void_index = -1};
+    mn_dataset_options o;
+    mn_config_dataset_options(c, sp, &o);
     if (mn_dataset_open(&d, &o) || mn_det_evaluate(&m, d, ann, width, side, max_images, true, results, &s)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         goto done;
@@ -121,9 +121,8 @@ int mn_cmd_eval(int argc, char **argv)
         goto done;
     }
     const mn_config *c = &m.cfg;
-    mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = split ? split : c->data.val_split,
-                            .images = c->data.images, .labels = c->data.labels, .classes = c->data.classes,
-                            .annotations = c->data.annotations, .void_index = c->data.void_index};
+    mn_dataset_options o;
+    mn_config_dataset_options(c, split ? split : c->data.val_split, &o);
     if (mn_dataset_open(&d, &o) || mn_seg_evaluate(&m, d, width, h, w, max_images, true, &s)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         goto done;

@@ -386,6 +386,13 @@ char *mn_config_to_json(const mn_config *c)
     return s;
 }
 
+void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset_options *o)
+{
+    *o = (mn_dataset_options){.kind = c->data.kind, .root = c->data.root, .split = split, .images = c->data.images,
+                              .labels = c->data.labels, .classes = c->data.classes,
+                              .annotations = c->data.annotations, .void_index = c->data.void_index};
+}
+
 void mn_config_describe(FILE *f)
 {
     mn_config d;

@@ -37,20 +37,6 @@ typedef struct trainer {
     char path_last[1100];
 } trainer;
 
-static int mkdir_p(const char *dir)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
-    return 0;
-}
-
 /* The short side a sub-network at this input scale trains at. */
 static int side_of(const mn_config *c, float scale)
 {
@@ -117,8 +103,8 @@ static int open_data(trainer *tr)
     const mn_config *c = tr->c;
     if (strcmp(c->data.kind, "coco"))
         return mn_error(MN_EINVAL, "detection needs data.kind \"coco\" (COCO instances JSON), not \"%s\"", c->data.kind);
-    mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = c->data.train_split,
-                            .images = c->data.images, .annotations = c->data.annotations, .void_index = -1};
+    mn_dataset_options o;
+    mn_config_dataset_options(c, c->data.train_split, &o);
     int rc = mn_dataset_open(&tr->train, &o);
     if (rc) return rc;
     if (mn_dataset_size(tr->train) < c->train.batch_size)
@@ -199,7 +185,7 @@ int mn_train_detection(const mn_config *c, const char *resume, int64_t stop_at)
     tr.c = c;
     mn_tape_init(&tr.tape, 0);
     int rc = c->task == MN_TASK_DETECTION ? 0 : mn_error(MN_EINVAL, "mn_train_detection: the configuration's task is not detection");
-    if (!rc) rc = mkdir_p(c->train.out_dir);
+    if (!rc) rc = mn_mkdirs(c->train.out_dir);
     if (!rc) rc = open_data(&tr);
     if (!rc) rc = create_model(&tr);
     mn_sgd_config oc = {c->optim.lr, c->optim.momentum, 0.0f, c->optim.nesterov, c->optim.weight_decay};

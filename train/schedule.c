@@ -1,5 +1,8 @@
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -51,4 +54,18 @@ double mn_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int mn_mkdirs(const char *dir)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return mn_error(MN_EINVAL, "%s: path too long", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
+    return 0;
 }

@@ -41,31 +41,12 @@ static void snapshot_stats(mn_seg_model *m)
     mn_query_save_stats(m->train_stats, bns, n);
 }
 
-/* Copies the tensors of an ImageNet backbone file (torchvision names) into "backbone.*". */
+/* Starts the backbone from a file of weights under torchvision's names. */
 static int load_backbone_init(mn_seg_model *m, const char *path)
 {
-    mn_safetensors st;
-    int rc = mn_st_read(path, &st);
-    if (rc) return rc;
-    int matched = 0;
-    char name[256];
-    for (int pass = 0; pass < 2 && !rc; pass++) /* check everything, then copy */
-        for (int i = 0; i < st.n && !rc; i++) {
-            snprintf(name, sizeof name, "backbone.%s", st.entries[i].name);
-            mn_param *p = mn_param_find(&m->ps, name);
-            if (!p) continue; /* e.g. the ImageNet classifier */
-            mn_tensor t;
-            rc = mn_st_get_f32(&st, st.entries[i].name, p->var.val.ndim, p->var.val.shape, &t);
-            if (!rc && pass == 1) {
-                memcpy(p->var.val.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
-                matched++;
-            }
-        }
-    if (!rc && matched == 0)
-        rc = mn_error(MN_EFORMAT, "%s: no tensor matches a %s backbone parameter (expected torchvision names such as "
-                                  "features.0.0.weight)", path, m->cfg.model.backbone);
-    if (!rc) mn_info("%s: initialised %d backbone tensors", path, matched);
-    mn_st_free(&st);
+    int copied = 0;
+    int rc = mn_checkpoint_apply_prefixed(path, &m->ps, "backbone.", &copied);
+    if (!rc) mn_info("%s: initialised %d %s backbone tensors", path, copied, m->cfg.model.backbone);
     return rc;
 }
 

@@ -30,20 +30,6 @@ typedef struct trainer {
     char path_last[1100];
 } trainer;
 
-static int mkdir_p(const char *dir)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
-    return 0;
-}
-
 /* Label map (n, H, W) -> (n, h, w) with PyTorch's nearest rule: src = floor(dst * in / out). */
 static void resize_labels(int32_t *dst, const int32_t *src, int n, int H, int W, int h, int w)
 {
@@ -114,9 +100,8 @@ static int checkpoint(trainer *tr, int64_t iter)
 static int open_data(trainer *tr)
 {
     const mn_config *c = tr->c;
-    mn_dataset_options o = {.kind = c->data.kind, .root = c->data.root, .split = c->data.train_split,
-                            .images = c->data.images, .labels = c->data.labels, .classes = c->data.classes,
-                            .annotations = c->data.annotations, .void_index = c->data.void_index};
+    mn_dataset_options o;
+    mn_config_dataset_options(c, c->data.train_split, &o);
     int rc = mn_dataset_open(&tr->train, &o);
     if (rc) return rc;
     if (mn_dataset_size(tr->train) < c->train.batch_size)
@@ -169,7 +154,7 @@ int mn_train_segmentation(const mn_config *c, const char *resume, int64_t stop_a
     memset(&tr, 0, sizeof tr);
     tr.c = c;
     mn_tape_init(&tr.tape, 0);
-    int rc = mkdir_p(c->train.out_dir);
+    int rc = mn_mkdirs(c->train.out_dir);
     if (!rc) rc = open_data(&tr);
     const char *names[256];
     int K = rc ? 0 : mn_dataset_num_classes(tr.train);

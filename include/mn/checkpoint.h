@@ -21,4 +21,10 @@ MN_API int mn_checkpoint_apply(const mn_safetensors *st, mn_param_set *ps, const
 /* mn_st_read + mn_checkpoint_apply with no extra tensors allowed. */
 MN_API int mn_checkpoint_load(const char *path, mn_param_set *ps);
 
+/* Copies every tensor of the file at path whose name, with `prefix` in front, is a parameter of
+ * ps (others, e.g. an ImageNet classifier, are skipped): how a detector or segmenter starts from
+ * backbone weights saved under torchvision's names. Shapes are checked for all before any copy;
+ * a file matching nothing is an error. *copied gets the count (may be NULL). */
+MN_API int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char *prefix, int *copied);
+
 #endif

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "dataset.h"
 #include "error.h"
 
 #define MN_MAX_SCALES 8
@@ -91,6 +92,9 @@ MN_API int mn_config_parse(const char *json, const char *origin, mn_config *c);
 MN_API int mn_config_set(mn_config *c, const char *key, const char *value);
 /* The configuration as JSON (malloc'd), every key present: stored in checkpoints. */
 MN_API char *mn_config_to_json(const mn_config *c);
+/* The data set options of split `split` as the configuration describes them. The strings
+ * point into c, which must outlive *o. */
+MN_API void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset_options *o);
 /* Prints every key, its type, default and meaning (the README's reference). */
 MN_API void mn_config_describe(FILE *f);
 

@@ -40,6 +40,9 @@ MN_API void mn_progress_begin(mn_progress *p, const char *what, int64_t total, i
 MN_API void mn_progress_update(mn_progress *p, int64_t done, double items_per_unit, const char *extra);
 MN_API void mn_progress_end(mn_progress *p);
 
+/* Creates dir and any missing parents (a run folder); error naming the folder. */
+MN_API int mn_mkdirs(const char *dir);
+
 /* Monotonic seconds. */
 MN_API double mn_now(void);
 
