@@ -11,6 +11,9 @@
 #include "mn/seg_model.h"
 #include "mn/synth.h"
 #include "mn/train.h"
+/* the plot command is compiled into this test so --compare can be run in-process */
+#include "tools/args.c"
+#include "tools/cmd_plot.c"
 
 static char dir[64];
 
@@ -148,6 +151,31 @@ Test(train, loss_falls_and_model_reloads)
         cr_assert_eq(m2.table.e[i].macs, m.table.e[i].macs);
         cr_assert_eq(memcmp(m2.table.e[i].bn_stats, m.table.e[i].bn_stats, sizeof(float) * (size_t)m.table.n_stats), 0);
     }
+    /* plot --compare: one line per label along the frontier of the mean scores */
+    char prefix[700], series_a[1500], series_b[800], svg[720];
+    snprintf(prefix, sizeof prefix, "%s/compare", c.train.out_dir);
+    snprintf(series_a, sizeof series_a, "twice=%s,%s", cal, cal);
+    snprintf(series_b, sizeof series_b, "once=%s", cal);
+    char *argv[] = {"plot", "--compare", prefix, series_a, series_b, NULL};
+    cr_assert_eq(mn_cmd_plot(5, argv), 0, "%s", mn_last_error());
+    snprintf(svg, sizeof svg, "%s.svg", prefix);
+    FILE *f = fopen(svg, "r");
+    cr_assert(f, "no %s", svg);
+    char text[65536];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    int paths = 0;
+    for (const char *p = text; (p = strstr(p, "<path")); p++) paths++;
+    cr_assert_geq(paths, 2, "expected a line per series in %s", svg);
+    cr_assert(strstr(text, "twice") && strstr(text, "once"), "legend labels missing from %s", svg);
+    snprintf(prefix, sizeof prefix, "%s/refused", c.train.out_dir);
+    snprintf(svg, sizeof svg, "%s/compare.png", c.train.out_dir);
+    f = fopen(svg, "rb");
+    cr_assert(f, "no %s", svg);
+    fclose(f);
+    char bad[] = "no-equals-sign", *argv_bad[] = {"plot", "--compare", prefix, bad, NULL};
+    cr_assert_neq(mn_cmd_plot(4, argv_bad), 0, "a series without LABEL= must be refused");
     mn_seg_model_free(&m2);
     mn_seg_model_free(&m);
     mn_dataset_close(tr);

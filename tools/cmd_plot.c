@@ -14,13 +14,17 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mutualnet plot --run DIR [--checkpoint FILE] [--budget MACS]...\n\n"
+    fprintf(f, "usage: mutualnet plot --run DIR [--checkpoint FILE] [--budget MACS]...\n"
+               "       mutualnet plot --compare PREFIX LABEL=CKPT[,CKPT...]...\n\n"
                "Writes DIR/loss.png and DIR/loss.svg (training loss of the full network and of the narrowest\n"
                "sub-network per logged iteration, from DIR/metrics.jsonl), for a detection run also\n"
                "DIR/loss_parts.png and .svg (the full network's RPN objectness, RPN box, classification and box\n"
                "losses), and, with a calibrated --checkpoint, DIR/accuracy_flops.png and .svg: every\n"
                "(width, size) of the query table by GMACs and score (mIoU or AP), the frontier highlighted, and\n"
-               "the configuration each --budget selects marked.\n");
+               "the configuration each --budget selects marked.\n\n"
+               "--compare writes PREFIX.png and PREFIX.svg: one series per LABEL (e.g. a training mode), each\n"
+               "point one (width, size) of the calibrated checkpoints' query tables with the score averaged\n"
+               "over the checkpoints listed (e.g. seeds) that have it, joined along the series' frontier.\n");
 }
 
 static int save_both(const mn_chart *c, const char *dir, const char *name)
@@ -201,9 +205,126 @@ static int plot_table(const char *dir, const char *ckpt, const double *budgets, 
     return rc;
 }
 
+/* One --compare series: the mean score of each (width, h, w) over the tables that have it. */
+typedef struct {
+    float width;
+    int h, w;
+    double macs, sum;
+    int n;
+} cmp_point;
+
+static int add_tables(const char *list, cmp_point **pts, int *n, int *cap, char *metric, size_t metric_len)
+{
+    char buf[4096];
+    if (strlen(list) >= sizeof buf) return mn_error(MN_EINVAL, "--compare: checkpoint list too long");
+    strcpy(buf, list);
+    int rc = 0;
+    for (char *save = NULL, *ck = strtok_r(buf, ",", &save); !rc && ck; ck = strtok_r(NULL, ",", &save)) {
+        mn_query_table q;
+        if ((rc = open_table(ck, &q))) break;
+        if (q.n == 0) rc = mn_error(MN_EINVAL, "%s: no query table (run mutualnet calibrate first)", ck);
+        if (!rc && metric[0] && strcmp(metric, q.metric))
+            rc = mn_error(MN_EINVAL, "%s: scores %s, the other checkpoints %s", ck, q.metric, metric);
+        if (!rc) snprintf(metric, metric_len, "%s", q.metric);
+        for (int i = 0; !rc && i < q.n; i++) {
+            const mn_query_entry *e = &q.e[i];
+            int k = 0;
+            while (k < *n && !((*pts)[k].width == e->width && (*pts)[k].h == e->h && (*pts)[k].w == e->w)) k++;
+            if (k == *n) {
+                if (*n == *cap) {
+                    cmp_point *p = realloc(*pts, sizeof **pts * (size_t)(*cap * 2));
+                    if (!p) {
+                        rc = mn_error(MN_ENOMEM, "out of memory");
+                        break;
+                    }
+                    *pts = p;
+                    *cap *= 2;
+                }
+                (*pts)[(*n)++] = (cmp_point){e->width, e->h, e->w, (double)e->macs, 0.0, 0};
+            }
+            (*pts)[k].sum += e->score;
+            (*pts)[k].n++;
+        }
+        mn_query_free(&q);
+    }
+    return rc;
+}
+
+static int by_macs(const void *a, const void *b)
+{
+    double x = ((const cmp_point *)a)->macs, y = ((const cmp_point *)b)->macs;
+    return (x > y) - (x < y);
+}
+
+/* series: "LABEL=CKPT[,CKPT...]" */
+static int plot_compare(const char *prefix, char **series, int n_series)
+{
+    char metric[16] = "";
+    mn_chart *c = NULL;
+    int rc = 0;
+    cmp_point *pts[16] = {0};
+    int np[16] = {0};
+    for (int s = 0; !rc && s < n_series; s++) {
+        const char *eq = strchr(series[s], '=');
+        if (!eq || eq == series[s] || !eq[1]) {
+            rc = mn_error(MN_EINVAL, "--compare: '%s' is not LABEL=CHECKPOINT[,CHECKPOINT...]", series[s]);
+            break;
+        }
+        int cap = 64;
+        if (!(pts[s] = malloc(sizeof(cmp_point) * (size_t)cap))) rc = mn_error(MN_ENOMEM, "out of memory");
+        if (!rc) rc = add_tables(eq + 1, &pts[s], &np[s], &cap, metric, sizeof metric);
+        if (!rc) qsort(pts[s], (size_t)np[s], sizeof(cmp_point), by_macs);
+    }
+    if (!rc) {
+        char ylabel[32];
+        snprintf(ylabel, sizeof ylabel, "%s (%%, mean over checkpoints)", metric);
+        if (!(c = mn_chart_new("Accuracy vs cost by training mode", "GMACs per image", ylabel))) rc = mn_last_error_code();
+    }
+    if (!rc) mn_chart_set_log_x(c, true);
+    for (int s = 0; !rc && s < n_series; s++) {
+        double *x = malloc(sizeof(double) * (size_t)np[s] * 2), *y = x ? x + np[s] : NULL;
+        if (!x) {
+            rc = mn_error(MN_ENOMEM, "out of memory");
+            break;
+        }
+        /* the frontier: each point better than every cheaper one */
+        int nf = 0;
+        double best = -1.0;
+        for (int i = 0; i < np[s]; i++) {
+            double m = pts[s][i].sum / pts[s][i].n;
+            if (m > best) {
+                best = m;
+                x[nf] = pts[s][i].macs / 1e9;
+                y[nf++] = 100 * m;
+            }
+        }
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(strchr(series[s], '=') - series[s]), series[s]);
+        if (mn_chart_add_series(c, name, x, y, nf, MN_CHART_LINE | MN_CHART_MARKERS) < 0) rc = mn_last_error_code();
+        free(x);
+    }
+    if (!rc) {
+        char dir[1024], *slash;
+        snprintf(dir, sizeof dir, "%s", prefix);
+        const char *base = prefix;
+        if ((slash = strrchr(dir, '/'))) {
+            *slash = 0;
+            base = slash + 1;
+        } else {
+            strcpy(dir, ".");
+        }
+        rc = save_both(c, dir, base);
+    }
+    mn_chart_free(c);
+    for (int s = 0; s < 16; s++) free(pts[s]);
+    return rc;
+}
+
 int mn_cmd_plot(int argc, char **argv)
 {
-    const char *run = NULL, *ckpt = NULL, *v;
+    const char *run = NULL, *ckpt = NULL, *compare = NULL, *v;
+    char *series[16];
+    int n_series = 0;
     double budgets[8];
     int n_budgets = 0;
     for (int i = 1; i < argc; i++) {
@@ -215,6 +336,10 @@ int mn_cmd_plot(int argc, char **argv)
             if (!(run = mn_arg_value("plot", argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--checkpoint")) {
             if (!(ckpt = mn_arg_value("plot", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--compare")) {
+            if (!(compare = mn_arg_value("plot", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (compare && a[0] != '-' && n_series < 16) {
+            series[n_series++] = argv[i];
         } else if (!strcmp(a, "--budget") && n_budgets < 8) {
             if (!(v = mn_arg_value("plot", argc, argv, &i)) || !mn_arg_count("plot", a, v, &budgets[n_budgets++]))
                 return MN_EXIT_USAGE;
@@ -223,12 +348,20 @@ int mn_cmd_plot(int argc, char **argv)
             return MN_EXIT_USAGE;
         }
     }
-    if (!run) {
-        fprintf(stderr, "mutualnet plot: --run DIR is required\n");
+    if (compare && (run || ckpt || n_budgets)) {
+        fprintf(stderr, "mutualnet plot: --compare takes no --run, --checkpoint or --budget\n");
         return MN_EXIT_USAGE;
     }
-    int rc = plot_losses(run);
-    if (!rc && ckpt) rc = plot_table(run, ckpt, budgets, n_budgets);
+    if (compare && !n_series) {
+        fprintf(stderr, "mutualnet plot: --compare PREFIX needs at least one LABEL=CHECKPOINT[,CHECKPOINT...]\n");
+        return MN_EXIT_USAGE;
+    }
+    if (!compare && !run) {
+        fprintf(stderr, "mutualnet plot: --run DIR (or --compare PREFIX) is required\n");
+        return MN_EXIT_USAGE;
+    }
+    int rc = compare ? plot_compare(compare, series, n_series) : plot_losses(run);
+    if (!rc && !compare && ckpt) rc = plot_table(run, ckpt, budgets, n_budgets);
     if (rc) {
         fprintf(stderr, "mutualnet plot: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
