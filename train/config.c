@@ -339,6 +339,24 @@ int mn_config_load(const char *path, mn_config *c)
     return rc;
 }
 
+/* The shortest decimal that reads back as the same float: 0.35f prints "0.35", not 0.3499999940. */
+static double short_decimal(float f)
+{
+    char buf[32];
+    for (int digits = 6; digits < 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
+static cJSON *float_array(const float *v, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(short_decimal(v[i])));
+    return a;
+}
+
 static cJSON *value_json(const key *k, const mn_config *c)
 {
     const char *at = (const char *)c + k->off;
@@ -347,7 +365,7 @@ static cJSON *value_json(const key *k, const mn_config *c)
     case K_BOOL: return cJSON_CreateBool(*(const bool *)at);
     case K_INT: return cJSON_CreateNumber(*(const int *)at);
     case K_U64: return cJSON_CreateNumber((double)*(const unsigned long long *)at);
-    case K_FLOAT: return cJSON_CreateNumber(*(const float *)at);
+    case K_FLOAT: return cJSON_CreateNumber(short_decimal(*(const float *)at));
     case K_ENUM: {
         const char *p = k->choices;
         for (int i = 0; i < *(const int *)at; i++) p += strcspn(p, "|") + 1;
@@ -359,8 +377,8 @@ static cJSON *value_json(const key *k, const mn_config *c)
         const int *v = (const int *)at;
         return cJSON_CreateIntArray(v, 2);
     }
-    case K_FLOAT2: return cJSON_CreateFloatArray((const float *)at, 2);
-    case K_FLOATS: return cJSON_CreateFloatArray((const float *)at, c->mutual.n_scales);
+    case K_FLOAT2: return float_array((const float *)at, 2);
+    case K_FLOATS: return float_array((const float *)at, c->mutual.n_scales);
     }
     return NULL;
 }
