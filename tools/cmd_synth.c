@@ -14,13 +14,13 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: mutualnet synth --out DIR [--images N] [--size WxH] [--seed S] [--classes LIST]\n"
+            "usage: mutualnet synth --out DIR [--images N] [--size HxW] [--seed S] [--classes LIST]\n"
             "                       [--format jpg|png] [--quality Q] [--val F] [--max-objects M] [--force]\n\n"
             "Writes a detection + segmentation data set of shapes (circle, square, triangle, star, ring) in the\n"
             "formats real data sets use. Same arguments, byte-identical output.\n\n"
             "  --out DIR          output folder; must be empty or absent unless --force\n"
             "  --images N         images in total, train + val (default 300)\n"
-            "  --size WxH         image size (default 320x320)\n"
+            "  --size HxW         image height x width, as everywhere in mutualnet (default 320x320)\n"
             "  --seed S           random seed, 0 .. 2^64-1 (default 0)\n"
             "  --classes LIST     comma-separated subset, e.g. circle,ring (default: all five)\n"
             "  --format jpg|png   image format (default jpg; labels are always PNG)\n"
@@ -35,7 +35,7 @@ static void usage(FILE *f)
             MN_SYNTH_MAX_OBJECTS);
 }
 
-static bool parse_size(const char *s, int *w, int *h)
+static bool parse_size(const char *s, int *h, int *w)
 {
     char *end;
     errno = 0;
@@ -44,8 +44,8 @@ static bool parse_size(const char *s, int *w, int *h)
     const char *t = end + 1;
     long b = strtol(t, &end, 10);
     if (errno || end == t || *end || a < 32 || a > 8192 || b < 32 || b > 8192) return false;
-    *w = (int)a;
-    *h = (int)b;
+    *h = (int)a;
+    *w = (int)b;
     return true;
 }
 
@@ -79,8 +79,8 @@ int mn_cmd_synth(int argc, char **argv)
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--size")) {
             if (!(v = mn_arg_value(cmd, argc, argv, &i))) return MN_EXIT_USAGE;
-            if (!parse_size(v, &c.width, &c.height)) {
-                fprintf(stderr, "mutualnet synth: --size expects WxH with each side in [32, 8192], not \"%s\"\n", v);
+            if (!parse_size(v, &c.height, &c.width)) {
+                fprintf(stderr, "mutualnet synth: --size expects HxW with each side in [32, 8192], not \"%s\"\n", v);
                 return MN_EXIT_USAGE;
             }
         } else if (!strcmp(a, "--seed")) {
@@ -133,7 +133,7 @@ int mn_cmd_synth(int argc, char **argv)
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     printf("wrote %s: %d images (%d train, %d val, %d without objects) of %dx%d, %d objects "
            "(%d small, %d medium, %d large), seed %" PRIu64 ", in %.2f s\n",
-           c.out_dir, c.n_images, st.n_train, st.n_val, st.n_empty, c.width, c.height, st.n_objects, st.n_small,
+           c.out_dir, c.n_images, st.n_train, st.n_val, st.n_empty, c.height, c.width, st.n_objects, st.n_small,
            st.n_medium, st.n_large, c.seed, secs);
     return MN_EXIT_OK;
 }
