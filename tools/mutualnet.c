@@ -36,7 +36,7 @@ static const command commands[] = {
     {"predict", mn_cmd_predict, "predict images at a budget or configuration and render overlays"},
 #endif
 #ifdef MN_HAVE_CMD_PLOT
-    {"plot", mn_cmd_plot, "draw loss curves and the accuracy-FLOPs chart of a run"},
+    {"plot", mn_cmd_plot, "draw loss curves, the accuracy-FLOPs chart of a run, or compare runs"},
 #endif
 #ifdef MN_HAVE_CMD_SYNTH
     {"synth", mn_cmd_synth, "generate the synthetic shapes data set (COCO JSON, label PNGs, splits)"},
