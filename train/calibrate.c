@@ -10,6 +10,7 @@
 #include "mn/calibrate.h"
 #include "mn/ops.h"
 #include "mn/train.h"
+#include "train/driver.h"
 
 static int round32(double v)
 {
@@ -71,51 +72,51 @@ int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, 
     return rc;
 }
 
+/* What the calibration loop needs to score a segmentation configuration. */
+typedef struct seg_calib {
+    mn_seg_model *m;
+    mn_dataset *val;
+    int max_val_images;
+} seg_calib;
+
+static int open_loader(void *self, mn_dataset *train_set, const mn_loader_options *lo, mn_loader **ld)
+{
+    const mn_config *c = &((seg_calib *)self)->m->cfg;
+    mn_seg_aug aug;
+    mn_seg_aug_default(&aug, c->data.crop[0], c->data.crop[1], true);
+    aug.scale_min = c->data.scale_range[0];
+    aug.scale_max = c->data.scale_range[1];
+    return mn_loader_open(ld, train_set, &aug, lo);
+}
+
+static int point(void *self, mn_loader *ld, float width, const int *size /* (2) */, int batches, int64_t *macs,
+                 double *score)
+{
+    seg_calib *sc = self;
+    mn_seg_scores s;
+    int rc = mn_seg_calibrate_one(sc->m, ld, width, size[0], size[1], batches);
+    if (!rc) rc = mn_seg_flops(sc->m->net, width, size[0], size[1], macs, NULL);
+    if (!rc) rc = mn_seg_evaluate(sc->m, sc->val, width, size[0], size[1], sc->max_val_images, false, &s);
+    if (!rc) *score = s.miou;
+    return rc;
+}
+
+static void size_text(char *buf, size_t n, const int *size /* (2) */)
+{
+    snprintf(buf, n, "%dx%d", size[0], size[1]);
+}
+
+static const drv_calib_ops seg_calib_ops = {
+    .metric = "mIoU", .open = open_loader, .point = point, .size_text = size_text};
+
 int mn_seg_build_table(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
                        int batch_size, int max_val_images, uint64_t seed, FILE *report)
 {
     mn_slim_bn **bns;
     int nb = mn_seg_bn_layers(m->net, &bns);
-    float *stats = malloc(sizeof(float) * (size_t)m->table.n_stats);
-    if (!stats) return mn_error(MN_ENOMEM, "calibration: out of memory");
-    mn_seg_aug aug;
-    mn_seg_aug_default(&aug, m->cfg.data.crop[0], m->cfg.data.crop[1], true);
-    aug.scale_min = m->cfg.data.scale_range[0];
-    aug.scale_max = m->cfg.data.scale_range[1];
-    mn_loader_options lo = {.batch_size = batch_size, .shuffle = true, .drop_last = true, .workers = m->cfg.data.workers,
-                            .prefetch = 2, .seed = seed};
-    if (mn_dataset_size(train_set) < batch_size) lo.batch_size = mn_dataset_size(train_set);
-    mn_loader *ld = NULL;
-    int rc = mn_loader_open(&ld, train_set, &aug, &lo);
-    int64_t n_stats = m->table.n_stats;
-    mn_query_free(&m->table);
-    mn_query_init(&m->table, "mIoU");
-    m->table.n_stats = n_stats;
-    mn_progress pg;
-    int total = g->n_widths * g->n_sizes, done = 0;
-    mn_progress_begin(&pg, "calibrate", total, 0, 1);
-    for (int s = 0; s < g->n_sizes && !rc; s++)
-        for (int k = 0; k < g->n_widths && !rc; k++) {
-            float w = g->widths[k];
-            int H = g->sizes[s][0], W = g->sizes[s][1];
-            int64_t macs = 0;
-            mn_seg_scores sc;
-            rc = mn_seg_calibrate_one(m, ld, w, H, W, g->batches);
-            if (!rc) rc = mn_seg_flops(m->net, w, H, W, &macs, NULL);
-            if (!rc) rc = mn_seg_evaluate(m, val_set, w, H, W, max_val_images, false, &sc);
-            if (!rc) {
-                mn_query_save_stats(stats, bns, nb);
-                rc = mn_query_add(&m->table, w, H, W, macs, sc.miou, stats);
-            }
-            char extra[96];
-            snprintf(extra, sizeof extra, "width %.2f %dx%d mIoU %.2f%%", (double)w, H, W, rc ? 0.0 : 100 * sc.miou);
-            mn_progress_update(&pg, ++done, 1, extra);
-        }
-    mn_progress_end(&pg);
-    /* leave the model with the statistics it was trained with */
-    mn_query_load_stats(m->train_stats, bns, nb);
-    mn_loader_close(ld);
-    free(stats);
+    seg_calib sc = {m, val_set, max_val_images};
+    int rc = drv_calib_table(&seg_calib_ops, &sc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
+                             m->cfg.data.workers, seed);
     if (!rc && report) mn_query_print(&m->table, report);
     return rc;
 }

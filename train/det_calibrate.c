@@ -10,6 +10,7 @@
 #include "heads/det/internal.h" /* det_features: calibration needs no RPN or box head (no BN there) */
 #include "mn/det_model.h"
 #include "mn/train.h"
+#include "train/driver.h"
 
 int mn_det_calib_grid(const mn_config *c, mn_calib_config *g)
 {
@@ -98,54 +99,57 @@ void mn_det_table_print(const mn_det_model *m, FILE *f)
     free(order);
 }
 
+/* What the calibration loop needs to score a detection configuration. */
+typedef struct det_calib {
+    mn_det_model *m;
+    mn_dataset *val;
+    const char *val_annotations;
+    int max_val_images;
+} det_calib;
+
+static int open_loader(void *self, mn_dataset *train_set, const mn_loader_options *lo, mn_loader **ld)
+{
+    const mn_config *c = &((det_calib *)self)->m->cfg;
+    mn_det_aug aug;
+    mn_det_aug_default(&aug, c->det.short_side, c->det.max_side, c->data.hflip);
+    return mn_loader_open_det(ld, train_set, &aug, lo);
+}
+
+/* size: (short side, max side); the max side must be the model's. */
+static int point(void *self, mn_loader *ld, float width, const int *size /* (2) */, int batches, int64_t *macs,
+                 double *score)
+{
+    det_calib *dc = self;
+    mn_det_model *m = dc->m;
+    int side = size[0], rc = 0;
+    mn_det_scores sc;
+    if (size[1] != m->cfg.det.max_side)
+        rc = mn_error(MN_EINVAL, "calibration: grid size %d/%d has another max side than det.max_side %d", side, size[1],
+                      m->cfg.det.max_side);
+    if (!rc) rc = mn_det_calibrate_one(m, ld, width, side, batches);
+    if (!rc) rc = mn_det_model_flops(m, width, side, macs);
+    if (!rc) rc = mn_det_evaluate(m, dc->val, dc->val_annotations, width, side, dc->max_val_images, false, NULL, &sc);
+    /* no ground truth at all gives -1: store 0 so the table stays in [0, 1] */
+    if (!rc) *score = fmax(sc.stats[MN_COCO_AP], 0.0);
+    return rc;
+}
+
+static void size_text(char *buf, size_t n, const int *size /* (2) */)
+{
+    snprintf(buf, n, "short side %d", size[0]);
+}
+
+static const drv_calib_ops det_calib_ops = {
+    .metric = "AP", .open = open_loader, .point = point, .size_text = size_text};
+
 int mn_det_build_table(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_set, const char *val_annotations,
                        const mn_calib_config *g, int batch_size, int max_val_images, uint64_t seed, FILE *report)
 {
     mn_slim_bn **bns;
     int nb = mn_det_bn_layers(m->net, &bns);
-    float *stats = malloc(sizeof(float) * (size_t)(m->table.n_stats + 1));
-    if (!stats) return mn_error(MN_ENOMEM, "calibration: out of memory");
-    mn_det_aug aug;
-    mn_det_aug_default(&aug, m->cfg.det.short_side, m->cfg.det.max_side, m->cfg.data.hflip);
-    mn_loader_options lo = {.batch_size = batch_size, .shuffle = true, .drop_last = true, .workers = m->cfg.data.workers,
-                            .prefetch = 2, .seed = seed};
-    if (mn_dataset_size(train_set) < batch_size) lo.batch_size = mn_dataset_size(train_set);
-    mn_loader *ld = NULL;
-    int rc = mn_loader_open_det(&ld, train_set, &aug, &lo);
-    int64_t n_stats = m->table.n_stats;
-    mn_query_free(&m->table);
-    mn_query_init(&m->table, "AP");
-    m->table.n_stats = n_stats;
-    mn_progress pg;
-    int total = g->n_widths * g->n_sizes, done = 0;
-    mn_progress_begin(&pg, "calibrate", total, 0, 1);
-    for (int s = 0; s < g->n_sizes && !rc; s++)
-        for (int k = 0; k < g->n_widths && !rc; k++) {
-            float w = g->widths[k];
-            int side = g->sizes[s][0];
-            int64_t macs = 0;
-            mn_det_scores sc;
-            if (g->sizes[s][1] != m->cfg.det.max_side)
-                rc = mn_error(MN_EINVAL, "calibration: grid size %d/%d has another max side than det.max_side %d", side,
-                              g->sizes[s][1], m->cfg.det.max_side);
-            if (!rc) rc = mn_det_calibrate_one(m, ld, w, side, g->batches);
-            if (!rc) rc = mn_det_model_flops(m, w, side, &macs);
-            if (!rc) rc = mn_det_evaluate(m, val_set, val_annotations, w, side, max_val_images, false, NULL, &sc);
-            /* no ground truth at all gives -1: store 0 so the table stays in [0, 1] */
-            double ap = rc ? 0.0 : fmax(sc.stats[MN_COCO_AP], 0.0);
-            if (!rc) {
-                mn_query_save_stats(stats, bns, nb);
-                rc = mn_query_add(&m->table, w, side, m->cfg.det.max_side, macs, ap, stats);
-            }
-            char extra[96];
-            snprintf(extra, sizeof extra, "width %.2f short side %d AP %.2f%%", (double)w, side, 100 * ap);
-            mn_progress_update(&pg, ++done, 1, extra);
-        }
-    mn_progress_end(&pg);
-    /* leave the model with the statistics it was trained with */
-    mn_query_load_stats(m->train_stats, bns, nb);
-    mn_loader_close(ld);
-    free(stats);
+    det_calib dc = {m, val_set, val_annotations, max_val_images};
+    int rc = drv_calib_table(&det_calib_ops, &dc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
+                             m->cfg.data.workers, seed);
     if (!rc && report) mn_det_table_print(m, report);
     return rc;
 }

@@ -6,8 +6,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "mn/checkpoint.h"
 #include "mn/det_model.h"
+#include "train/driver.h"
 
 int mn_det_config_from(const mn_config *c, int num_classes, mn_det_config *out)
 {
@@ -43,9 +43,7 @@ static int build(mn_det_model *m, uint64_t seed)
     if (!rc) {
         mn_slim_bn **bns;
         int n = mn_det_bn_layers(m->net, &bns);
-        m->table.n_stats = mn_query_stats_size(bns, n);
-        m->train_stats = malloc(sizeof(float) * (size_t)(m->table.n_stats + 1));
-        if (!m->train_stats) rc = mn_error(MN_ENOMEM, "out of memory");
+        rc = drv_stats_alloc(&m->table, bns, n, &m->train_stats);
     }
     return rc;
 }
@@ -56,15 +54,6 @@ static void snapshot_stats(mn_det_model *m)
     mn_slim_bn **bns;
     int n = mn_det_bn_layers(m->net, &bns);
     mn_query_save_stats(m->train_stats, bns, n);
-}
-
-/* Starts the backbone from a file of weights under torchvision's names. */
-static int load_backbone_init(mn_det_model *m, const char *path)
-{
-    int copied = 0;
-    int rc = mn_checkpoint_apply_prefixed(path, &m->ps, "backbone.", &copied);
-    if (!rc) mn_info("%s: initialised %d %s backbone tensors", path, copied, m->cfg.model.backbone);
-    return rc;
 }
 
 static int check_classes(int num_classes, const char *where)
@@ -91,7 +80,7 @@ int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes, 
     m->typical_h = typical_h;
     m->typical_w = typical_w;
     rc = build(m, seed);
-    if (!rc && cfg->model.init[0]) rc = load_backbone_init(m, cfg->model.init);
+    if (!rc && cfg->model.init[0]) rc = drv_backbone_init(&m->ps, cfg->model.init, cfg->model.backbone);
     if (!rc) snapshot_stats(m);
     if (rc) mn_det_model_free(m);
     return rc;
@@ -108,11 +97,6 @@ void mn_det_model_free(mn_det_model *m)
 
 int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
 {
-    int n_extra = 0, rc = 0;
-    mn_st_item *extra = calloc((size_t)(m->ps.n + m->table.n + 1), sizeof *extra);
-    char **names = calloc((size_t)(m->ps.n + m->table.n + 1), sizeof *names);
-    int64_t *shapes = calloc((size_t)(m->table.n + 1), sizeof *shapes);
-    char *config = mn_config_to_json(&m->cfg), *table = mn_query_to_json(&m->table);
     cJSON *classes = cJSON_CreateArray(), *ids = cJSON_CreateArray();
     for (int k = 0; classes && ids && k < m->num_classes; k++) {
         cJSON_AddItemToArray(classes, cJSON_CreateString(m->class_names[k]));
@@ -121,59 +105,17 @@ int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt
     char *classes_s = cJSON_PrintUnformatted(classes), *ids_s = cJSON_PrintUnformatted(ids);
     cJSON_Delete(classes);
     cJSON_Delete(ids);
-    if (!extra || !names || !shapes || !config || !table || !classes_s || !ids_s) {
-        rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    if (opt)
-        for (int i = 0; i < m->ps.n; i++) {
-            mn_tensor b = mn_sgd_momentum(opt, i);
-            if (!b.data) continue;
-            names[n_extra] = malloc(strlen(m->ps.items[i]->name) + 8);
-            if (!names[n_extra]) {
-                rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-                goto done;
-            }
-            sprintf(names[n_extra], "optim.%s", m->ps.items[i]->name);
-            extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, b.ndim, m->ps.items[i]->var.val.shape, b.data};
-            n_extra++;
-        }
-    for (int i = 0; i < m->table.n; i++) {
-        if (!(names[n_extra] = malloc(32))) {
-            rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-            goto done;
-        }
-        snprintf(names[n_extra], 32, "bn_bank.%d", i);
-        shapes[i] = m->table.n_stats;
-        extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, 1, &shapes[i], m->table.e[i].bn_stats};
-        n_extra++;
-    }
-    char iter_s[32], steps_s[32], ncls[16], typical[48];
-    snprintf(iter_s, sizeof iter_s, "%lld", (long long)iteration);
-    snprintf(steps_s, sizeof steps_s, "%lld", (long long)(opt ? mn_sgd_steps(opt) : 0));
+    int rc = 0;
+    if (!classes_s || !ids_s) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+    char ncls[16], typical[48];
     snprintf(ncls, sizeof ncls, "%d", m->num_classes);
     snprintf(typical, sizeof typical, "[%d, %d]", m->typical_h, m->typical_w);
-    const char *keys[] = {"format", "task", "config", "classes", "category_ids", "num_classes", "typical_size",
-                          "iteration", "optim_steps", "query_table"};
-    const char *vals[] = {"mutualnet-1", "detection", config, classes_s, ids_s, ncls, typical, iter_s, steps_s, table};
-    rc = mn_checkpoint_save(path, &m->ps, extra, n_extra, keys, vals, 10);
-done:
-    for (int i = 0; names && i < n_extra; i++) free(names[i]);
-    free(names);
-    free(extra);
-    free(shapes);
-    free(config);
-    free(table);
+    const char *keys[] = {"classes", "category_ids", "num_classes", "typical_size"};
+    const char *vals[] = {classes_s, ids_s, ncls, typical};
+    if (!rc) rc = drv_ckpt_save(path, &m->ps, &m->table, &m->cfg, "detection", keys, vals, 4, opt, iteration);
     free(classes_s);
     free(ids_s);
     return rc;
-}
-
-static const char *need_meta(const mn_safetensors *st, const char *key)
-{
-    const char *v = mn_st_meta(st, key);
-    if (!v) mn_error(MN_EFORMAT, "%s: metadata \"%s\" is missing (not a mutualnet checkpoint?)", st->path, key);
-    return v;
 }
 
 /* Classes, category ids and the typical size from the metadata. */
@@ -215,16 +157,17 @@ int mn_det_model_open(mn_det_model *m, const char *path)
     mn_safetensors st;
     int rc = mn_st_read(path, &st);
     if (rc) return rc;
-    const char *task = need_meta(&st, "task");
+    const char *task = drv_ckpt_meta(&st, "task");
     if (task && strcmp(task, "detection")) {
         rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a detection one", path, task); /* before task is freed */
         mn_st_free(&st);
         return rc;
     }
-    const char *config = task ? need_meta(&st, "config") : NULL, *classes = config ? need_meta(&st, "classes") : NULL,
-               *ids = classes ? need_meta(&st, "category_ids") : NULL,
-               *typical = ids ? need_meta(&st, "typical_size") : NULL,
-               *table = typical ? need_meta(&st, "query_table") : NULL;
+    const char *config = task ? drv_ckpt_meta(&st, "config") : NULL,
+               *classes = config ? drv_ckpt_meta(&st, "classes") : NULL,
+               *ids = classes ? drv_ckpt_meta(&st, "category_ids") : NULL,
+               *typical = ids ? drv_ckpt_meta(&st, "typical_size") : NULL,
+               *table = typical ? drv_ckpt_meta(&st, "query_table") : NULL;
     if (!table) {
         mn_st_free(&st);
         return MN_EFORMAT;
@@ -233,23 +176,10 @@ int mn_det_model_open(mn_det_model *m, const char *path)
     rc = mn_config_parse(config, path, &m->cfg);
     if (!rc) rc = parse_classes(m, path, classes, ids, typical);
     if (!rc) rc = build(m, 0);
-    static const char *const extra[] = {"optim.", "bn_bank."};
-    if (!rc) rc = mn_checkpoint_apply(&st, &m->ps, extra, 2);
-    if (!rc) snapshot_stats(m);
     if (!rc) {
-        int64_t n_stats = m->table.n_stats;
-        mn_query_free(&m->table);
-        rc = mn_query_from_json(&m->table, table, n_stats);
-        for (int i = 0; !rc && i < m->table.n; i++) {
-            char name[32];
-            mn_tensor t;
-            snprintf(name, sizeof name, "bn_bank.%d", i);
-            int64_t shape[1] = {n_stats};
-            rc = mn_st_get_f32(&st, name, 1, shape, &t);
-            if (!rc && !(m->table.e[i].bn_stats = malloc(sizeof(float) * (size_t)n_stats)))
-                rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-            if (!rc) memcpy(m->table.e[i].bn_stats, t.data, sizeof(float) * (size_t)n_stats);
-        }
+        mn_slim_bn **bns;
+        int n = mn_det_bn_layers(m->net, &bns);
+        rc = drv_ckpt_load(&st, &m->ps, bns, n, m->train_stats, &m->table, table);
     }
     mn_st_free(&st);
     if (rc) mn_det_model_free(m);
@@ -258,31 +188,7 @@ int mn_det_model_open(mn_det_model *m, const char *path)
 
 int mn_det_model_resume(mn_det_model *m, const char *path, mn_sgd *opt, int64_t *iteration)
 {
-    mn_safetensors st;
-    int rc = mn_st_read(path, &st);
-    if (rc) return rc;
-    const char *task = need_meta(&st, "task");
-    if (task && strcmp(task, "detection")) rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a detection one", path, task);
-    else if (!task) rc = MN_EFORMAT;
-    static const char *const extra[] = {"optim.", "bn_bank."};
-    if (!rc) rc = mn_checkpoint_apply(&st, &m->ps, extra, 2);
-    const char *it = rc ? NULL : need_meta(&st, "iteration"), *steps = it ? need_meta(&st, "optim_steps") : NULL;
-    if (!rc && (!it || !steps)) rc = MN_EFORMAT;
-    for (int i = 0; !rc && i < m->ps.n; i++) {
-        mn_tensor b = mn_sgd_momentum(opt, i);
-        if (!b.data) continue;
-        char name[128];
-        mn_tensor t;
-        snprintf(name, sizeof name, "optim.%s", m->ps.items[i]->name);
-        rc = mn_st_get_f32(&st, name, b.ndim, b.shape, &t);
-        if (!rc) memcpy(b.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
-    }
-    if (!rc) {
-        *iteration = atoll(it);
-        rc = mn_sgd_set_steps(opt, atoll(steps));
-    }
-    mn_st_free(&st);
-    return rc;
+    return drv_ckpt_resume(path, "detection", &m->ps, opt, iteration);
 }
 
 int mn_det_model_select(mn_det_model *m, float width, int short_side)

@@ -15,6 +15,7 @@
 #include "mn/det_model.h"
 #include "mn/ops.h"
 #include "mn/train.h"
+#include "train/driver.h"
 
 /* What one network's pass reports. */
 typedef struct pass_losses {
@@ -23,18 +24,13 @@ typedef struct pass_losses {
 } pass_losses;
 
 typedef struct trainer {
-    const mn_config *c;
+    drv_run run;                 /* first: the driver's callbacks get &run back */
     mn_det_model model;
-    mn_sgd opt;
-    mn_tape tape;
-    mn_dataset *train, *val;
-    mn_loader *loader;
     mn_det_aug aug;
     mn_det_batch small;          /* the batch resized for a sub-network (owned, reused) */
     mn_det_teacher *teacher;     /* the full network's capture (distillation only) */
     char val_annotations[1100];
-    FILE *metrics;
-    char path_last[1100];
+    pass_losses losses[MN_MAX_SUBNETS]; /* this iteration's, for the metrics line */
 } trainer;
 
 /* The short side a sub-network at this input scale trains at. */
@@ -47,7 +43,7 @@ static int side_of(const mn_config *c, float scale)
 /* One forward/backward pass of one network (k-th of iteration it). */
 static int run_subnet(trainer *tr, const mn_det_batch *full, const mn_subnet *sn, int64_t it, int k, pass_losses *out)
 {
-    const mn_config *c = tr->c;
+    const mn_config *c = tr->run.c;
     bool teacher = k == 0, kl = c->mutual.distill == MN_DISTILL_KL;
     const mn_det_batch *b = full;
     out->short_side = side_of(c, sn->scale);
@@ -57,7 +53,7 @@ static int run_subnet(trainer *tr, const mn_det_batch *full, const mn_subnet *sn
         if (rc) return rc;
         b = &tr->small;
     }
-    mn_tape *t = &tr->tape;
+    mn_tape *t = &tr->run.tape;
     mn_tape_reset(t);
     mn_var *x = mn_var_wrap(t, mn_tensor_4d(b->images, b->n, 3, b->h, b->w));
     mn_det_targets tg[64];
@@ -91,86 +87,47 @@ static int run_subnet(trainer *tr, const mn_det_batch *full, const mn_subnet *sn
     return mn_backward(t, l);
 }
 
-static int checkpoint(trainer *tr, int64_t iter)
+static int check_task(drv_run *run)
 {
-    int rc = mn_det_model_save(&tr->model, tr->path_last, &tr->opt, iter);
-    if (rc) mn_warn("checkpoint not written: %s", mn_last_error());
-    return rc;
+    if (run->c->task != MN_TASK_DETECTION)
+        return mn_error(MN_EINVAL, "mn_train_detection: the configuration's task is not detection");
+    return 0;
 }
 
 static int open_data(trainer *tr)
 {
-    const mn_config *c = tr->c;
+    drv_run *run = &tr->run;
+    const mn_config *c = run->c;
     if (strcmp(c->data.kind, "coco"))
         return mn_error(MN_EINVAL, "detection needs data.kind \"coco\" (COCO instances JSON), not \"%s\"", c->data.kind);
-    mn_dataset_options o;
-    mn_config_dataset_options(c, c->data.train_split, &o);
-    int rc = mn_dataset_open(&tr->train, &o);
-    if (rc) return rc;
-    if (mn_dataset_size(tr->train) < c->train.batch_size)
-        return mn_error(MN_EINVAL, "%s: the %s split has %d images, fewer than batch_size %d", c->data.root,
-                        c->data.train_split, mn_dataset_size(tr->train), c->train.batch_size);
-    o.split = c->data.val_split;
-    rc = mn_dataset_open(&tr->val, &o);
+    int rc = drv_open_splits(run);
     if (rc) return rc;
     mn_det_annotations_path(tr->val_annotations, sizeof tr->val_annotations, c, c->data.val_split);
     mn_det_aug_default(&tr->aug, c->det.short_side, c->det.max_side, c->data.hflip);
-    mn_loader_options lo = {.batch_size = c->train.batch_size, .shuffle = true, .drop_last = true,
-                            .workers = c->data.workers, .prefetch = 2, .seed = c->train.seed};
-    return mn_loader_open_det(&tr->loader, tr->train, &tr->aug, &lo);
-}
-
-static void close_trainer(trainer *tr)
-{
-    mn_loader_close(tr->loader);
-    mn_dataset_close(tr->train);
-    mn_dataset_close(tr->val);
-    mn_sgd_free(&tr->opt);
-    mn_tape_free(&tr->tape);
-    mn_det_model_free(&tr->model);
-    mn_det_batch_free(&tr->small);
-    mn_det_teacher_free(tr->teacher);
-    if (tr->metrics) fclose(tr->metrics);
-}
-
-static int evaluate(trainer *tr, int64_t iter)
-{
-    const mn_config *c = tr->c;
-    float w = c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max;
-    char results[1100];
-    snprintf(results, sizeof results, "%s/val_results.json", c->train.out_dir);
-    mn_det_scores s;
-    int rc = mn_det_evaluate(&tr->model, tr->val, tr->val_annotations, w, c->det.short_side, 0, true, results, &s);
-    if (rc) return rc;
-    mn_info("iteration %lld: validation AP %.2f%%, AP50 %.2f%% (width %.2f, short side %d, %d images, %lld detections)",
-            (long long)iter, 100 * s.stats[MN_COCO_AP], 100 * s.stats[MN_COCO_AP50], (double)w, c->det.short_side,
-            s.n_images, (long long)s.n_detections);
-    fprintf(tr->metrics, "{\"iter\": %lld", (long long)iter);
-    for (int i = 0; i < MN_COCO_NSTATS; i++) fprintf(tr->metrics, ", \"val_%s\": %.6f", mn_coco_stat_name(i), s.stats[i]);
-    fprintf(tr->metrics, "}\n");
-    fflush(tr->metrics);
-    return 0;
+    mn_loader_options lo = drv_loader_options(c);
+    return mn_loader_open_det(&run->loader, run->train, &tr->aug, &lo);
 }
 
 /* Labels' names and category ids from the training split, and the typical image size from the
  * validation split's annotations. */
 static int create_model(trainer *tr)
 {
-    const mn_config *c = tr->c;
-    int K = mn_dataset_num_classes(tr->train);
+    const mn_config *c = tr->run.c;
+    mn_dataset *train = tr->run.train, *val = tr->run.val;
+    int K = mn_dataset_num_classes(train);
     if (K < 2 || K > 256)
         return mn_error(MN_EINVAL, "%s: %d categories; detection needs 1 to 255", c->data.root, K - 1);
-    if (mn_dataset_num_classes(tr->val) != K)
+    if (mn_dataset_num_classes(val) != K)
         return mn_error(MN_EINVAL, "%s: the %s split has %d categories, the %s split %d", c->data.root,
-                        c->data.train_split, K - 1, c->data.val_split, mn_dataset_num_classes(tr->val) - 1);
+                        c->data.train_split, K - 1, c->data.val_split, mn_dataset_num_classes(val) - 1);
     const char *names[256];
     int ids[256];
     for (int k = 0; k < K; k++) {
-        names[k] = mn_dataset_class_name(tr->train, k);
-        ids[k] = k ? mn_dataset_category_id(tr->train, k) : 0;
-        if (k && mn_dataset_category_id(tr->val, k) != ids[k])
+        names[k] = mn_dataset_class_name(train, k);
+        ids[k] = k ? mn_dataset_category_id(train, k) : 0;
+        if (k && mn_dataset_category_id(val, k) != ids[k])
             return mn_error(MN_EINVAL, "%s: label %d is category %d in the %s split but %d in the %s split", c->data.root,
-                            k, ids[k], c->data.train_split, mn_dataset_category_id(tr->val, k), c->data.val_split);
+                            k, ids[k], c->data.train_split, mn_dataset_category_id(val, k), c->data.val_split);
     }
     int th, tw;
     int rc = mn_coco_median_size(tr->val_annotations, &th, &tw);
@@ -178,91 +135,110 @@ static int create_model(trainer *tr)
     return rc;
 }
 
+static int open_run(drv_run *run)
+{
+    trainer *tr = (trainer *)run;
+    run->ps = &tr->model.ps;
+    int rc = open_data(tr);
+    return rc ? rc : create_model(tr);
+}
+
+static int resume_model(drv_run *run, const char *path, int64_t *iteration)
+{
+    return mn_det_model_resume(&((trainer *)run)->model, path, &run->opt, iteration);
+}
+
+/* The teacher's capture when distilling. */
+static int alloc_buffers(drv_run *run)
+{
+    trainer *tr = (trainer *)run;
+    if (run->c->mutual.distill == MN_DISTILL_KL && !(tr->teacher = mn_det_teacher_new())) return mn_last_error_code();
+    return 0;
+}
+
+static int next_batch(mn_loader *ld, const void **batch)
+{
+    const mn_det_batch *b = NULL;
+    int rc = mn_loader_next_det(ld, &b);
+    *batch = b;
+    return rc;
+}
+
+static int pass(drv_run *run, const void *batch, const mn_subnet *sn, int64_t it, int k, double *loss)
+{
+    trainer *tr = (trainer *)run;
+    int rc = run_subnet(tr, batch, sn, it, k, &tr->losses[k]);
+    *loss = tr->losses[k].total;
+    return rc;
+}
+
+/* The full network's four loss parts. */
+static void metrics_losses(drv_run *run, FILE *f)
+{
+    const pass_losses *L = &((trainer *)run)->losses[0];
+    fprintf(f, ", \"rpn_cls\": %.7f, \"rpn_box\": %.7f, \"cls\": %.7f, \"box\": %.7f", L->rpn_cls, L->rpn_box, L->cls,
+            L->box);
+}
+
+static void metrics_subnet(drv_run *run, FILE *f, const mn_subnet *sn, int k, double loss)
+{
+    const pass_losses *L = &((trainer *)run)->losses[k];
+    fprintf(f, "{\"width\": %.4f, \"scale\": %.2f, \"short_side\": %d, \"loss\": %.7f", (double)sn->width,
+            (double)sn->scale, L->short_side, loss);
+    if (!isnan(L->distill)) fprintf(f, ", \"distill\": %.7f", L->distill);
+    fputc('}', f);
+}
+
+static int save(drv_run *run, const char *path, int64_t iteration)
+{
+    return mn_det_model_save(&((trainer *)run)->model, path, &run->opt, iteration);
+}
+
+static void close_model(drv_run *run)
+{
+    trainer *tr = (trainer *)run;
+    mn_det_model_free(&tr->model);
+    mn_det_batch_free(&tr->small);
+    mn_det_teacher_free(tr->teacher);
+}
+
+static int evaluate(drv_run *run, int64_t iter)
+{
+    trainer *tr = (trainer *)run;
+    const mn_config *c = run->c;
+    float w = c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max;
+    char results[1100];
+    snprintf(results, sizeof results, "%s/val_results.json", c->train.out_dir);
+    mn_det_scores s;
+    int rc = mn_det_evaluate(&tr->model, run->val, tr->val_annotations, w, c->det.short_side, 0, true, results, &s);
+    if (rc) return rc;
+    mn_info("iteration %lld: validation AP %.2f%%, AP50 %.2f%% (width %.2f, short side %d, %d images, %lld detections)",
+            (long long)iter, 100 * s.stats[MN_COCO_AP], 100 * s.stats[MN_COCO_AP50], (double)w, c->det.short_side,
+            s.n_images, (long long)s.n_detections);
+    fprintf(run->metrics, "{\"iter\": %lld", (long long)iter);
+    for (int i = 0; i < MN_COCO_NSTATS; i++) fprintf(run->metrics, ", \"val_%s\": %.6f", mn_coco_stat_name(i), s.stats[i]);
+    fprintf(run->metrics, "}\n");
+    fflush(run->metrics);
+    return 0;
+}
+
+static const drv_train_ops det_ops = {
+    .check = check_task,
+    .open = open_run,
+    .resume = resume_model,
+    .buffers = alloc_buffers,
+    .next = next_batch,
+    .pass = pass,
+    .metrics_losses = metrics_losses,
+    .metrics_subnet = metrics_subnet,
+    .save = save,
+    .evaluate = evaluate,
+    .close = close_model,
+};
+
 int mn_train_detection(const mn_config *c, const char *resume, int64_t stop_at)
 {
     trainer tr;
     memset(&tr, 0, sizeof tr);
-    tr.c = c;
-    mn_tape_init(&tr.tape, 0);
-    int rc = c->task == MN_TASK_DETECTION ? 0 : mn_error(MN_EINVAL, "mn_train_detection: the configuration's task is not detection");
-    if (!rc) rc = mn_mkdirs(c->train.out_dir);
-    if (!rc) rc = open_data(&tr);
-    if (!rc) rc = create_model(&tr);
-    mn_sgd_config oc = {c->optim.lr, c->optim.momentum, 0.0f, c->optim.nesterov, c->optim.weight_decay};
-    if (!rc) rc = mn_sgd_init(&tr.opt, &tr.model.ps, &oc);
-    snprintf(tr.path_last, sizeof tr.path_last, "%s/last.safetensors", c->train.out_dir);
-    int64_t start = 0;
-    if (!rc && resume) {
-        rc = mn_det_model_resume(&tr.model, resume, &tr.opt, &start);
-        if (!rc) mn_info("resuming %s at iteration %lld", resume, (long long)start);
-    }
-    if (!rc && c->mutual.distill == MN_DISTILL_KL && !(tr.teacher = mn_det_teacher_new())) rc = mn_last_error_code();
-    if (!rc) {
-        char path[1100];
-        snprintf(path, sizeof path, "%s/config.json", c->train.out_dir);
-        char *js = mn_config_to_json(c);
-        FILE *f = fopen(path, "w");
-        if (f && js) fputs(js, f);
-        if (f) fclose(f);
-        free(js);
-        snprintf(path, sizeof path, "%s/metrics.jsonl", c->train.out_dir);
-        tr.metrics = fopen(path, resume ? "a" : "w");
-        if (!tr.metrics) rc = mn_error(MN_EIO, "%s: cannot write", path);
-    }
-    int per_epoch = rc ? 1 : mn_loader_batches_per_epoch(tr.loader);
-    if (!rc) rc = mn_loader_start(tr.loader, (int)(start / per_epoch), (int)(start % per_epoch));
-    mn_progress pg;
-    mn_progress_begin(&pg, "train", c->train.iterations, start, c->train.log_every);
-    double t_last = mn_now();
-    int64_t end = stop_at > 0 && stop_at < c->train.iterations ? stop_at : c->train.iterations;
-    for (int64_t it = start; !rc && it < end; it++) {
-        const mn_det_batch *b = NULL;
-        rc = mn_loader_next_det(tr.loader, &b);
-        if (!rc && !b) { /* epoch boundary */
-            rc = mn_loader_start(tr.loader, (int)(it / per_epoch), 0);
-            if (!rc) rc = mn_loader_next_det(tr.loader, &b);
-            if (!rc && !b) rc = mn_error(MN_EINVAL, "the data loader produced an empty epoch");
-        }
-        if (rc) break;
-        mn_subnet sn[MN_MAX_SUBNETS];
-        int ns = mn_sandwich(c, c->train.seed, it, sn);
-        pass_losses L[MN_MAX_SUBNETS];
-        mn_param_zero_grad(&tr.model.ps);
-        for (int k = 0; k < ns && !rc; k++) rc = run_subnet(&tr, b, &sn[k], it, k, &L[k]);
-        float lr = mn_lr_at(c, it);
-        if (!rc) rc = mn_sgd_step(&tr.opt, lr);
-        if (rc) {
-            mn_log(MN_LOG_ERROR, "stopped at iteration %lld: %s; the last good checkpoint is %s", (long long)it,
-                   mn_last_error(), tr.path_last);
-            break;
-        }
-        if ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations) {
-            double now = mn_now();
-            fprintf(tr.metrics,
-                    "{\"iter\": %lld, \"lr\": %.6g, \"loss\": %.7f, \"rpn_cls\": %.7f, \"rpn_box\": %.7f, \"cls\": %.7f, "
-                    "\"box\": %.7f, \"subnets\": [",
-                    (long long)(it + 1), (double)lr, L[0].total, L[0].rpn_cls, L[0].rpn_box, L[0].cls, L[0].box);
-            for (int k = 0; k < ns; k++) {
-                fprintf(tr.metrics, "%s{\"width\": %.4f, \"scale\": %.2f, \"short_side\": %d, \"loss\": %.7f", k ? ", " : "",
-                        (double)sn[k].width, (double)sn[k].scale, L[k].short_side, L[k].total);
-                if (!isnan(L[k].distill)) fprintf(tr.metrics, ", \"distill\": %.7f", L[k].distill);
-                fputc('}', tr.metrics);
-            }
-            fprintf(tr.metrics, "], \"seconds\": %.3f}\n", now - t_last);
-            fflush(tr.metrics);
-            t_last = now;
-        }
-        char extra[96];
-        snprintf(extra, sizeof extra, "loss %.4f lr %.2e", L[0].total, (double)lr);
-        mn_progress_update(&pg, it + 1, (double)c->train.batch_size, extra);
-        if ((it + 1) % c->train.checkpoint_every == 0 || it + 1 == c->train.iterations) rc = checkpoint(&tr, it + 1);
-        if (!rc && c->train.eval_every && (it + 1) % c->train.eval_every == 0 && it + 1 < c->train.iterations) {
-            mn_progress_end(&pg);
-            rc = evaluate(&tr, it + 1);
-        }
-    }
-    mn_progress_end(&pg);
-    if (!rc && start < end && end == c->train.iterations) rc = evaluate(&tr, end);
-    close_trainer(&tr);
-    return rc;
+    return drv_train(&tr.run, &det_ops, c, resume, stop_at);
 }

@@ -14,20 +14,15 @@
 #include "mn/seg_eval.h"
 #include "mn/seg_model.h"
 #include "mn/train.h"
+#include "train/driver.h"
 
 /* Buffers that live for the whole run, sized once for the full crop. */
 typedef struct trainer {
-    const mn_config *c;
+    drv_run run;             /* first: the driver's callbacks get &run back */
     mn_seg_model model;
-    mn_sgd opt;
-    mn_tape tape;
-    mn_dataset *train, *val;
-    mn_loader *loader;
     float *teacher;          /* (N, K, h4, w4) detached softmax of the full network */
     int64_t teacher_shape[4];
     int32_t *labels_small;   /* (N, h, w) ground truth resized for a sub-network */
-    FILE *metrics;
-    char path_last[1100];
 } trainer;
 
 /* Label map (n, H, W) -> (n, h, w) with PyTorch's nearest rule: src = floor(dst * in / out). */
@@ -49,8 +44,8 @@ static int round32(float v)
 /* One forward/backward pass of one network; returns its loss value through *loss. */
 static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, bool teacher, double *loss)
 {
-    const mn_config *c = tr->c;
-    mn_tape *t = &tr->tape;
+    const mn_config *c = tr->run.c;
+    mn_tape *t = &tr->run.tape;
     mn_tape_reset(t);
     int h = b->h, w = b->w;
     mn_var *x = mn_var_wrap(t, mn_tensor_4d(b->images, b->n, 3, b->h, b->w));
@@ -90,149 +85,107 @@ static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, b
     return mn_backward(t, l);
 }
 
-static int checkpoint(trainer *tr, int64_t iter)
+/* The data, and the model with the training split's class names. */
+static int open_run(drv_run *run)
 {
-    int rc = mn_seg_model_save(&tr->model, tr->path_last, &tr->opt, iter);
-    if (rc) mn_warn("checkpoint not written: %s", mn_last_error());
-    return rc;
-}
-
-static int open_data(trainer *tr)
-{
-    const mn_config *c = tr->c;
-    mn_dataset_options o;
-    mn_config_dataset_options(c, c->data.train_split, &o);
-    int rc = mn_dataset_open(&tr->train, &o);
-    if (rc) return rc;
-    if (mn_dataset_size(tr->train) < c->train.batch_size)
-        return mn_error(MN_EINVAL, "%s: the %s split has %d images, fewer than batch_size %d", c->data.root,
-                        c->data.train_split, mn_dataset_size(tr->train), c->train.batch_size);
-    o.split = c->data.val_split;
-    rc = mn_dataset_open(&tr->val, &o);
+    trainer *tr = (trainer *)run;
+    const mn_config *c = run->c;
+    int rc = drv_open_splits(run);
     if (rc) return rc;
     mn_seg_aug aug;
     mn_seg_aug_default(&aug, c->data.crop[0], c->data.crop[1], true);
     aug.scale_min = c->data.scale_range[0];
     aug.scale_max = c->data.scale_range[1];
     aug.hflip = c->data.hflip;
-    mn_loader_options lo = {.batch_size = c->train.batch_size, .shuffle = true, .drop_last = true,
-                            .workers = c->data.workers, .prefetch = 2, .seed = c->train.seed};
-    return mn_loader_open(&tr->loader, tr->train, &aug, &lo);
+    mn_loader_options lo = drv_loader_options(c);
+    rc = mn_loader_open(&run->loader, run->train, &aug, &lo);
+    if (rc) return rc;
+    const char *names[256];
+    int K = mn_dataset_num_classes(run->train);
+    for (int k = 0; k < K && k < 256; k++) names[k] = mn_dataset_class_name(run->train, k);
+    run->ps = &tr->model.ps;
+    return mn_seg_model_create(&tr->model, c, K, names, c->train.seed);
 }
 
-static void close_trainer(trainer *tr)
+static int resume_model(drv_run *run, const char *path, int64_t *iteration)
 {
-    mn_loader_close(tr->loader);
-    mn_dataset_close(tr->train);
-    mn_dataset_close(tr->val);
-    mn_sgd_free(&tr->opt);
-    mn_tape_free(&tr->tape);
+    return mn_seg_model_resume(&((trainer *)run)->model, path, &run->opt, iteration);
+}
+
+/* The teacher's distribution at a quarter of the crop, and labels at a sub-network's scale. */
+static int alloc_buffers(drv_run *run)
+{
+    trainer *tr = (trainer *)run;
+    const mn_config *c = run->c;
+    int64_t n = c->train.batch_size, hw = (int64_t)c->data.crop[0] * c->data.crop[1], K = tr->model.num_classes;
+    tr->teacher = malloc(sizeof(float) * (size_t)(n * K * hw / 16 + 1));
+    tr->labels_small = malloc(sizeof(int32_t) * (size_t)(n * hw));
+    if (!tr->teacher || !tr->labels_small) return mn_error(MN_ENOMEM, "out of memory for the training buffers");
+    return 0;
+}
+
+static int next_batch(mn_loader *ld, const void **batch)
+{
+    const mn_seg_batch *b = NULL;
+    int rc = mn_loader_next(ld, &b);
+    *batch = b;
+    return rc;
+}
+
+static int pass(drv_run *run, const void *batch, const mn_subnet *sn, int64_t it, int k, double *loss)
+{
+    return run_subnet((trainer *)run, batch, sn, k == 0, loss);
+}
+
+static void metrics_subnet(drv_run *run, FILE *f, const mn_subnet *sn, int k, double loss)
+{
+    fprintf(f, "{\"width\": %.4f, \"scale\": %.2f, \"loss\": %.7f}", (double)sn->width, (double)sn->scale, loss);
+}
+
+static int save(drv_run *run, const char *path, int64_t iteration)
+{
+    return mn_seg_model_save(&((trainer *)run)->model, path, &run->opt, iteration);
+}
+
+static void close_model(drv_run *run)
+{
+    trainer *tr = (trainer *)run;
     mn_seg_model_free(&tr->model);
     free(tr->teacher);
     free(tr->labels_small);
-    if (tr->metrics) fclose(tr->metrics);
 }
 
-static int evaluate(trainer *tr, int64_t iter)
+static int evaluate(drv_run *run, int64_t iter)
 {
+    trainer *tr = (trainer *)run;
     mn_seg_scores s;
-    const mn_config *c = tr->c;
-    int rc = mn_seg_evaluate(&tr->model, tr->val, c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max,
+    const mn_config *c = run->c;
+    int rc = mn_seg_evaluate(&tr->model, run->val, c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max,
                              c->data.eval_size[0], c->data.eval_size[1], 0, true, &s);
     if (rc) return rc;
     mn_info("iteration %lld: validation mIoU %.2f%%, aAcc %.2f%% (full width, %dx%d)", (long long)iter, 100 * s.miou,
             100 * s.aacc, c->data.eval_size[0], c->data.eval_size[1]);
-    fprintf(tr->metrics, "{\"iter\": %lld, \"val_mIoU\": %.6f, \"val_aAcc\": %.6f, \"val_mAcc\": %.6f}\n", (long long)iter,
+    fprintf(run->metrics, "{\"iter\": %lld, \"val_mIoU\": %.6f, \"val_aAcc\": %.6f, \"val_mAcc\": %.6f}\n", (long long)iter,
             s.miou, s.aacc, s.macc);
-    fflush(tr->metrics);
+    fflush(run->metrics);
     return 0;
 }
+
+static const drv_train_ops seg_ops = {
+    .open = open_run,
+    .resume = resume_model,
+    .buffers = alloc_buffers,
+    .next = next_batch,
+    .pass = pass,
+    .metrics_subnet = metrics_subnet,
+    .save = save,
+    .evaluate = evaluate,
+    .close = close_model,
+};
 
 int mn_train_segmentation(const mn_config *c, const char *resume, int64_t stop_at)
 {
     trainer tr;
     memset(&tr, 0, sizeof tr);
-    tr.c = c;
-    mn_tape_init(&tr.tape, 0);
-    int rc = mn_mkdirs(c->train.out_dir);
-    if (!rc) rc = open_data(&tr);
-    const char *names[256];
-    int K = rc ? 0 : mn_dataset_num_classes(tr.train);
-    for (int k = 0; k < K && k < 256; k++) names[k] = mn_dataset_class_name(tr.train, k);
-    if (!rc) rc = mn_seg_model_create(&tr.model, c, K, names, c->train.seed);
-    mn_sgd_config oc = {c->optim.lr, c->optim.momentum, 0.0f, c->optim.nesterov, c->optim.weight_decay};
-    if (!rc) rc = mn_sgd_init(&tr.opt, &tr.model.ps, &oc);
-    snprintf(tr.path_last, sizeof tr.path_last, "%s/last.safetensors", c->train.out_dir);
-    int64_t start = 0;
-    if (!rc && resume) {
-        rc = mn_seg_model_resume(&tr.model, resume, &tr.opt, &start);
-        if (!rc) mn_info("resuming %s at iteration %lld", resume, (long long)start);
-    }
-    int64_t n = c->train.batch_size, hw = (int64_t)c->data.crop[0] * c->data.crop[1];
-    tr.teacher = rc ? NULL : malloc(sizeof(float) * (size_t)(n * K * hw / 16 + 1));
-    tr.labels_small = rc ? NULL : malloc(sizeof(int32_t) * (size_t)(n * hw));
-    if (!rc && (!tr.teacher || !tr.labels_small)) rc = mn_error(MN_ENOMEM, "out of memory for the training buffers");
-    if (!rc) {
-        char path[1100];
-        snprintf(path, sizeof path, "%s/config.json", c->train.out_dir);
-        char *js = mn_config_to_json(c);
-        FILE *f = fopen(path, "w");
-        if (f && js) fputs(js, f);
-        if (f) fclose(f);
-        free(js);
-        snprintf(path, sizeof path, "%s/metrics.jsonl", c->train.out_dir);
-        tr.metrics = fopen(path, resume ? "a" : "w");
-        if (!tr.metrics) rc = mn_error(MN_EIO, "%s: cannot write", path);
-    }
-    int per_epoch = rc ? 1 : mn_loader_batches_per_epoch(tr.loader);
-    if (!rc) rc = mn_loader_start(tr.loader, (int)(start / per_epoch), (int)(start % per_epoch));
-    mn_progress pg;
-    mn_progress_begin(&pg, "train", c->train.iterations, start, c->train.log_every);
-    double t_last = mn_now();
-    int64_t end = stop_at > 0 && stop_at < c->train.iterations ? stop_at : c->train.iterations;
-    for (int64_t it = start; !rc && it < end; it++) {
-        const mn_seg_batch *b = NULL;
-        rc = mn_loader_next(tr.loader, &b);
-        if (!rc && !b) { /* epoch boundary */
-            rc = mn_loader_start(tr.loader, (int)((it) / per_epoch), 0);
-            if (!rc) rc = mn_loader_next(tr.loader, &b);
-            if (!rc && !b) rc = mn_error(MN_EINVAL, "the data loader produced an empty epoch");
-        }
-        if (rc) break;
-        mn_subnet sn[MN_MAX_SUBNETS];
-        int ns = mn_sandwich(c, c->train.seed, it, sn);
-        double losses[MN_MAX_SUBNETS];
-        mn_param_zero_grad(&tr.model.ps);
-        for (int k = 0; k < ns && !rc; k++) rc = run_subnet(&tr, b, &sn[k], k == 0, &losses[k]);
-        float lr = mn_lr_at(c, it);
-        if (!rc) rc = mn_sgd_step(&tr.opt, lr);
-        if (rc) {
-            mn_log(MN_LOG_ERROR, "stopped at iteration %lld: %s; the last good checkpoint is %s", (long long)it,
-                   mn_last_error(), tr.path_last);
-            break;
-        }
-        if ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations) {
-            double now = mn_now();
-            fprintf(tr.metrics, "{\"iter\": %lld, \"lr\": %.6g, \"loss\": %.7f, \"subnets\": [", (long long)(it + 1), (double)lr,
-                    losses[0]);
-            for (int k = 0; k < ns; k++)
-                fprintf(tr.metrics, "%s{\"width\": %.4f, \"scale\": %.2f, \"loss\": %.7f}", k ? ", " : "",
-                        (double)sn[k].width, (double)sn[k].scale, losses[k]);
-            fprintf(tr.metrics, "], \"seconds\": %.3f}\n", now - t_last);
-            fflush(tr.metrics);
-            t_last = now;
-        }
-        char extra[96];
-        snprintf(extra, sizeof extra, "loss %.4f lr %.2e", losses[0], (double)lr);
-        mn_progress_update(&pg, it + 1, (double)c->train.batch_size, extra);
-        if ((it + 1) % c->train.checkpoint_every == 0 || it + 1 == c->train.iterations) rc = checkpoint(&tr, it + 1);
-        if (!rc && c->train.eval_every && (it + 1) % c->train.eval_every == 0 && it + 1 < c->train.iterations) {
-            mn_progress_end(&pg);
-            rc = evaluate(&tr, it + 1);
-        }
-    }
-    mn_progress_end(&pg);
-    if (!rc && start < end && end == c->train.iterations) rc = evaluate(&tr, end);
-    close_trainer(&tr);
-    return rc;
+    return drv_train(&tr.run, &seg_ops, c, resume, stop_at);
 }

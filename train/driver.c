@@ -1,0 +1,334 @@
+/* The scaffolding the segmentation and detection paths share (train/driver.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mn/checkpoint.h"
+#include "train/driver.h"
+
+/* ---- checkpoints ---- */
+
+int drv_ckpt_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
+                  const char *task, const char *const *keys /* (n_keys) */, const char *const *vals /* (n_keys) */,
+                  int n_keys, const mn_sgd *opt, int64_t iteration)
+{
+    int n_extra = 0, rc = 0;
+    mn_st_item *extra = calloc((size_t)(ps->n + table->n + 1), sizeof *extra);
+    char **names = calloc((size_t)(ps->n + table->n + 1), sizeof *names);
+    int64_t *shapes = calloc((size_t)(table->n + 1), sizeof *shapes);
+    char *config = mn_config_to_json(cfg), *table_s = mn_query_to_json(table);
+    const char **meta_keys = calloc((size_t)(n_keys + 6), sizeof *meta_keys);
+    const char **meta_vals = calloc((size_t)(n_keys + 6), sizeof *meta_vals);
+    if (!extra || !names || !shapes || !config || !table_s || !meta_keys || !meta_vals) {
+        rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (opt)
+        for (int i = 0; i < ps->n; i++) {
+            mn_tensor b = mn_sgd_momentum(opt, i);
+            if (!b.data) continue;
+            names[n_extra] = malloc(strlen(ps->items[i]->name) + 8);
+            if (!names[n_extra]) {
+                rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            sprintf(names[n_extra], "optim.%s", ps->items[i]->name);
+            extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, b.ndim, ps->items[i]->var.val.shape, b.data};
+            n_extra++;
+        }
+    for (int i = 0; i < table->n; i++) {
+        if (!(names[n_extra] = malloc(32))) {
+            rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+            goto done;
+        }
+        snprintf(names[n_extra], 32, "bn_bank.%d", i);
+        shapes[i] = table->n_stats;
+        extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, 1, &shapes[i], table->e[i].bn_stats};
+        n_extra++;
+    }
+    char iter_s[32], steps_s[32];
+    snprintf(iter_s, sizeof iter_s, "%lld", (long long)iteration);
+    snprintf(steps_s, sizeof steps_s, "%lld", (long long)(opt ? mn_sgd_steps(opt) : 0));
+    /* the order of the keys is the order in the file's header */
+    int n_meta = 0;
+    meta_keys[n_meta] = "format", meta_vals[n_meta++] = "mutualnet-1";
+    meta_keys[n_meta] = "task", meta_vals[n_meta++] = task;
+    meta_keys[n_meta] = "config", meta_vals[n_meta++] = config;
+    for (int i = 0; i < n_keys; i++) meta_keys[n_meta] = keys[i], meta_vals[n_meta++] = vals[i];
+    meta_keys[n_meta] = "iteration", meta_vals[n_meta++] = iter_s;
+    meta_keys[n_meta] = "optim_steps", meta_vals[n_meta++] = steps_s;
+    meta_keys[n_meta] = "query_table", meta_vals[n_meta++] = table_s;
+    rc = mn_checkpoint_save(path, ps, extra, n_extra, meta_keys, meta_vals, n_meta);
+done:
+    for (int i = 0; names && i < n_extra; i++) free(names[i]);
+    free(names);
+    free(extra);
+    free(shapes);
+    free(config);
+    free(table_s);
+    free(meta_keys);
+    free(meta_vals);
+    return rc;
+}
+
+const char *drv_ckpt_meta(const mn_safetensors *st, const char *key)
+{
+    const char *v = mn_st_meta(st, key);
+    if (!v) mn_error(MN_EFORMAT, "%s: metadata \"%s\" is missing (not a mutualnet checkpoint?)", st->path, key);
+    return v;
+}
+
+/* Tensors of a checkpoint that are not the model's parameters. */
+static const char *const extra_prefixes[] = {"optim.", "bn_bank."};
+
+int drv_ckpt_load(const mn_safetensors *st, mn_param_set *ps, mn_slim_bn *const *bns /* (nb) */, int nb,
+                  float *train_stats /* (table->n_stats) */, mn_query_table *table, const char *table_json)
+{
+    int rc = mn_checkpoint_apply(st, ps, extra_prefixes, 2);
+    if (rc) return rc;
+    mn_query_save_stats(train_stats, bns, nb);
+    int64_t n_stats = table->n_stats;
+    mn_query_free(table);
+    rc = mn_query_from_json(table, table_json, n_stats);
+    for (int i = 0; !rc && i < table->n; i++) {
+        char name[32];
+        mn_tensor t;
+        snprintf(name, sizeof name, "bn_bank.%d", i);
+        int64_t shape[1] = {n_stats};
+        rc = mn_st_get_f32(st, name, 1, shape, &t);
+        if (!rc && !(table->e[i].bn_stats = malloc(sizeof(float) * (size_t)n_stats)))
+            rc = mn_error(MN_ENOMEM, "%s: out of memory", st->path);
+        if (!rc) memcpy(table->e[i].bn_stats, t.data, sizeof(float) * (size_t)n_stats);
+    }
+    return rc;
+}
+
+int drv_ckpt_resume(const char *path, const char *task, mn_param_set *ps, mn_sgd *opt, int64_t *iteration)
+{
+    mn_safetensors st;
+    int rc = mn_st_read(path, &st);
+    if (rc) return rc;
+    const char *kind = task ? drv_ckpt_meta(&st, "task") : NULL;
+    if (kind && strcmp(kind, task)) rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a %s one", path, kind, task);
+    else if (task && !kind) rc = MN_EFORMAT;
+    if (!rc) rc = mn_checkpoint_apply(&st, ps, extra_prefixes, 2);
+    const char *it = rc ? NULL : drv_ckpt_meta(&st, "iteration"), *steps = it ? drv_ckpt_meta(&st, "optim_steps") : NULL;
+    if (!rc && (!it || !steps)) rc = MN_EFORMAT;
+    for (int i = 0; !rc && i < ps->n; i++) {
+        mn_tensor b = mn_sgd_momentum(opt, i);
+        if (!b.data) continue;
+        char name[128];
+        mn_tensor t;
+        snprintf(name, sizeof name, "optim.%s", ps->items[i]->name);
+        rc = mn_st_get_f32(&st, name, b.ndim, b.shape, &t);
+        if (!rc) memcpy(b.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
+    }
+    if (!rc) {
+        *iteration = atoll(it);
+        rc = mn_sgd_set_steps(opt, atoll(steps));
+    }
+    mn_st_free(&st);
+    return rc;
+}
+
+int drv_backbone_init(mn_param_set *ps, const char *path, const char *backbone)
+{
+    int copied = 0;
+    int rc = mn_checkpoint_apply_prefixed(path, ps, "backbone.", &copied);
+    if (!rc) mn_info("%s: initialised %d %s backbone tensors", path, copied, backbone);
+    return rc;
+}
+
+int drv_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, int nb, float **train_stats)
+{
+    table->n_stats = mn_query_stats_size(bns, nb);
+    *train_stats = malloc(sizeof(float) * (size_t)(table->n_stats + 1)); /* + 1: never malloc(0) */
+    return *train_stats ? 0 : mn_error(MN_ENOMEM, "out of memory");
+}
+
+/* ---- the training loop ---- */
+
+int drv_open_splits(drv_run *run)
+{
+    const mn_config *c = run->c;
+    mn_dataset_options o;
+    mn_config_dataset_options(c, c->data.train_split, &o);
+    int rc = mn_dataset_open(&run->train, &o);
+    if (rc) return rc;
+    if (mn_dataset_size(run->train) < c->train.batch_size)
+        return mn_error(MN_EINVAL, "%s: the %s split has %d images, fewer than batch_size %d", c->data.root,
+                        c->data.train_split, mn_dataset_size(run->train), c->train.batch_size);
+    o.split = c->data.val_split;
+    return mn_dataset_open(&run->val, &o);
+}
+
+mn_loader_options drv_loader_options(const mn_config *c)
+{
+    return (mn_loader_options){.batch_size = c->train.batch_size, .shuffle = true, .drop_last = true,
+                               .workers = c->data.workers, .prefetch = 2, .seed = c->train.seed};
+}
+
+/* The run's configuration, and the metrics file: appended to when resuming. */
+static int open_files(drv_run *run, const char *resume)
+{
+    const mn_config *c = run->c;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.json", c->train.out_dir);
+    char *js = mn_config_to_json(c);
+    FILE *f = fopen(path, "w");
+    if (f && js) fputs(js, f);
+    if (f) fclose(f);
+    free(js);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->train.out_dir);
+    run->metrics = fopen(path, resume ? "a" : "w");
+    if (!run->metrics) return mn_error(MN_EIO, "%s: cannot write", path);
+    return 0;
+}
+
+/* The batch of iteration it, starting the next epoch when the loader's is over. */
+static int next_batch(drv_run *run, const drv_train_ops *ops, int64_t it, int per_epoch, const void **b)
+{
+    int rc = ops->next(run->loader, b);
+    if (!rc && !*b) { /* epoch boundary */
+        rc = mn_loader_start(run->loader, (int)(it / per_epoch), 0);
+        if (!rc) rc = ops->next(run->loader, b);
+        if (!rc && !*b) rc = mn_error(MN_EINVAL, "the data loader produced an empty epoch");
+    }
+    return rc;
+}
+
+static void write_metrics(drv_run *run, const drv_train_ops *ops, int64_t it, float lr, const mn_subnet *sn /* (ns) */,
+                          int ns, const double *loss /* (ns) */, double seconds)
+{
+    FILE *f = run->metrics;
+    fprintf(f, "{\"iter\": %lld, \"lr\": %.6g, \"loss\": %.7f", (long long)(it + 1), (double)lr, loss[0]);
+    if (ops->metrics_losses) ops->metrics_losses(run, f);
+    fprintf(f, ", \"subnets\": [");
+    for (int k = 0; k < ns; k++) {
+        if (k) fprintf(f, ", ");
+        ops->metrics_subnet(run, f, &sn[k], k, loss[k]);
+    }
+    fprintf(f, "], \"seconds\": %.3f}\n", seconds);
+    fflush(f);
+}
+
+static int checkpoint(drv_run *run, const drv_train_ops *ops, int64_t iter)
+{
+    int rc = ops->save(run, run->path_last, iter);
+    if (rc) mn_warn("checkpoint not written: %s", mn_last_error());
+    return rc;
+}
+
+static void close_run(drv_run *run, const drv_train_ops *ops)
+{
+    mn_loader_close(run->loader);
+    mn_dataset_close(run->train);
+    mn_dataset_close(run->val);
+    mn_sgd_free(&run->opt);
+    mn_tape_free(&run->tape);
+    ops->close(run);
+    if (run->metrics) fclose(run->metrics);
+}
+
+int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const char *resume, int64_t stop_at)
+{
+    run->c = c;
+    mn_tape_init(&run->tape, 0);
+    int rc = ops->check ? ops->check(run) : 0;
+    if (!rc) rc = mn_mkdirs(c->train.out_dir);
+    if (!rc) rc = ops->open(run);
+    mn_sgd_config oc = {c->optim.lr, c->optim.momentum, 0.0f, c->optim.nesterov, c->optim.weight_decay};
+    if (!rc) rc = mn_sgd_init(&run->opt, run->ps, &oc);
+    snprintf(run->path_last, sizeof run->path_last, "%s/last.safetensors", c->train.out_dir);
+    int64_t start = 0;
+    if (!rc && resume) {
+        rc = ops->resume(run, resume, &start);
+        if (!rc) mn_info("resuming %s at iteration %lld", resume, (long long)start);
+    }
+    if (!rc && ops->buffers) rc = ops->buffers(run);
+    if (!rc) rc = open_files(run, resume);
+    int per_epoch = rc ? 1 : mn_loader_batches_per_epoch(run->loader);
+    if (!rc) rc = mn_loader_start(run->loader, (int)(start / per_epoch), (int)(start % per_epoch));
+    mn_progress pg;
+    mn_progress_begin(&pg, "train", c->train.iterations, start, c->train.log_every);
+    double t_last = mn_now();
+    int64_t end = stop_at > 0 && stop_at < c->train.iterations ? stop_at : c->train.iterations;
+    for (int64_t it = start; !rc && it < end; it++) {
+        const void *b = NULL;
+        rc = next_batch(run, ops, it, per_epoch, &b);
+        if (rc) break;
+        mn_subnet sn[MN_MAX_SUBNETS];
+        int ns = mn_sandwich(c, c->train.seed, it, sn);
+        double loss[MN_MAX_SUBNETS];
+        mn_param_zero_grad(run->ps);
+        for (int k = 0; k < ns && !rc; k++) rc = ops->pass(run, b, &sn[k], it, k, &loss[k]);
+        float lr = mn_lr_at(c, it);
+        if (!rc) rc = mn_sgd_step(&run->opt, lr);
+        if (rc) {
+            mn_log(MN_LOG_ERROR, "stopped at iteration %lld: %s; the last good checkpoint is %s", (long long)it,
+                   mn_last_error(), run->path_last);
+            break;
+        }
+        if ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations) {
+            double now = mn_now();
+            write_metrics(run, ops, it, lr, sn, ns, loss, now - t_last);
+            t_last = now;
+        }
+        char extra[96];
+        snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss[0], (double)lr);
+        mn_progress_update(&pg, it + 1, (double)c->train.batch_size, extra);
+        if ((it + 1) % c->train.checkpoint_every == 0 || it + 1 == c->train.iterations) rc = checkpoint(run, ops, it + 1);
+        if (!rc && c->train.eval_every && (it + 1) % c->train.eval_every == 0 && it + 1 < c->train.iterations) {
+            mn_progress_end(&pg);
+            rc = ops->evaluate(run, it + 1);
+        }
+    }
+    mn_progress_end(&pg);
+    if (!rc && start < end && end == c->train.iterations) rc = ops->evaluate(run, end);
+    close_run(run, ops);
+    return rc;
+}
+
+/* ---- the calibration loop ---- */
+
+int drv_calib_table(const drv_calib_ops *ops, void *self, mn_query_table *table, mn_slim_bn *const *bns /* (nb) */,
+                    int nb, const float *train_stats /* (table->n_stats) */, mn_dataset *train_set,
+                    const mn_calib_config *g, int batch_size, int workers, uint64_t seed)
+{
+    float *stats = malloc(sizeof(float) * (size_t)(table->n_stats + 1)); /* + 1: never malloc(0) */
+    if (!stats) return mn_error(MN_ENOMEM, "calibration: out of memory");
+    mn_loader_options lo = {.batch_size = batch_size, .shuffle = true, .drop_last = true, .workers = workers,
+                            .prefetch = 2, .seed = seed};
+    if (mn_dataset_size(train_set) < batch_size) lo.batch_size = mn_dataset_size(train_set);
+    mn_loader *ld = NULL;
+    int rc = ops->open(self, train_set, &lo, &ld);
+    int64_t n_stats = table->n_stats;
+    mn_query_free(table);
+    mn_query_init(table, ops->metric);
+    table->n_stats = n_stats;
+    mn_progress pg;
+    int total = g->n_widths * g->n_sizes, done = 0;
+    mn_progress_begin(&pg, "calibrate", total, 0, 1);
+    for (int s = 0; s < g->n_sizes && !rc; s++)
+        for (int k = 0; k < g->n_widths && !rc; k++) {
+            float w = g->widths[k];
+            int64_t macs = 0;
+            double score = 0;
+            rc = ops->point(self, ld, w, g->sizes[s], g->batches, &macs, &score);
+            double shown = rc ? 0.0 : score;
+            if (!rc) {
+                mn_query_save_stats(stats, bns, nb);
+                rc = mn_query_add(table, w, g->sizes[s][0], g->sizes[s][1], macs, score, stats);
+            }
+            char size[48], extra[96];
+            ops->size_text(size, sizeof size, g->sizes[s]);
+            snprintf(extra, sizeof extra, "width %.2f %s %s %.2f%%", (double)w, size, ops->metric, 100 * shown);
+            mn_progress_update(&pg, ++done, 1, extra);
+        }
+    mn_progress_end(&pg);
+    /* leave the model with the statistics it was trained with */
+    mn_query_load_stats(train_stats, bns, nb);
+    mn_loader_close(ld);
+    free(stats);
+    return rc;
+}
