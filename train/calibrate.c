@@ -59,6 +59,7 @@ int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, 
         if (!rc && !bt) { /* fewer batches than asked: the epoch is over, start again */
             rc = mn_loader_start(train, b, 0);
             if (!rc) rc = mn_loader_next(train, &bt);
+            if (!rc && !bt) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
         }
         if (rc) break;
         mn_tape_reset(&t);

@@ -124,7 +124,7 @@ int mn_seg_model_open(mn_seg_model *m, const char *path)
 int mn_seg_model_resume(mn_seg_model *m, const char *path, mn_sgd *opt, int64_t *iteration)
 {
     /* no check of the "task" metadata here: another task's checkpoint fails on its tensor names */
-    return drv_ckpt_resume(path, NULL, &m->ps, opt, iteration);
+    return drv_ckpt_resume(path, "segmentation", &m->ps, opt, iteration);
 }
 
 int mn_seg_model_select(mn_seg_model *m, float width, int h, int w)
