@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mn/checkpoint.h"
 #include "train/driver.h"
@@ -265,8 +266,12 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
         float lr = mn_lr_at(c, it);
         if (!rc) rc = mn_sgd_step(&run->opt, lr);
         if (rc) {
-            mn_log(MN_LOG_ERROR, "stopped at iteration %lld: %s; the last good checkpoint is %s", (long long)it,
-                   mn_last_error(), run->path_last);
+            if (access(run->path_last, F_OK) == 0)
+                mn_log(MN_LOG_ERROR, "stopped at iteration %lld: %s; the last good checkpoint is %s", (long long)it,
+                       mn_last_error(), run->path_last);
+            else
+                mn_log(MN_LOG_ERROR, "stopped at iteration %lld: %s; no checkpoint was written yet", (long long)it,
+                       mn_last_error());
             break;
         }
         if ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations) {
