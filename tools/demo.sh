@@ -10,8 +10,8 @@ mn=./build/tools/mutualnet
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 step "1/7 synthetic shapes data set (COCO JSON, label PNGs, splits)"
-$mn synth --out "$out/shapes" --images 400 --size 128x128 --seed 1 --classes circle,square,triangle \
-  --max-objects 4 --force
+$mn synth --out "$out/shapes" --images 1200 --val 0.15 --size 128x128 --seed 1 \
+  --classes circle,square,triangle --max-objects 4 --force
 
 step "2/7 mutual learning: one segmenter trained at widths 0.35..1.0 and input scales 1, 0.75, 0.5"
 $mn train --config configs/seg_shapes_mbv2.json --set data.root="$out/shapes" --set train.out_dir="$out/seg"
@@ -36,13 +36,13 @@ $mn plot --run "$out/seg" --checkpoint "$out/seg/calibrated.safetensors" --budge
 
 step "7/7 the same story for a detector: Faster R-CNN + FPN on the same shapes (COCO JSON), then its table"
 $mn train --config configs/det_shapes_mbv2.json --set data.root="$out/shapes" --set train.out_dir="$out/det" \
-  --set train.iterations=400
+  --set train.iterations=500
 $mn calibrate --checkpoint "$out/det/last.safetensors" --out "$out/det/calibrated.safetensors"
 for budget in 0.2G 0.05G; do
   $mn eval --checkpoint "$out/det/calibrated.safetensors" --budget "$budget" \
     --results "$out/det/results_$budget.json" > "$out/det/eval_$budget.json"
   cat "$out/det/eval_$budget.json"
-  $mn predict --checkpoint "$out/det/calibrated.safetensors" --budget "$budget" --score-threshold 0.5 \
+  $mn predict --checkpoint "$out/det/calibrated.safetensors" --budget "$budget" --score-threshold 0.3 \
     --out "$out/det/overlays_$budget" $imgs
 done
 $mn plot --run "$out/det" --checkpoint "$out/det/calibrated.safetensors" --budget 0.2G --budget 0.05G
