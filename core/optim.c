@@ -95,3 +95,31 @@ int mn_sgd_set_steps(mn_sgd *o, int64_t steps)
     o->steps = steps;
     return 0;
 }
+
+int mn_grad_clip_norm(mn_param_set *ps, float max_norm, double *norm)
+{
+    if (!(max_norm > 0.0f) || !isfinite(max_norm))
+        return mn_error(MN_EINVAL, "mn_grad_clip_norm: max_norm %g (must be positive)", (double)max_norm);
+    double sum = 0.0;
+    for (int i = 0; i < ps->n; i++) {
+        const mn_param *p = ps->items[i];
+        if (!trainable(p)) continue;
+        const float *g = p->var.grad.data;
+        double s = 0.0;
+        int64_t n = mn_tensor_numel(&p->var.grad);
+        for (int64_t k = 0; k < n; k++) s += (double)g[k] * g[k];
+        if (!isfinite(s)) return mn_error(MN_EINVAL, "gradient of %s is not finite", p->name);
+        sum += s;
+    }
+    *norm = sqrt(sum);
+    double coef = max_norm / (*norm + 1e-6);
+    if (coef >= 1.0) return 0;
+    for (int i = 0; i < ps->n; i++) {
+        mn_param *p = ps->items[i];
+        if (!trainable(p)) continue;
+        float *g = p->var.grad.data;
+        int64_t n = mn_tensor_numel(&p->var.grad);
+        for (int64_t k = 0; k < n; k++) g[k] = (float)(g[k] * coef);
+    }
+    return 0;
+}

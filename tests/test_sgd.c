@@ -226,3 +226,42 @@ Test(sgd, update_matches_reference)
         for (int j = 0; j < 5; j++) twins(sizes[i], &hs[j], (uint64_t)(100 * i + 10 * j));
     }
 }
+
+/* clip_grad_norm_ worked by hand: gradients (3, 4) and (12) have joint norm 13. */
+Test(sgd, clip_grad_norm_by_hand)
+{
+    mn_param_set ps;
+    mn_param_set_init(&ps);
+    const int64_t s2 = 2, s1 = 1;
+    mn_param *a = mn_param_add(&ps, "a", 1, &s2, MN_PARAM_DECAY);
+    mn_param *b = mn_param_add(&ps, "b", 1, &s1, 0);
+    mn_param *f = mn_param_add(&ps, "running_mean", 1, &s1, MN_PARAM_BUFFER);
+    cr_assert(a && b && f, "%s", mn_last_error());
+    a->var.grad.data[0] = 3.0f;
+    a->var.grad.data[1] = 4.0f;
+    b->var.grad.data[0] = 12.0f;
+    if (f->var.grad.data) f->var.grad.data[0] = 1000.0f; /* a buffer's gradient, if any, is not counted */
+    double norm = 0.0;
+    /* below the cap: measured, untouched */
+    cr_assert_eq(mn_grad_clip_norm(&ps, 20.0f, &norm), 0, "%s", mn_last_error());
+    cr_assert_float_eq(norm, 13.0, 1e-9);
+    cr_assert_eq(a->var.grad.data[0], 3.0f);
+    cr_assert_eq(b->var.grad.data[0], 12.0f);
+    /* above it: every gradient scaled by 6.5 / (13 + 1e-6) */
+    cr_assert_eq(mn_grad_clip_norm(&ps, 6.5f, &norm), 0, "%s", mn_last_error());
+    cr_assert_float_eq(norm, 13.0, 1e-9);
+    double k = 6.5 / (13.0 + 1e-6);
+    cr_assert_float_eq(a->var.grad.data[0], (float)(3.0 * k), 1e-6);
+    cr_assert_float_eq(a->var.grad.data[1], (float)(4.0 * k), 1e-6);
+    cr_assert_float_eq(b->var.grad.data[0], (float)(12.0 * k), 1e-6);
+    cr_assert_eq(mn_grad_clip_norm(&ps, 100.0f, &norm), 0, "%s", mn_last_error());
+    cr_assert_float_eq(norm, 6.5, 1e-5);
+    /* a non-finite gradient is named and nothing is scaled */
+    b->var.grad.data[0] = INFINITY;
+    float a0 = a->var.grad.data[0];
+    cr_assert_neq(mn_grad_clip_norm(&ps, 1.0f, &norm), 0);
+    cr_assert(strstr(mn_last_error(), "gradient of b"), "%s", mn_last_error());
+    cr_assert_eq(a->var.grad.data[0], a0);
+    cr_assert_neq(mn_grad_clip_norm(&ps, 0.0f, &norm), 0, "a cap of 0 is refused");
+    mn_param_set_free(&ps);
+}

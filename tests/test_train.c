@@ -103,6 +103,36 @@ Test(train, resume_gives_the_same_losses)
     for (int i = 1; i <= 6; i++) cr_assert_eq(la[i], lb[i], "iteration %d: %.9g vs %.9g", i, la[i], lb[i]);
 }
 
+Test(train, gradient_clipping_caps_the_step)
+{
+    mn_config a, b;
+    tiny_config(&a, "unclipped");
+    tiny_config(&b, "clipped");
+    a.train.iterations = b.train.iterations = 2;
+    b.optim.clip_grad_norm = 1e-3f; /* far below any real gradient norm: the first step barely moves */
+    cr_assert_eq(mn_train_segmentation(&a, NULL, 0), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_train_segmentation(&b, NULL, 0), 0, "%s", mn_last_error());
+    double la[4] = {0}, lb[4] = {0};
+    cr_assert_eq(read_losses(a.train.out_dir, la, 4), 2);
+    cr_assert_eq(read_losses(b.train.out_dir, lb, 4), 2);
+    cr_assert_eq(la[1], lb[1], "the first forward pass precedes any step: %.9g vs %.9g", la[1], lb[1]);
+    cr_assert_neq(la[2], lb[2], "a clipped step must differ from an unclipped one");
+    /* the clipped run logs the norm it measured before clipping; the unclipped one logs none */
+    char path[700], line[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", b.train.out_dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f && fgets(line, sizeof line, f), "%s", path);
+    fclose(f);
+    const char *g = strstr(line, "\"grad_norm\": ");
+    cr_assert(g, "no grad_norm in %s", line);
+    cr_assert_gt(atof(g + 13), 1e-3);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", a.train.out_dir);
+    f = fopen(path, "r");
+    cr_assert(f && fgets(line, sizeof line, f), "%s", path);
+    fclose(f);
+    cr_assert_null(strstr(line, "grad_norm"));
+}
+
 Test(train, loss_falls_and_model_reloads)
 {
     mn_config c;

@@ -61,6 +61,8 @@ static const key keys[] = {
     {"optim.power", K_FLOAT, F(optim.power), 0, 10, NULL, "poly schedule exponent"},
     {"optim.warmup_iters", K_INT, F(optim.warmup_iters), 0, 1000000, NULL, "linear warm-up length"},
     {"optim.warmup_factor", K_FLOAT, F(optim.warmup_factor), 0, 1, NULL, "warm-up starts at lr * this"},
+    {"optim.clip_grad_norm", K_FLOAT, F(optim.clip_grad_norm), 0, 1e6, NULL,
+     "cap on the joint L2 norm of all gradients of an iteration (0: off)"},
     {"train.batch_size", K_INT, F(train.batch_size), 1, 64, NULL, "images per iteration"},
     {"train.iterations", K_INT, F(train.iterations), 1, 100000000, NULL, "optimiser steps"},
     {"train.seed", K_U64, F(train.seed), 0, 0, NULL, "seed of every random choice (data order, augmentation, widths, init)"},

@@ -1,4 +1,5 @@
 /* The scaffolding the segmentation and detection paths share (train/driver.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,11 +199,12 @@ static int next_batch(drv_run *run, const drv_train_ops *ops, int64_t it, int pe
     return rc;
 }
 
-static void write_metrics(drv_run *run, const drv_train_ops *ops, int64_t it, float lr, const mn_subnet *sn /* (ns) */,
-                          int ns, const double *loss /* (ns) */, double seconds)
+static void write_metrics(drv_run *run, const drv_train_ops *ops, int64_t it, float lr, double grad_norm,
+                          const mn_subnet *sn /* (ns) */, int ns, const double *loss /* (ns) */, double seconds)
 {
     FILE *f = run->metrics;
     fprintf(f, "{\"iter\": %lld, \"lr\": %.6g, \"loss\": %.7f", (long long)(it + 1), (double)lr, loss[0]);
+    if (!isnan(grad_norm)) fprintf(f, ", \"grad_norm\": %.6g", grad_norm);
     if (ops->metrics_losses) ops->metrics_losses(run, f);
     fprintf(f, ", \"subnets\": [");
     for (int k = 0; k < ns; k++) {
@@ -264,6 +266,8 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
         mn_param_zero_grad(run->ps);
         for (int k = 0; k < ns && !rc; k++) rc = ops->pass(run, b, &sn[k], it, k, &loss[k]);
         float lr = mn_lr_at(c, it);
+        double grad_norm = NAN; /* before clipping; logged when clipping is on */
+        if (!rc && c->optim.clip_grad_norm > 0.0f) rc = mn_grad_clip_norm(run->ps, c->optim.clip_grad_norm, &grad_norm);
         if (!rc) rc = mn_sgd_step(&run->opt, lr);
         if (rc) {
             if (access(run->path_last, F_OK) == 0)
@@ -276,7 +280,7 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
         }
         if ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations) {
             double now = mn_now();
-            write_metrics(run, ops, it, lr, sn, ns, loss, now - t_last);
+            write_metrics(run, ops, it, lr, grad_norm, sn, ns, loss, now - t_last);
             t_last = now;
         }
         char extra[96];

@@ -58,6 +58,7 @@ typedef struct mn_config {
         float power;            /* poly */
         int warmup_iters;
         float warmup_factor;
+        float clip_grad_norm;   /* > 0: gradients' joint L2 norm capped at this before each step */
     } optim;
     struct {
         int batch_size, iterations;

@@ -53,5 +53,10 @@ MN_API mn_tensor mn_sgd_momentum(const mn_sgd *o, int i);
 MN_API int64_t mn_sgd_steps(const mn_sgd *o);
 /* Sets the step count after the buffers were restored from a checkpoint (negative: error). */
 MN_API int mn_sgd_set_steps(mn_sgd *o, int64_t steps);
+/* torch.nn.utils.clip_grad_norm_: the L2 norm of every trainable gradient of ps taken together
+ * (accumulated in double) into *norm; when it exceeds max_norm > 0, every gradient is scaled by
+ * max_norm / (norm + 1e-6). A non-finite norm is an error naming the first non-finite
+ * gradient, and nothing is scaled. */
+MN_API int mn_grad_clip_norm(mn_param_set *ps, float max_norm, double *norm);
 
 #endif
