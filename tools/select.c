@@ -48,7 +48,8 @@ int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_targe
             double least = (double)q->e[0].macs;
             for (int i = 1; i < q->n; i++)
                 if ((double)q->e[i].macs < least) least = (double)q->e[i].macs;
-            fprintf(stderr, "mutualnet %s: no configuration fits %.3g MACs; the cheapest needs %.3g\n", cmd, c->budget, least);
+            fprintf(stderr, "mutualnet %s: no configuration fits %.3gG MACs; the cheapest needs %.3gG (give a larger --budget)\n",
+                    cmd, c->budget / 1e9, least / 1e9);
             return -1;
         }
         *width = q->e[k].width;
