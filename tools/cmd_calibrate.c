@@ -22,36 +22,71 @@ static void usage(FILE *f)
                "The input checkpoint is not modified.\n");
 }
 
+/* The configured training and validation splits of a checkpoint's data set. */
+static int open_splits(const mn_config *c, mn_dataset **tr, mn_dataset **va)
+{
+    mn_dataset_options o;
+    mn_config_dataset_options(c, c->data.train_split, &o);
+    int rc = mn_dataset_open(tr, &o);
+    o.split = c->data.val_split;
+    if (!rc) rc = mn_dataset_open(va, &o);
+    return rc;
+}
+
+/* --width-step and --batches over the checkpoint's configuration. */
+static void apply_overrides(mn_config *c, double step, int batches)
+{
+    if (step > 0) c->calibrate.width_step = (float)step;
+    if (batches > 0) c->calibrate.batches = batches;
+}
+
+static int report(int rc, const char *out)
+{
+    if (rc) fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
+    else fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget)\n", out);
+    return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
+}
+
 static int calibrate_det(const char *ckpt, const char *out, double step, int batches, int max_val)
 {
     mn_det_model m;
-    if (mn_det_model_open(&m, ckpt)) {
-        fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
-        return MN_EXIT_FAIL;
-    }
-    if (step > 0) m.cfg.calibrate.width_step = (float)step;
-    if (batches > 0) m.cfg.calibrate.batches = batches;
-    mn_calib_config g;
-    mn_det_calib_grid(&m.cfg, &g);
+    if (mn_det_model_open(&m, ckpt)) return report(-1, out);
+    apply_overrides(&m.cfg, step, batches);
     const mn_config *c = &m.cfg;
+    mn_calib_config g;
+    mn_det_calib_grid(c, &g);
     mn_dataset *tr = NULL, *va = NULL;
-    mn_dataset_options o;
-    mn_config_dataset_options(c, c->data.train_split, &o);
-    int rc = mn_dataset_open(&tr, &o);
-    o.split = c->data.val_split;
-    if (!rc) rc = mn_dataset_open(&va, &o);
+    int rc = open_splits(c, &tr, &va);
     char ann[1100];
     mn_det_annotations_path(ann, sizeof ann, c, c->data.val_split);
     fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each\n",
             g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
     if (!rc) rc = mn_det_build_table(&m, tr, va, ann, &g, c->train.batch_size, max_val, c->train.seed, stdout);
     if (!rc) rc = mn_det_model_save(&m, out, NULL, 0);
-    if (rc) fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
-    else fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget)\n", out);
     mn_dataset_close(tr);
     mn_dataset_close(va);
     mn_det_model_free(&m);
-    return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
+    return report(rc, out);
+}
+
+static int calibrate_seg(const char *ckpt, const char *out, double step, int batches, int max_val)
+{
+    mn_seg_model m;
+    if (mn_seg_model_open(&m, ckpt)) return report(-1, out);
+    apply_overrides(&m.cfg, step, batches);
+    const mn_config *c = &m.cfg;
+    mn_calib_config g;
+    mn_calib_grid(c, &g);
+    mn_dataset *tr = NULL, *va = NULL;
+    int rc = open_splits(c, &tr, &va);
+    fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n", g.n_widths,
+            g.n_sizes, g.batches, c->train.batch_size);
+    if (!rc) rc = mn_seg_build_table(&m, tr, va, &g, c->train.batch_size, max_val, c->train.seed, stdout);
+    if (!rc) rc = mn_seg_model_save(&m, out, NULL, 0);
+    mn_dataset_close(tr);
+    mn_dataset_close(va);
+    mn_seg_model_free(&m);
+    return report(rc, out);
 }
 
 int mn_cmd_calibrate(int argc, char **argv)
@@ -98,31 +133,6 @@ int mn_cmd_calibrate(int argc, char **argv)
         fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
-    if (task == MN_TASK_DETECTION) return calibrate_det(ckpt, out, step, batches, max_val);
-    mn_seg_model m;
-    if (mn_seg_model_open(&m, ckpt)) {
-        fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
-        return MN_EXIT_FAIL;
-    }
-    if (step > 0) m.cfg.calibrate.width_step = (float)step;
-    if (batches > 0) m.cfg.calibrate.batches = batches;
-    mn_calib_config g;
-    mn_calib_grid(&m.cfg, &g);
-    const mn_config *c = &m.cfg;
-    mn_dataset *tr = NULL, *va = NULL;
-    mn_dataset_options o;
-    mn_config_dataset_options(c, c->data.train_split, &o);
-    int rc = mn_dataset_open(&tr, &o);
-    o.split = c->data.val_split;
-    if (!rc) rc = mn_dataset_open(&va, &o);
-    fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n", g.n_widths,
-            g.n_sizes, g.batches, c->train.batch_size);
-    if (!rc) rc = mn_seg_build_table(&m, tr, va, &g, c->train.batch_size, max_val, c->train.seed, stdout);
-    if (!rc) rc = mn_seg_model_save(&m, out, NULL, 0);
-    if (rc) fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
-    else fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget)\n", out);
-    mn_dataset_close(tr);
-    mn_dataset_close(va);
-    mn_seg_model_free(&m);
-    return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
+    return task == MN_TASK_DETECTION ? calibrate_det(ckpt, out, step, batches, max_val)
+                                     : calibrate_seg(ckpt, out, step, batches, max_val);
 }
