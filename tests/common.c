@@ -217,3 +217,42 @@ void tc_check_param_grads(const mn_safetensors *st, const char *tag, const mn_pa
     cr_assert_leq(4 * loose, np, "%s: %d of %d parameter gradients are beyond float32 noise", tag, loose, np);
     free(sorted);
 }
+
+int tc_metrics_lines(const char *out_dir, char lines[][TC_METRICS_LINE], int max)
+{
+    char path[1024], line[8192];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "%s missing", path);
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        long long it;
+        char *sec = strstr(line, ", \"seconds\"");
+        /* validation lines carry no "lr" and no timing */
+        if (sscanf(line, "{\"iter\": %lld, \"lr\"", &it) != 1 || !sec || it >= max) continue;
+        *sec = 0;
+        snprintf(lines[it], TC_METRICS_LINE, "%.2047s", line);
+        if (it > n) n = (int)it;
+    }
+    fclose(f);
+    return n;
+}
+
+int tc_metrics_losses(const char *out_dir, double *loss, int max)
+{
+    char(*lines)[TC_METRICS_LINE] = calloc((size_t)max, TC_METRICS_LINE);
+    cr_assert(lines);
+    int n = tc_metrics_lines(out_dir, lines, max);
+    for (int i = 1; i <= n; i++)
+        cr_assert_eq(sscanf(lines[i], "{\"iter\": %*d, \"lr\": %*g, \"loss\": %lf", &loss[i]), 1, "%s line %d: %s",
+                     out_dir, i, lines[i]);
+    free(lines);
+    return n;
+}
+
+void tc_remove_tree(const char *dir)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}

@@ -47,3 +47,13 @@ void tc_det_fill(mn_param_set *ps);
  * within 8x PyTorch float32's own error, or for at most 1 in 4 parameters within kink_frac x
  * the gradient's RMS (ReLU kinks; see common.c). */
 void tc_check_param_grads(const mn_safetensors *st, const char *tag, const mn_param_set *ps, float kink_frac);
+
+/* Training runs' metrics logs: every training line of OUT_DIR/metrics.jsonl without its
+ * ", \"seconds\"..." tail, at lines[iteration] (iterations below max); returns the last
+ * iteration seen. Asserts that the log exists. */
+#define TC_METRICS_LINE 2048
+int tc_metrics_lines(const char *out_dir, char lines[][TC_METRICS_LINE], int max);
+/* The full network's loss of each logged iteration, at loss[iteration]; the last iteration. */
+int tc_metrics_losses(const char *out_dir, double *loss, int max);
+/* rm -rf dir (test data under /tmp). */
+void tc_remove_tree(const char *dir);

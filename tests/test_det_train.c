@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 
+#include "common.h"
 #include "mn/det_model.h"
 #include "mn/safetensors.h"
 #include "mn/seg_model.h"
@@ -38,12 +39,7 @@ static void make_data(void)
     cr_assert_eq(mn_synth_generate(&s, NULL), 0, "%s", mn_last_error());
 }
 
-static void remove_data(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void remove_data(void) { tc_remove_tree(dir); }
 
 /* A detector small enough to train in seconds. */
 static void tiny_config(mn_config *c, const char *out)
@@ -78,38 +74,6 @@ static void tiny_config(mn_config *c, const char *out)
     c->train.checkpoint_every = 3;
 }
 
-/* Every training line of a metrics log without its timing, by iteration (index = iteration). */
-static int read_lines(const char *out_dir, char lines[][2048], int max)
-{
-    char path[256], line[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
-    FILE *f = fopen(path, "r");
-    cr_assert(f, "%s missing", path);
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        long long it;
-        char *sec = strstr(line, ", \"seconds\"");
-        if (sscanf(line, "{\"iter\": %lld, \"lr\"", &it) != 1 || !sec || it >= max) continue;
-        *sec = 0;
-        snprintf(lines[it], 2048, "%.2047s", line);
-        if (it > n) n = (int)it;
-    }
-    fclose(f);
-    return n;
-}
-
-/* The full network's loss at each logged iteration. */
-static int read_losses(const char *out_dir, double *loss, int max)
-{
-    char(*lines)[2048] = calloc((size_t)max, 2048);
-    int n = read_lines(out_dir, lines, max);
-    for (int i = 1; i <= n; i++)
-        cr_assert_eq(sscanf(lines[i], "{\"iter\": %*d, \"lr\": %*g, \"loss\": %lf", &loss[i]), 1, "line %d: %s", i,
-                     lines[i]);
-    free(lines);
-    return n;
-}
-
 TestSuite(det_train, .init = make_data, .fini = remove_data, .timeout = 600);
 
 Test(det_train, resume_gives_the_same_losses)
@@ -123,9 +87,9 @@ Test(det_train, resume_gives_the_same_losses)
     char ckpt[700];
     snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", b.train.out_dir);
     cr_assert_eq(mn_train_detection(&b, ckpt, 0), 0, "%s", mn_last_error());
-    static char la[16][2048], lb[16][2048];
-    cr_assert_eq(read_lines(a.train.out_dir, la, 16), 6);
-    cr_assert_eq(read_lines(b.train.out_dir, lb, 16), 6);
+    static char la[16][TC_METRICS_LINE], lb[16][TC_METRICS_LINE];
+    cr_assert_eq(tc_metrics_lines(a.train.out_dir, la, 16), 6);
+    cr_assert_eq(tc_metrics_lines(b.train.out_dir, lb, 16), 6);
     /* every loss of every sub-network (and its loss parts, widths, short sides), not only the full one */
     for (int i = 1; i <= 6; i++) cr_assert_str_eq(la[i], lb[i], "iteration %d differs", i);
     cr_assert(strstr(la[6], "\"distill\": "), "students distil by default: %s", la[6]);
@@ -171,7 +135,7 @@ Test(det_train, learns_reopens_scores_and_calibrates)
     c.train.log_every = 1;
     cr_assert_eq(mn_train_detection(&c, NULL, 0), 0, "%s", mn_last_error());
     double l[64] = {0};
-    cr_assert_eq(read_losses(c.train.out_dir, l, 64), 40);
+    cr_assert_eq(tc_metrics_losses(c.train.out_dir, l, 64), 40);
     double first = 0, last = 0;
     for (int i = 1; i <= 8; i++) {
         first += l[i] / 8;
@@ -335,8 +299,8 @@ Test(det_train, divergence_stops_and_keeps_the_last_good_checkpoint)
     c.train.iterations = 20;
     c.train.checkpoint_every = 1;
     cr_assert_neq(mn_train_detection(&c, NULL, 0), 0, "a run at lr 10 should stop on a non-finite value");
-    static char lines[32][2048];
-    int done = read_lines(c.train.out_dir, lines, 32);
+    static char lines[32][TC_METRICS_LINE];
+    int done = tc_metrics_lines(c.train.out_dir, lines, 32);
     cr_assert(done >= 1 && done < 20, "%d iterations logged", done);
     /* the checkpoint is the one after the last finished iteration, with finite weights */
     char ckpt[700];

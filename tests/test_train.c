@@ -7,6 +7,8 @@
 
 #include <criterion/criterion.h>
 
+#include "common.h"
+
 #include "mn/calibrate.h"
 #include "mn/seg_model.h"
 #include "mn/synth.h"
@@ -33,12 +35,7 @@ static void make_data(void)
     cr_assert_eq(mn_synth_generate(&s, NULL), 0, "%s", mn_last_error());
 }
 
-static void remove_data(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void remove_data(void) { tc_remove_tree(dir); }
 
 /* A network small enough to train in seconds. */
 static void tiny_config(mn_config *c, const char *out)
@@ -64,26 +61,6 @@ static void tiny_config(mn_config *c, const char *out)
     c->train.checkpoint_every = 3;
 }
 
-/* Full-network losses by iteration from a metrics log (index = iteration). */
-static int read_losses(const char *out_dir, double *loss, int max)
-{
-    char path[256], line[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
-    FILE *f = fopen(path, "r");
-    cr_assert(f, "%s missing", path);
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        long long it;
-        double l;
-        if (sscanf(line, "{\"iter\": %lld, \"lr\": %*g, \"loss\": %lf", &it, &l) == 2 && it < max) {
-            loss[it] = l;
-            if (it > n) n = (int)it;
-        }
-    }
-    fclose(f);
-    return n;
-}
-
 TestSuite(train, .init = make_data, .fini = remove_data, .timeout = 600);
 
 Test(train, resume_gives_the_same_losses)
@@ -98,8 +75,8 @@ Test(train, resume_gives_the_same_losses)
     snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", b.train.out_dir);
     cr_assert_eq(mn_train_segmentation(&b, ckpt, 0), 0, "%s", mn_last_error());
     double la[16] = {0}, lb[16] = {0};
-    cr_assert_eq(read_losses(a.train.out_dir, la, 16), 6);
-    cr_assert_eq(read_losses(b.train.out_dir, lb, 16), 6);
+    cr_assert_eq(tc_metrics_losses(a.train.out_dir, la, 16), 6);
+    cr_assert_eq(tc_metrics_losses(b.train.out_dir, lb, 16), 6);
     for (int i = 1; i <= 6; i++) cr_assert_eq(la[i], lb[i], "iteration %d: %.9g vs %.9g", i, la[i], lb[i]);
 }
 
@@ -113,24 +90,18 @@ Test(train, gradient_clipping_caps_the_step)
     cr_assert_eq(mn_train_segmentation(&a, NULL, 0), 0, "%s", mn_last_error());
     cr_assert_eq(mn_train_segmentation(&b, NULL, 0), 0, "%s", mn_last_error());
     double la[4] = {0}, lb[4] = {0};
-    cr_assert_eq(read_losses(a.train.out_dir, la, 4), 2);
-    cr_assert_eq(read_losses(b.train.out_dir, lb, 4), 2);
+    cr_assert_eq(tc_metrics_losses(a.train.out_dir, la, 4), 2);
+    cr_assert_eq(tc_metrics_losses(b.train.out_dir, lb, 4), 2);
     cr_assert_eq(la[1], lb[1], "the first forward pass precedes any step: %.9g vs %.9g", la[1], lb[1]);
     cr_assert_neq(la[2], lb[2], "a clipped step must differ from an unclipped one");
     /* the clipped run logs the norm it measured before clipping; the unclipped one logs none */
-    char path[700], line[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", b.train.out_dir);
-    FILE *f = fopen(path, "r");
-    cr_assert(f && fgets(line, sizeof line, f), "%s", path);
-    fclose(f);
-    const char *g = strstr(line, "\"grad_norm\": ");
-    cr_assert(g, "no grad_norm in %s", line);
+    static char lines[4][TC_METRICS_LINE];
+    cr_assert_eq(tc_metrics_lines(b.train.out_dir, lines, 4), 2);
+    const char *g = strstr(lines[1], "\"grad_norm\": ");
+    cr_assert(g, "no grad_norm in %s", lines[1]);
     cr_assert_gt(atof(g + 13), 1e-3);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", a.train.out_dir);
-    f = fopen(path, "r");
-    cr_assert(f && fgets(line, sizeof line, f), "%s", path);
-    fclose(f);
-    cr_assert_null(strstr(line, "grad_norm"));
+    cr_assert_eq(tc_metrics_lines(a.train.out_dir, lines, 4), 2);
+    cr_assert_null(strstr(lines[1], "grad_norm"), "%s", lines[1]);
 }
 
 Test(train, loss_falls_and_model_reloads)
@@ -141,7 +112,7 @@ Test(train, loss_falls_and_model_reloads)
     c.train.checkpoint_every = 40;
     cr_assert_eq(mn_train_segmentation(&c, NULL, 0), 0, "%s", mn_last_error());
     double l[64] = {0};
-    cr_assert_eq(read_losses(c.train.out_dir, l, 64), 40);
+    cr_assert_eq(tc_metrics_losses(c.train.out_dir, l, 64), 40);
     double first = (l[1] + l[2] + l[3] + l[4] + l[5]) / 5, last = (l[36] + l[37] + l[38] + l[39] + l[40]) / 5;
     cr_assert_lt(last, 0.7 * first, "loss did not fall: first five %.4f, last five %.4f", first, last);
 
