@@ -2,7 +2,8 @@
 # The mutual-learning comparison of docs/RESULTS.md: for each seed, trains the same configuration as
 # independent networks (full width and the narrowest width), as a US-Net (widths only) and as a
 # MutualNet (widths x input scales) for the same number of iterations, calibrates every run's
-# query table, and writes OUT/summary.md (mean and spread over the seeds at every configuration).
+# query table, and writes OUT/summary.md: every configuration's mean and spread over the seeds, and the
+# best score within each budget per seed (the frontier each mode offers), with MutualNet minus US-Net.
 #
 #   tools/compare_modes.sh CONFIG OUT ITERATIONS SEED... [-- --set KEY=VALUE...]
 #
@@ -53,21 +54,59 @@ for seed in "${seeds[@]}"; do
   run mutualnet "$seed" --set mutual.mode=mutualnet --set mutual.width_min="$wmin"
 done
 
-# summary: one row per (mode, width, input) with MACs and the score's mean, min and max over seeds
+# every calibrated row as: mode seed width input GMACs score
+rows() {
+  for f in "$out"/*_s*/table.txt; do
+    name=$(basename "$(dirname "$f")")
+    # table rows: width, [short/max,] input, MACs, score% (the detector's table has one more column)
+    awk -v mode="${name%_s*}" -v seed="${name##*_s}" '$1 ~ /^[0-9]+\.[0-9]+$/ && $0 ~ /G +[0-9.]+%/ {
+        for (i = 2; i <= NF; i++) if ($i ~ /G$/) { macs = $i; score = $(i + 1); input = $(i - 1); break }
+        sub(/G$/, "", macs); sub(/%$/, "", score); print mode, seed, $1, input, macs, score }' "$f"
+  done
+}
+
 {
+  # 1. every configuration of every mode: mean, min and max over the seeds
   echo "| mode | width | input | GMACs | seeds | mean | min | max | spread |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-  for f in "$out"/*_s*/table.txt; do
-    mode=$(basename "$(dirname "$f")"); mode=${mode%_s*}
-    # table rows: width, [short/max,] input, MACs, score% (the detector's table has one more column)
-    awk -v mode="$mode" '$1 ~ /^[0-9]+\.[0-9]+$/ && $0 ~ /G +[0-9.]+%/ {
-        for (i = 2; i <= NF; i++) if ($i ~ /G$/) { macs = $i; score = $(i + 1); input = $(i - 1); break }
-        sub(/G$/, "", macs); sub(/%$/, "", score); print mode, $1, input, macs, score }' "$f"
-  done | sort -k1,1 -k4,4g | awk '
-    { key = $1 " " $2 " " $3; if (!(key in n)) { order[++k] = key; macs[key] = $4 }
-      n[key]++; s[key] += $5; if (!(key in lo) || $5 < lo[key]) lo[key] = $5; if (!(key in hi) || $5 > hi[key]) hi[key] = $5 }
+  rows | sort -k1,1 -k5,5g | awk '
+    { key = $1 " " $3 " " $4; if (!(key in n)) { order[++k] = key; macs[key] = $5 }
+      n[key]++; s[key] += $6; if (!(key in lo) || $6 < lo[key]) lo[key] = $6; if (!(key in hi) || $6 > hi[key]) hi[key] = $6 }
     END { for (i = 1; i <= k; i++) { key = order[i]; split(key, p, " ")
       printf "| %s | %s | %s | %.3f | %d | %.2f | %.2f | %.2f | %.2f |\n", p[1], p[2], p[3], macs[key], n[key],
              s[key] / n[key], lo[key], hi[key], hi[key] - lo[key] } }'
+  echo
+  # 2. at each budget (the US-Net grid's costs and the cheapest configuration of any run), the best score
+  #    of the configurations that fit, per seed; then mean (min-max) over the seeds. The two independent
+  #    networks count as one mode: the better of those that fit.
+  echo "| budget (GMACs) | independent | usnet | mutualnet | mutualnet - usnet per seed |"
+  echo "| --- | --- | --- | --- | --- |"
+  rows | awk '
+    { mode = $1; sub(/_w.*/, "", mode); seed = $2; macs = $5 + 0; score = $6 + 0
+      n++; m[n] = mode; sd[n] = seed; c[n] = macs; v[n] = score; seeds[seed] = 1
+      if (mode == "usnet") budget[sprintf("%.3f", macs)] = 1
+      if (!lowest_set || macs < lowest) { lowest = macs; lowest_set = 1 } }
+    END {
+      budget[sprintf("%.3f", lowest)] = 1
+      nb = 0; for (b in budget) list[++nb] = b + 0
+      for (i = 2; i <= nb; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) { t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+      split("independent usnet mutualnet", modes, " ")
+      ns = 0; for (s in seeds) order[++ns] = s + 0 # seeds in numeric order, for the per-seed column
+      for (i = 2; i <= ns; i++) for (j = i; j > 1 && order[j - 1] > order[j]; j--) { t = order[j]; order[j] = order[j - 1]; order[j - 1] = t }
+      for (i = 1; i <= nb; i++) {
+        b = list[i]; line = sprintf("| %.3f", b); delete best
+        for (r = 1; r <= n; r++) if (c[r] <= b + 5e-4) {
+          key = m[r] SUBSEP sd[r]; if (!(key in best) || v[r] > best[key]) best[key] = v[r] }
+        for (k = 1; k <= 3; k++) {
+          cnt = 0; sum = 0; lo = ""; hi = ""
+          for (q = 1; q <= ns; q++) if ((modes[k], order[q]) in best) { s = order[q]; x = best[modes[k], s]; cnt++; sum += x
+            if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x }
+          line = line (cnt ? sprintf(" | %.1f (%.1f-%.1f)%s", sum / cnt, lo, hi, cnt < ns ? " [" cnt " seeds]" : "") : " | -")
+        }
+        diff = ""
+        for (q = 1; q <= ns; q++) if (("mutualnet", s = order[q]) in best && ("usnet", s) in best)
+          diff = diff (diff == "" ? "" : ", ") "s" s ": " sprintf("%+.1f", best["mutualnet", s] - best["usnet", s])
+        print line " | " (diff == "" ? "-" : diff) " |"
+      } }'
 } > "$out/summary.md"
 cat "$out/summary.md"
