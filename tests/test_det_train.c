@@ -328,12 +328,23 @@ Test(det_train, grid_and_config_keys)
     cr_assert(strstr(mn_last_error(), "unknown key \"det.short_sid\""), "%s", mn_last_error());
     cr_assert_neq(mn_config_parse("{\"det\": {\"fpn_channels\": 4}}", "x.json", &c), 0);
     mn_calib_config g;
-    cr_assert_eq(mn_det_calib_grid(&c, &g), 0);
+    cr_assert_eq(mn_det_calib_grid(&c, NULL, 0, &g), 0);
     /* the paper's short sides 600, 480, 360, 240 with max side 1000 */
     cr_assert_eq(g.n_sizes, 4);
     int want[4] = {600, 480, 360, 240};
     for (int s = 0; s < 4; s++) cr_assert(g.sizes[s][0] == want[s] && g.sizes[s][1] == 1000);
     cr_assert(g.n_widths == 4 && g.widths[0] == 1.0f && g.widths[3] == 0.35f, "%d widths", g.n_widths);
+    /* scales of the caller's choosing: any mode, rounded short sides, repeats dropped, bad ones refused */
+    c.mutual.mode = MN_MODE_USNET;
+    cr_assert_eq(mn_det_calib_grid(&c, NULL, 0, &g), 0);
+    cr_assert(g.n_sizes == 1 && g.sizes[0][0] == 600, "a US-Net trains at one size");
+    float scales[4] = {1.25f, 0.5f, 0.5004f, 0.333f};
+    cr_assert_eq(mn_det_calib_grid(&c, scales, 4, &g), 0, "%s", mn_last_error());
+    cr_assert(g.n_sizes == 3 && g.sizes[0][0] == 750 && g.sizes[1][0] == 300 && g.sizes[2][0] == 200, "%d sizes",
+              g.n_sizes);
+    scales[1] = 0;
+    cr_assert_neq(mn_det_calib_grid(&c, scales, 2, &g), 0);
+    cr_assert(strstr(mn_last_error(), "input scale 0 is outside"), "%s", mn_last_error());
     mn_det_config dc;
     cr_assert_eq(mn_det_config_from(&c, 81, &dc), 0);
     cr_assert(dc.backbone.output_stride == 32 && dc.fpn_channels == 256 && dc.anchor_sizes[4][0] == 512.0f);

@@ -15,6 +15,7 @@
 #include "mn/train.h"
 /* the plot command is compiled into this test so --compare can be run in-process */
 #include "tools/args.c"
+#include "tools/cmd_calibrate.c"
 #include "tools/cmd_plot.c"
 
 static char dir[64];
@@ -152,6 +153,24 @@ Test(train, loss_falls_and_model_reloads)
         cr_assert_eq(m2.table.e[i].macs, m.table.e[i].macs);
         cr_assert_eq(memcmp(m2.table.e[i].bn_stats, m.table.e[i].bn_stats, sizeof(float) * (size_t)m.table.n_stats), 0);
     }
+    /* calibrate --scales: the grid spans the sizes asked for, not the trained ones (here 1 and 0.5) */
+    char cal2[700];
+    snprintf(cal2, sizeof cal2, "%s/scales.safetensors", c.train.out_dir);
+    char *argv_cal[] = {"calibrate", "--checkpoint", ckpt, "--out", cal2, "--width-step", "0.65", "--batches", "1",
+                        "--max-val-images", "4", "--scales", "1.5,0.75", NULL};
+    cr_assert_eq(mn_cmd_calibrate(13, argv_cal), 0, "%s", mn_last_error());
+    mn_seg_model m3;
+    cr_assert_eq(mn_seg_model_open(&m3, cal2), 0, "%s", mn_last_error());
+    cr_assert_eq(m3.table.n, 4, "2 widths x 2 sizes");
+    int at96 = 0, at64 = 0; /* 64 x 1.5 = 96; 64 x 0.75 = 48 rounds to 64 (multiples of 32) */
+    for (int i = 0; i < 4; i++) {
+        at96 += m3.table.e[i].h == 96 && m3.table.e[i].w == 96;
+        at64 += m3.table.e[i].h == 64 && m3.table.e[i].w == 64;
+    }
+    cr_assert(at96 == 2 && at64 == 2, "sizes: %d at 96, %d at 64", at96, at64);
+    mn_seg_model_free(&m3);
+    char *argv_bad_scales[] = {"calibrate", "--checkpoint", ckpt, "--scales", "1,x", NULL};
+    cr_assert_eq(mn_cmd_calibrate(5, argv_bad_scales), MN_EXIT_USAGE);
     /* plot --compare: one line per label along the frontier of the mean scores */
     char prefix[700], series_a[1500], series_b[800], svg[720];
     snprintf(prefix, sizeof prefix, "%s/compare", c.train.out_dir);

@@ -40,6 +40,25 @@ bool mn_arg_float(const char *cmd, const char *flag, const char *s, double lo, d
     return true;
 }
 
+bool mn_arg_floats(const char *cmd, const char *flag, const char *s, double lo, double hi, float *out, int max, int *n)
+{
+    const char *p = s;
+    *n = 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (errno || end == p || (*end && *end != ',') || !(v >= lo && v <= hi) || *n == max) {
+            fprintf(stderr, "mutualnet %s: %s expects up to %d comma-separated numbers in [%g, %g], not \"%s\"\n", cmd,
+                    flag, max, lo, hi, s);
+            return false;
+        }
+        out[(*n)++] = (float)v;
+        if (!*end) return true;
+        p = end + 1;
+    }
+}
+
 bool mn_arg_count(const char *cmd, const char *flag, const char *s, double *out)
 {
     char *end;

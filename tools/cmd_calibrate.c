@@ -9,12 +9,14 @@
 #include "mn/calibrate.h"
 #include "mn/det_model.h"
 
-static void usage(FILE *f)
+static void calibrate_usage(FILE *f)
 {
     fprintf(f, "usage: mutualnet calibrate --checkpoint FILE [--out FILE] [--width-step S] [--batches N]\n"
-               "                           [--max-val-images N]\n\n"
+               "                           [--max-val-images N] [--scales LIST]\n\n"
                "For every width from the trained maximum down to the minimum (step S, default calibrate.width_step)\n"
-               "and every training scale of data.eval_size (segmentation) or of det.short_side (detection):\n"
+               "and every training scale of data.eval_size (segmentation) or of det.short_side (detection), or\n"
+               "every scale of --scales (e.g. 1,0.75,0.5: to score a US-Net or independent network at inputs it was\n"
+               "not trained at):\n"
                "recomputes BN statistics over N training batches (default calibrate.batches), measures mIoU or COCO\n"
                "AP on the validation split and the multiply-accumulates (a detector's at the median image size of\n"
                "the validation split, resized and padded), prints the query table and writes it, with each\n"
@@ -33,11 +35,19 @@ static int open_splits(const mn_config *c, mn_dataset **tr, mn_dataset **va)
     return rc;
 }
 
+/* What the command line asks for beyond the checkpoint's configuration (0: the configured value). */
+typedef struct calib_args {
+    double step;
+    int batches, max_val;
+    float scales[MN_MAX_SCALES];
+    int n_scales;
+} calib_args;
+
 /* --width-step and --batches over the checkpoint's configuration. */
-static void apply_overrides(mn_config *c, double step, int batches)
+static void apply_overrides(mn_config *c, const calib_args *a)
 {
-    if (step > 0) c->calibrate.width_step = (float)step;
-    if (batches > 0) c->calibrate.batches = batches;
+    if (a->step > 0) c->calibrate.width_step = (float)a->step;
+    if (a->batches > 0) c->calibrate.batches = a->batches;
 }
 
 static int report(int rc, const char *out)
@@ -47,21 +57,22 @@ static int report(int rc, const char *out)
     return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
 }
 
-static int calibrate_det(const char *ckpt, const char *out, double step, int batches, int max_val)
+static int calibrate_det(const char *ckpt, const char *out, const calib_args *a)
 {
     mn_det_model m;
     if (mn_det_model_open(&m, ckpt)) return report(-1, out);
-    apply_overrides(&m.cfg, step, batches);
+    apply_overrides(&m.cfg, a);
     const mn_config *c = &m.cfg;
     mn_calib_config g;
-    mn_det_calib_grid(c, &g);
     mn_dataset *tr = NULL, *va = NULL;
-    int rc = open_splits(c, &tr, &va);
+    int rc = mn_det_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
+    if (!rc) rc = open_splits(c, &tr, &va);
     char ann[1100];
     mn_det_annotations_path(ann, sizeof ann, c, c->data.val_split);
-    fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each\n",
-            g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
-    if (!rc) rc = mn_det_build_table(&m, tr, va, ann, &g, c->train.batch_size, max_val, c->train.seed, stdout);
+    if (!rc)
+        fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each\n",
+                g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
+    if (!rc) rc = mn_det_build_table(&m, tr, va, ann, &g, c->train.batch_size, a->max_val, c->train.seed, stdout);
     if (!rc) rc = mn_det_model_save(&m, out, NULL, 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
@@ -69,19 +80,20 @@ static int calibrate_det(const char *ckpt, const char *out, double step, int bat
     return report(rc, out);
 }
 
-static int calibrate_seg(const char *ckpt, const char *out, double step, int batches, int max_val)
+static int calibrate_seg(const char *ckpt, const char *out, const calib_args *a)
 {
     mn_seg_model m;
     if (mn_seg_model_open(&m, ckpt)) return report(-1, out);
-    apply_overrides(&m.cfg, step, batches);
+    apply_overrides(&m.cfg, a);
     const mn_config *c = &m.cfg;
     mn_calib_config g;
-    mn_calib_grid(c, &g);
     mn_dataset *tr = NULL, *va = NULL;
-    int rc = open_splits(c, &tr, &va);
-    fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n", g.n_widths,
-            g.n_sizes, g.batches, c->train.batch_size);
-    if (!rc) rc = mn_seg_build_table(&m, tr, va, &g, c->train.batch_size, max_val, c->train.seed, stdout);
+    int rc = mn_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
+    if (!rc) rc = open_splits(c, &tr, &va);
+    if (!rc)
+        fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n",
+                g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
+    if (!rc) rc = mn_seg_build_table(&m, tr, va, &g, c->train.batch_size, a->max_val, c->train.seed, stdout);
     if (!rc) rc = mn_seg_model_save(&m, out, NULL, 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
@@ -92,25 +104,28 @@ static int calibrate_seg(const char *ckpt, const char *out, double step, int bat
 int mn_cmd_calibrate(int argc, char **argv)
 {
     const char *ckpt = NULL, *out = NULL;
-    double step = 0;
-    int batches = 0, max_val = 0;
+    calib_args ca = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
+            calibrate_usage(stdout);
             return MN_EXIT_OK;
         } else if (!strcmp(a, "--checkpoint")) {
             if (!(ckpt = mn_arg_value("calibrate", argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--out")) {
             if (!(out = mn_arg_value("calibrate", argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--width-step")) {
-            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_float("calibrate", a, v, 0.01, 1, &step))
+            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_float("calibrate", a, v, 0.01, 1, &ca.step))
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--batches")) {
-            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 100000, &batches))
+            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 100000, &ca.batches))
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--max-val-images")) {
-            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 1 << 30, &max_val))
+            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 1 << 30, &ca.max_val))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--scales")) {
+            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) ||
+                !mn_arg_floats("calibrate", a, v, 0.05, 4, ca.scales, MN_MAX_SCALES, &ca.n_scales))
                 return MN_EXIT_USAGE;
         } else {
             fprintf(stderr, "mutualnet calibrate: unknown option %s (see mutualnet calibrate --help)\n", a);
@@ -133,6 +148,5 @@ int mn_cmd_calibrate(int argc, char **argv)
         fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
-    return task == MN_TASK_DETECTION ? calibrate_det(ckpt, out, step, batches, max_val)
-                                     : calibrate_seg(ckpt, out, step, batches, max_val);
+    return task == MN_TASK_DETECTION ? calibrate_det(ckpt, out, &ca) : calibrate_seg(ckpt, out, &ca);
 }

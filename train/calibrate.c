@@ -18,7 +18,14 @@ static int round32(double v)
     return r < 32 ? 32 : r;
 }
 
-int mn_calib_grid(const mn_config *c, mn_calib_config *g)
+const float *drv_calib_scales(const mn_config *c, const float *scales, int *n_scales)
+{
+    if (scales) return scales;
+    *n_scales = c->mutual.mode == MN_MODE_MUTUALNET ? c->mutual.n_scales : 1;
+    return c->mutual.scales;
+}
+
+int mn_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_calib_config *g)
 {
     memset(g, 0, sizeof *g);
     float lo = c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_min;
@@ -27,12 +34,16 @@ int mn_calib_grid(const mn_config *c, mn_calib_config *g)
     for (float w = hi; w > lo + 1e-4f && g->n_widths < MN_CALIB_MAX; w -= c->calibrate.width_step)
         g->widths[g->n_widths++] = roundf(w * 1000.0f) / 1000.0f;
     if (g->n_widths < MN_CALIB_MAX) g->widths[g->n_widths++] = lo;
-    int n_scales = c->mutual.mode == MN_MODE_MUTUALNET ? c->mutual.n_scales : 1;
+    if (scales && (n_scales < 1 || n_scales > MN_MAX_SCALES))
+        return mn_error(MN_EINVAL, "calibration grid: %d input scales (1 to %d)", n_scales, MN_MAX_SCALES);
+    scales = drv_calib_scales(c, scales, &n_scales);
     for (int s = 0; s < n_scales; s++) {
-        /* the evaluation size itself, and the smaller scales rounded to multiples of 32 */
-        bool full = c->mutual.scales[s] == 1.0f;
-        int h = full ? c->data.eval_size[0] : round32(c->data.eval_size[0] * (double)c->mutual.scales[s]);
-        int w = full ? c->data.eval_size[1] : round32(c->data.eval_size[1] * (double)c->mutual.scales[s]);
+        if (!(scales[s] > 0.0f && scales[s] <= 4.0f))
+            return mn_error(MN_EINVAL, "calibration grid: input scale %g is outside (0, 4]", (double)scales[s]);
+        /* the evaluation size itself, and other scales rounded to multiples of 32 */
+        bool full = scales[s] == 1.0f;
+        int h = full ? c->data.eval_size[0] : round32(c->data.eval_size[0] * (double)scales[s]);
+        int w = full ? c->data.eval_size[1] : round32(c->data.eval_size[1] * (double)scales[s]);
         bool dup = false;
         for (int k = 0; k < g->n_sizes; k++) dup |= g->sizes[k][0] == h && g->sizes[k][1] == w;
         if (dup) continue;

@@ -12,14 +12,14 @@
 #include "mn/train.h"
 #include "train/driver.h"
 
-int mn_det_calib_grid(const mn_config *c, mn_calib_config *g)
+int mn_det_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_calib_config *g)
 {
-    int rc = mn_calib_grid(c, g); /* widths, batches */
+    int rc = mn_calib_grid(c, scales, n_scales, g); /* widths, batches, checks of the scales */
     if (rc) return rc;
     g->n_sizes = 0;
-    int n_scales = c->mutual.mode == MN_MODE_MUTUALNET ? c->mutual.n_scales : 1;
+    scales = drv_calib_scales(c, scales, &n_scales);
     for (int s = 0; s < n_scales; s++) {
-        int side = (int)lroundf((float)c->det.short_side * c->mutual.scales[s]);
+        int side = (int)lroundf((float)c->det.short_side * scales[s]);
         if (side < 32) side = 32;
         bool dup = false;
         for (int k = 0; k < g->n_sizes; k++) dup |= g->sizes[k][0] == side;

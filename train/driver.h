@@ -106,5 +106,8 @@ typedef struct drv_calib_ops {
 int drv_calib_table(const drv_calib_ops *ops, void *self, mn_query_table *table, mn_slim_bn *const *bns /* (nb) */,
                     int nb, const float *train_stats /* (table->n_stats) */, mn_dataset *train_set,
                     const mn_calib_config *g, int batch_size, int workers, uint64_t seed);
+/* The input scales a calibration grid spans: scales (n_scales) when given, else those the run
+ * trained at (a MutualNet's list, 1 for the other modes), their count into *n_scales. */
+const float *drv_calib_scales(const mn_config *c, const float *scales, int *n_scales);
 
 #endif

@@ -19,9 +19,10 @@ typedef struct mn_calib_config {
 } mn_calib_config;
 
 /* The grid of a run: widths from width_max down to width_min by calibrate.width_step (both
- * ends included) x the training scales applied to data.eval_size (data.eval_size itself at
- * scale 1, multiples of 32 below). */
-MN_API int mn_calib_grid(const mn_config *c, mn_calib_config *g);
+ * ends included) x input scales applied to data.eval_size (data.eval_size itself at scale 1,
+ * multiples of 32 otherwise). The scales are scales[n_scales], or when scales is NULL the
+ * run's training scales (a MutualNet's list, 1 for the other modes). */
+MN_API int mn_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_calib_config *g);
 /* Resets every BN layer and averages the statistics of `batches` training batches seen at
  * (width, h x w) without gradients. */
 MN_API int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches);

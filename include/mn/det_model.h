@@ -93,9 +93,9 @@ MN_API int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotatio
 
 /* ---- calibration and the query table (train/det_calibrate.c) ---- */
 
-/* The grid of a detection run: widths as mn_calib_grid, sizes (det.short_side x each training
- * scale, rounded; det.max_side) as (short, max) pairs. */
-MN_API int mn_det_calib_grid(const mn_config *c, mn_calib_config *g);
+/* The grid of a detection run: widths as mn_calib_grid, sizes (det.short_side x each scale,
+ * rounded; det.max_side) as (short, max) pairs; scales NULL means the run's training scales. */
+MN_API int mn_det_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_calib_config *g);
 /* Resets every BN layer and averages the statistics of `batches` training batches resized to the
  * short side, seen at width without gradients (backbone and neck only: the heads have no BN). */
 MN_API int mn_det_calibrate_one(mn_det_model *m, mn_loader *train, float width, int short_side, int batches);
