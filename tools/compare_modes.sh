@@ -9,7 +9,7 @@
 #
 # Environment: WMIN (narrow width, default 0.35), WIDTH_STEP (calibration grid, default 0.15),
 # CALIB_ARGS (more calibrate flags), MN (the mutualnet binary), TEST_SCALES (e.g. 1,0.75,0.571: also
-# calibrate the independent and US-Net runs at these input scales, into table_scaled.txt, so that they
+# calibrate the independent and US-Net runs at these input scales (include 1), into table_scaled.txt, so they
 # too may spend a budget on smaller inputs; the summary lists them as "independent+scales", "usnet+scales").
 # Runs one job at a time (OpenMP jobs sharing cores slow each other far more than 2x).
 # A finished run (its calibrated table present) is skipped, so an interrupted comparison resumes.
@@ -96,8 +96,8 @@ rows() {
   scaled_cols=
   compgen -G "$out/*_s*/table_scaled.txt" > /dev/null && scaled_cols=1
   if [ -n "$scaled_cols" ]; then
-    echo "| budget (GMACs) | independent | independent+scales | usnet | usnet+scales | mutualnet | mutualnet - usnet per seed |"
-    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    echo "| budget (GMACs) | independent | independent+scales | usnet | usnet+scales | mutualnet | mutualnet - usnet per seed | mutualnet - (usnet+scales) per seed |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   else
     echo "| budget (GMACs) | independent | usnet | mutualnet | mutualnet - usnet per seed |"
     echo "| --- | --- | --- | --- | --- |"
@@ -124,10 +124,13 @@ rows() {
             if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x }
           line = line (cnt ? sprintf(" | %.1f (%.1f-%.1f)%s", sum / cnt, lo, hi, cnt < ns ? " [" cnt " seeds]" : "") : " | -")
         }
-        diff = ""
-        for (q = 1; q <= ns; q++) if (("mutualnet", s = order[q]) in best && ("usnet", s) in best)
-          diff = diff (diff == "" ? "" : ", ") "s" s ": " sprintf("%+.1f", best["mutualnet", s] - best["usnet", s])
-        print line " | " (diff == "" ? "-" : diff) " |"
+        for (d = 1; d <= (scaled ? 2 : 1); d++) { # MutualNet minus each US-Net column, seed by seed
+          ref = d == 1 ? "usnet" : "usnet+scales"; diff = ""
+          for (q = 1; q <= ns; q++) if (("mutualnet", s = order[q]) in best && (ref, s) in best)
+            diff = diff (diff == "" ? "" : ", ") "s" s ": " sprintf("%+.1f", best["mutualnet", s] - best[ref, s])
+          line = line " | " (diff == "" ? "-" : diff)
+        }
+        print line " |"
       } }'
 } > "$out/summary.md"
 cat "$out/summary.md"
