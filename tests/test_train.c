@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 
 #include "common.h"
 
@@ -232,6 +233,40 @@ Test(sandwich, widths_scales_and_determinism)
     c.mutual.width = 0.5f;
     cr_assert_eq(mn_sandwich(&c, 7, 3, a), 1);
     cr_assert_eq(a[0].width, 0.5f);
+}
+
+/* Off a terminal: one plain line every `every` units and at the end, with the images/s figure only
+ * when a unit has a known number of images. */
+Test(progress, plain_lines, .init = cr_redirect_stderr)
+{
+    mn_progress p;
+    mn_progress_begin(&p, "train", 4, 0, 2);
+    for (int i = 1; i <= 4; i++) mn_progress_update(&p, i, 8, "loss 1.5");
+    mn_progress_end(&p);
+    mn_progress_begin(&p, "calibrate", 3, 0, 1);
+    for (int i = 1; i <= 3; i++) mn_progress_update(&p, i, 0, "width 1.00");
+    mn_progress_end(&p);
+    fflush(stderr);
+    FILE *f = cr_get_redirected_stderr();
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        double img_s;
+        char tail[64];
+        if (n < 2) {
+            int done = 0;
+            cr_assert_eq(sscanf(line, "train %d/4 (%*d%%) elapsed 0:%*d eta 0:%*d %lf img/s %63[^\n]", &done, &img_s, tail), 3,
+                         "line %d: %s", n, line);
+            cr_assert_eq(done, 2 * (n + 1), "%s", line);
+            cr_assert_geq(img_s, 0.0);
+            cr_assert_str_eq(tail, "loss 1.5");
+        } else {
+            cr_assert(strstr(line, "calibrate ") == line && strstr(line, " width 1.00\n"), "%s", line);
+            cr_assert_null(strstr(line, "img/s"), "%s", line);
+        }
+        n++;
+    }
+    cr_assert_eq(n, 5, "2 training lines (units 2 and 4), 3 calibration lines");
 }
 
 Test(schedule, warmup_cosine_poly)

@@ -332,7 +332,7 @@ int drv_calib_table(const drv_calib_ops *ops, void *self, mn_query_table *table,
             char size[48], extra[96];
             ops->size_text(size, sizeof size, g->sizes[s]);
             snprintf(extra, sizeof extra, "width %.2f %s %s %.2f%%", (double)w, size, ops->metric, 100 * shown);
-            mn_progress_update(&pg, ++done, 1, extra);
+            mn_progress_update(&pg, ++done, 0, extra); /* a configuration is no fixed number of images */
         }
     mn_progress_end(&pg);
     /* leave the model with the statistics it was trained with */

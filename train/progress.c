@@ -34,16 +34,18 @@ void mn_progress_update(mn_progress *p, int64_t done, double items_per_unit, con
     clock_str(rate > 0 ? (double)(p->total - done) / rate : 0, eta, sizeof eta);
     clock_str(el, ela, sizeof ela);
     double frac = p->total ? (double)done / (double)p->total : 1;
+    char speed[32] = "";
+    if (items_per_unit > 0) snprintf(speed, sizeof speed, " %.1f img/s", rate * items_per_unit);
     if (p->tty) {
         char bar[26];
         int fill = (int)(frac * 24 + 0.5);
         for (int i = 0; i < 24; i++) bar[i] = i < fill ? '#' : '.';
         bar[24] = 0;
-        fprintf(stderr, "\r%-10s [%s] %lld/%lld %s<%s %.1f img/s %s\033[K", p->what, bar, (long long)done,
-                (long long)p->total, ela, eta, rate * items_per_unit, extra ? extra : "");
+        fprintf(stderr, "\r%-10s [%s] %lld/%lld %s<%s%s %s\033[K", p->what, bar, (long long)done, (long long)p->total,
+                ela, eta, speed, extra ? extra : "");
     } else {
-        fprintf(stderr, "%s %lld/%lld (%.0f%%) elapsed %s eta %s %.1f img/s %s\n", p->what, (long long)done,
-                (long long)p->total, 100 * frac, ela, eta, rate * items_per_unit, extra ? extra : "");
+        fprintf(stderr, "%s %lld/%lld (%.0f%%) elapsed %s eta %s%s %s\n", p->what, (long long)done, (long long)p->total,
+                100 * frac, ela, eta, speed, extra ? extra : "");
     }
     fflush(stderr);
 }

@@ -36,7 +36,8 @@ typedef struct mn_progress {
 } mn_progress;
 
 MN_API void mn_progress_begin(mn_progress *p, const char *what, int64_t total, int64_t start, int every);
-/* done: units finished so far; items: images processed per unit (for images/s); extra: free text. */
+/* done: units finished so far; items_per_unit: images per unit for the images/s figure (0 leaves the
+ * figure out, for units of no fixed image count); extra: free text. */
 MN_API void mn_progress_update(mn_progress *p, int64_t done, double items_per_unit, const char *extra);
 MN_API void mn_progress_end(mn_progress *p);
 
