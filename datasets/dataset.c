@@ -12,7 +12,7 @@ struct mn_dataset {
 };
 
 static const mn_dataset_kind *const kinds[] = {&mn_dataset_folder, &mn_dataset_voc, &mn_dataset_cityscapes,
-                                               &mn_dataset_coco};
+                                               &mn_dataset_coco, &mn_dataset_imagefolder};
 enum { N_KINDS = sizeof kinds / sizeof *kinds };
 
 void mn_sample_free(mn_sample *s)
@@ -21,6 +21,7 @@ void mn_sample_free(mn_sample *s)
     mn_image_free(&s->label);
     free(s->boxes);
     memset(s, 0, sizeof *s);
+    s->class_id = -1;
 }
 
 int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o)
@@ -45,7 +46,7 @@ int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o)
         *out = d;
         return 0;
     }
-    return mn_error(MN_EINVAL, "unknown data set kind \"%s\" (expected folder, voc, cityscapes or coco)", o->kind);
+    return mn_error(MN_EINVAL, "unknown data set kind \"%s\" (expected folder, voc, cityscapes, coco or imagefolder)", o->kind);
 }
 
 void mn_dataset_close(mn_dataset *d)
@@ -60,6 +61,7 @@ int mn_dataset_size(const mn_dataset *d) { return d->kind->size(d->state); }
 int mn_dataset_get(mn_dataset *d, int i, mn_sample *out)
 {
     memset(out, 0, sizeof *out);
+    out->class_id = -1; /* only image-level kinds set it */
     if (i < 0 || i >= mn_dataset_size(d))
         return mn_error(MN_EINVAL, "sample %d is outside the data set's %d", i, mn_dataset_size(d));
     int rc = d->kind->get(d->state, i, out);

@@ -8,6 +8,7 @@ extern const mn_dataset_kind mn_dataset_folder;
 extern const mn_dataset_kind mn_dataset_voc;
 extern const mn_dataset_kind mn_dataset_cityscapes;
 extern const mn_dataset_kind mn_dataset_coco;
+extern const mn_dataset_kind mn_dataset_imagefolder;
 
 /* root + "/" + pattern with "{split}" replaced by split (absolute patterns kept). */
 void mn_ds_path(char *out, size_t size, const char *root, const char *pattern, const char *split);

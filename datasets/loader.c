@@ -58,6 +58,7 @@ static int make_batch(mn_loader *l, int b, slot *s)
         mn_sample smp;
         int rc = mn_dataset_get(l->d, idx, &smp);
         if (rc) return rc;
+        bt->classes[j] = smp.class_id;
         mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + j));
         rc = mn_seg_transform(&l->aug, &smp, &r, bt->images + (int64_t)j * 3 * H * W, bt->labels + (int64_t)j * H * W);
         mn_sample_free(&smp);

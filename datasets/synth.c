@@ -452,7 +452,7 @@ int mn_synth_render(const mn_synth_config *c, int index, mn_synth_sample *out)
     draw_background(&bg, &r, w, h);
     look looks[MN_SYNTH_MAX_OBJECTS + 1];
     int64_t full[MN_SYNTH_MAX_OBJECTS + 1], visible[MN_SYNTH_MAX_OBJECTS + 1];
-    int want = empty ? 0 : mn_rng_int(&r, 1, c->max_objects);
+    int want = empty ? 0 : mn_rng_int(&r, 1, c->classification ? 1 : c->max_objects);
     count_ctx *cnt = malloc(sizeof *cnt);
     if (!cnt) rc = mn_error(MN_ENOMEM, "synth: out of memory");
 
@@ -631,8 +631,12 @@ static int prepare_out_dir(const mn_synth_config *c)
     char *p = malloc(len);
     if (!p) return mn_error(MN_ENOMEM, "%s: out of memory", d);
     int rc = make_dirs(d);
-    for (size_t i = 0; i < sizeof subs / sizeof *subs && !rc; i++) {
+    for (size_t i = 0; i < sizeof subs / sizeof *subs && !rc && !c->classification; i++) {
         snprintf(p, len, "%s/%s", d, subs[i]);
+        rc = make_dirs(p);
+    }
+    for (int i = 0; i < 2 * c->n_classes && !rc && c->classification; i++) { /* {train,val}/<class> */
+        snprintf(p, len, "%s/%s/%s", d, i < c->n_classes ? "train" : "val", shape_names[c->classes[i % c->n_classes]]);
         rc = make_dirs(p);
     }
     free(p);
@@ -658,9 +662,15 @@ static int generate_one(const mn_synth_config *c, int i, kept *k)
         mn_synth_sample_free(&s);
         return mn_error(MN_ENOMEM, "synth: out of memory");
     }
-    snprintf(p, len, "%s/images/%s/%06d.%s", c->out_dir, split_names[split], i + 1, c->png ? "png" : "jpg");
-    rc = mn_image_save(p, &s.image, c->jpeg_quality);
-    if (!rc) {
+    const char *ext = c->png ? "png" : "jpg";
+    if (!c->classification) {
+        snprintf(p, len, "%s/images/%s/%06d.%s", c->out_dir, split_names[split], i + 1, ext);
+        rc = mn_image_save(p, &s.image, c->jpeg_quality);
+    } else if (s.n_objects) { /* filed under its one object's class; images without one are not written */
+        snprintf(p, len, "%s/%s/%s/%06d.%s", c->out_dir, split_names[split], shape_names[s.objects[0].shape], i + 1, ext);
+        rc = mn_image_save(p, &s.image, c->jpeg_quality);
+    }
+    if (!rc && !c->classification) {
         snprintf(p, len, "%s/labels/%s/%06d.png", c->out_dir, split_names[split], i + 1);
         rc = mn_image_save(p, &s.label, 0);
     }
@@ -835,6 +845,7 @@ int mn_synth_generate(const mn_synth_config *c, mn_synth_stats *stats)
     for (int i = 0; i < n; i++) {
         ann_ids[i] = next_id;
         next_id += ks[i].n;
+        if (c->classification && !ks[i].n) continue; /* not written */
         if (mn_synth_split_of(c, i, NULL)) st.n_val++;
         else st.n_train++;
         if (!ks[i].n) st.n_empty++;
@@ -850,7 +861,7 @@ int mn_synth_generate(const mn_synth_config *c, mn_synth_stats *stats)
     size_t len = strlen(c->out_dir) + 64;
     char *p = malloc(len);
     if (!rc && !p) rc = mn_error(MN_ENOMEM, "%s: out of memory", c->out_dir);
-    for (int s = 0; s < 2 && !rc; s++) {
+    for (int s = 0; s < 2 && !rc && !c->classification; s++) {
         snprintf(p, len, "%s/annotations/instances_%s.json", c->out_dir, split_names[s]);
         rc = write_coco(c, s, ks, ann_ids, p);
         if (rc) break;
@@ -860,7 +871,13 @@ int mn_synth_generate(const mn_synth_config *c, mn_synth_stats *stats)
         snprintf(p, len, "%s/splits/%s.txt", c->out_dir, split_names[s]);
         rc = write_text(p, &t);
     }
-    if (!rc) {
+    if (!rc && c->classification) {
+        text t = {0};
+        text_add(&t, "# class names in label order (the imagefolder data set kind's class list)\n");
+        for (int k = 0; k < c->n_classes; k++) text_add(&t, "%s\n", shape_names[c->classes[k]]);
+        snprintf(p, len, "%s/classes.txt", c->out_dir);
+        rc = write_text(p, &t);
+    } else if (!rc) {
         text t = {0};
         /* the category ids go in a comment: the folder data set kind reads "index name" lines */
         text_add(&t, "# label index and name; COCO category ids:");

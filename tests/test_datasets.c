@@ -1248,3 +1248,301 @@ Test(loader, corrupt_image_is_an_error_naming_the_file)
     }
     mn_dataset_close(d);
 }
+
+/* ======================================================================================== */
+/* imagefolder kind (datasets/imagefolder.c)                                                */
+/* ======================================================================================== */
+
+static void remove_tree(void) { tc_remove_tree(dir); }
+
+TestSuite(imagefolder, .init = make_dir, .fini = remove_tree);
+
+/* if/train: ant/{z.png, m.PNG}, cat/{b.png, a.png}, dog/c.png, plus files and a folder that
+ * do not count; if/val: cat/a.png, dog/d.png. Image "<split>/<class>/<file>" of size w x h
+ * has seed seed_of(...) so that tests can rebuild its pixels. */
+static const char *const if_files[7] = {"train/ant/z.png", "train/ant/m.PNG", "train/cat/b.png", "train/cat/a.png",
+                                        "train/dog/c.png", "val/cat/a.png",   "val/dog/d.png"};
+
+static uint64_t if_seed(int f) { return 500 + (uint64_t)f; }
+static int if_w(int f) { return 9 + f; }
+static int if_h(int f) { return 7 + 2 * f; }
+
+static void if_tree(void)
+{
+    for (int f = 0; f < 7; f++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "if/%s", if_files[f]);
+        save_random(rel, if_w(f), if_h(f), 3, if_seed(f), 255);
+    }
+    write_text("if/train/cat/notes.txt", "not an image\n");
+    write_text("if/train/dog/.hidden.png", "not even a PNG\n");
+    save_random("if/train/dog/extra/e.png", 8, 8, 3, 1, 255); /* sub-subfolders are ignored */
+    write_text("if/train/readme.txt", "a file beside the class folders\n");
+}
+
+/* Checks sample i of d: class, name, id and pixels of file if_files[f]. */
+static void expect_if_sample(mn_dataset *d, int i, int f, int class_id, const char *name)
+{
+    mn_sample s;
+    get_ok(d, i, &s);
+    cr_assert_eq(s.class_id, class_id, "sample %d (%s): class %d, want %d", i, if_files[f], s.class_id, class_id);
+    cr_assert_str_eq(s.name, name);
+    cr_assert_eq(s.image_id, i);
+    cr_assert_null(s.label.data, "no label map");
+    cr_assert_null(s.boxes);
+    cr_assert_eq(s.n_boxes, 0);
+    cr_assert(s.image.w == if_w(f) && s.image.h == if_h(f) && s.image.c == 3, "%s: %dx%dx%d", if_files[f], s.image.w,
+              s.image.h, s.image.c);
+    mn_image want = random_image(if_w(f), if_h(f), 3, if_seed(f), 255);
+    cr_assert_eq(memcmp(s.image.data, want.data, (size_t)if_w(f) * if_h(f) * 3), 0, "%s: pixels differ", if_files[f]);
+    mn_image_free(&want);
+    mn_sample_free(&s);
+}
+
+Test(imagefolder, sorted_folders_give_classes_and_order)
+{
+    if_tree();
+    char root[512];
+    path_in(root, sizeof root, "if");
+    mn_dataset_options o = {.kind = "imagefolder", .root = root, .split = "train"};
+    mn_dataset *d = open_ok(&o);
+    cr_assert_str_eq(mn_dataset_kind_name(d), "imagefolder");
+    cr_assert_eq(mn_dataset_size(d), 5, "images in the class folders only");
+    cr_assert_eq(mn_dataset_num_classes(d), 3, "no background class");
+    cr_assert_str_eq(mn_dataset_class_name(d, 0), "ant");
+    cr_assert_str_eq(mn_dataset_class_name(d, 1), "cat");
+    cr_assert_str_eq(mn_dataset_class_name(d, 2), "dog");
+    cr_assert_str_eq(mn_dataset_class_name(d, 3), "?");
+    /* (class, strcmp file name): "m.PNG" < "z.png", "a.png" < "b.png" */
+    expect_if_sample(d, 0, 1, 0, "ant_m");
+    expect_if_sample(d, 1, 0, 0, "ant_z");
+    expect_if_sample(d, 2, 3, 1, "cat_a");
+    expect_if_sample(d, 3, 2, 1, "cat_b");
+    expect_if_sample(d, 4, 4, 2, "dog_c");
+    mn_sample s;
+    cr_assert_eq(mn_dataset_get(d, 5, &s), MN_EINVAL, "index past the end");
+    cr_assert_eq(s.class_id, -1);
+    mn_dataset_close(d);
+
+    /* without a class list each split's own folders are the classes */
+    o.split = "val";
+    d = open_ok(&o);
+    cr_assert_eq(mn_dataset_size(d), 2);
+    cr_assert_eq(mn_dataset_num_classes(d), 2);
+    expect_if_sample(d, 0, 5, 0, "cat_a");
+    expect_if_sample(d, 1, 6, 1, "dog_d");
+    mn_dataset_close(d);
+
+    /* another images pattern */
+    o.images = "{split}/../val";
+    o.split = "train";
+    d = open_ok(&o);
+    cr_assert_eq(mn_dataset_size(d), 2);
+    mn_dataset_close(d);
+}
+
+Test(imagefolder, class_list_sets_the_order)
+{
+    if_tree();
+    char root[512];
+    path_in(root, sizeof root, "if");
+    static const char *const lists[3] = {"dog\ncat\n\nant\n", "# index name\n0 dog\n1 cat\n2 ant\n",
+                                         "  # names with spaces around are trimmed\r\n dog \r\ncat\r\nant\r\n"};
+    for (int l = 0; l < 3; l++) {
+        write_text("if/classes.txt", lists[l]);
+        mn_dataset_options o = {.kind = "imagefolder", .root = root, .split = "train"};
+        mn_dataset *d = open_ok(&o);
+        cr_assert_eq(mn_dataset_num_classes(d), 3, "list %d", l);
+        cr_assert_str_eq(mn_dataset_class_name(d, 0), "dog");
+        cr_assert_str_eq(mn_dataset_class_name(d, 2), "ant");
+        cr_assert_eq(mn_dataset_size(d), 5);
+        expect_if_sample(d, 0, 4, 0, "dog_c");
+        expect_if_sample(d, 1, 3, 1, "cat_a");
+        expect_if_sample(d, 2, 2, 1, "cat_b");
+        expect_if_sample(d, 3, 1, 2, "ant_m");
+        expect_if_sample(d, 4, 0, 2, "ant_z");
+        mn_dataset_close(d);
+        /* the val split holds no ant but keeps the list's numbering */
+        o.split = "val";
+        d = open_ok(&o);
+        cr_assert_eq(mn_dataset_num_classes(d), 3);
+        expect_if_sample(d, 0, 6, 0, "dog_d");
+        expect_if_sample(d, 1, 5, 1, "cat_a");
+        mn_dataset_close(d);
+    }
+    /* a named list, root-relative, overrides classes.txt */
+    write_text("if/lists/mine.txt", "ant\ndog\ncat\nbee\n");
+    mn_dataset_options o = {.kind = "imagefolder", .root = root, .split = "train", .classes = "lists/mine.txt"};
+    mn_dataset *d = open_ok(&o);
+    cr_assert_eq(mn_dataset_num_classes(d), 4, "listed classes without a folder still count");
+    cr_assert_str_eq(mn_dataset_class_name(d, 3), "bee");
+    expect_if_sample(d, 2, 4, 1, "dog_c");
+    expect_if_sample(d, 4, 2, 2, "cat_b");
+    mn_dataset_close(d);
+    /* a named list that does not exist is an error, not a fallback to the folders */
+    o.classes = "lists/missing.txt";
+    d = NULL;
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EIO);
+    cr_assert_null(d);
+    cr_assert(strstr(mn_last_error(), "lists/missing.txt"), "%s", mn_last_error());
+    /* "index name" lines must count up from 0 */
+    write_text("if/classes.txt", "0 dog\n2 cat\n1 ant\n");
+    o.classes = NULL;
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "classes.txt:2"), "%s", mn_last_error());
+    write_text("if/classes.txt", "dog\ncat\nant\ndog\n");
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "classes.txt:4") && strstr(mn_last_error(), "twice"), "%s", mn_last_error());
+}
+
+Test(imagefolder, folder_missing_from_the_class_list_is_refused)
+{
+    if_tree();
+    write_text("if/classes.txt", "cat\ndog\n");
+    char root[512];
+    path_in(root, sizeof root, "if");
+    mn_dataset_options o = {.kind = "imagefolder", .root = root, .split = "train"};
+    mn_dataset *d = NULL;
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_assert_null(d);
+    cr_assert(strstr(mn_last_error(), "train/ant") && strstr(mn_last_error(), "if/classes.txt"), "%s", mn_last_error());
+    o.split = "val"; /* val has only cat and dog */
+    d = open_ok(&o);
+    cr_assert_eq(mn_dataset_size(d), 2);
+    mn_dataset_close(d);
+}
+
+Test(imagefolder, empty_or_missing_split_is_refused)
+{
+    if_tree();
+    char root[512], path[512];
+    path_in(root, sizeof root, "if");
+    mn_dataset_options o = {.kind = "imagefolder", .root = root, .split = "test"};
+    mn_dataset *d = NULL;
+    cr_assert_lt(mn_dataset_open(&d, &o), 0, "a split folder that does not exist");
+    cr_assert(strstr(mn_last_error(), "if/test"), "%s", mn_last_error());
+    /* class folders holding no images */
+    write_text("if/test/cat/notes.txt", "no images here\n");
+    path_in(path, sizeof path, "if/test/dog/x");
+    cr_assert_eq(mkdir(path, 0755), 0);
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_assert_null(d);
+    cr_assert(strstr(mn_last_error(), "if/test") && strstr(mn_last_error(), "no images"), "%s", mn_last_error());
+    /* no class folders and no class list */
+    path_in(path, sizeof path, "if/empty/x"); /* creates if/empty */
+    mn_dataset_options e = {.kind = "imagefolder", .root = root, .split = "empty"};
+    cr_assert_eq(mn_dataset_open(&d, &e), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "if/empty") && strstr(mn_last_error(), "no class folders"), "%s", mn_last_error());
+    /* with a class list but no images */
+    write_text("if/classes.txt", "cat\ndog\nant\n");
+    cr_assert_eq(mn_dataset_open(&d, &e), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "if/empty") && strstr(mn_last_error(), "no images"), "%s", mn_last_error());
+    /* an empty class list */
+    write_text("if/classes.txt", "# nothing\n\n");
+    o.split = "train";
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "classes.txt") && strstr(mn_last_error(), "empty"), "%s", mn_last_error());
+}
+
+Test(imagefolder, corrupt_image_names_the_file)
+{
+    if_tree();
+    char root[512], path[512];
+    path_in(root, sizeof root, "if");
+    path_in(path, sizeof path, "if/train/cat/b.png");
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0);
+    cr_assert_eq(truncate(path, sb.st_size / 2), 0);
+    mn_dataset_options o = {.kind = "imagefolder", .root = root, .split = "train"};
+    mn_dataset *d = open_ok(&o);
+    mn_sample s;
+    cr_assert_eq(mn_dataset_get(d, 3, &s), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "if/train/cat/b.png"), "%s", mn_last_error());
+    cr_assert_null(s.image.data, "a failed get leaves nothing to free");
+    cr_assert_eq(s.class_id, -1);
+    expect_if_sample(d, 2, 3, 1, "cat_a"); /* the others are fine */
+    mn_dataset_close(d);
+}
+
+Test(imagefolder, loader_batches_carry_class_ids_and_ignore_labels)
+{
+    /* 3 classes of 4, 3 and 4 images of different sizes */
+    static const int per_class[3] = {4, 3, 4};
+    int want_class[11], n = 0;
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < per_class[k]; j++) {
+            char rel[128];
+            snprintf(rel, sizeof rel, "ld/train/c%d/img%02d.png", k, j);
+            save_random(rel, 30 + 3 * j, 20 + 5 * k, 3, 900 + (uint64_t)n, 255);
+            want_class[n++] = k;
+        }
+    char root[512];
+    path_in(root, sizeof root, "ld");
+    mn_dataset_options o = {.kind = "imagefolder", .root = root, .split = "train"};
+    mn_dataset *d = open_ok(&o);
+    cr_assert_eq(mn_dataset_size(d), 11);
+    for (int train = 0; train < 2; train++) {
+        mn_seg_aug aug;
+        mn_seg_aug_default(&aug, LH, LW, train);
+        epoch_copy ref = {0};
+        for (int w = 0; w <= 2; w += 2) {
+            mn_loader_options lo = {.batch_size = LB, .shuffle = true, .workers = w, .seed = 7};
+            mn_loader *l;
+            cr_assert_eq(mn_loader_open(&l, d, &aug, &lo), 0, "%s", mn_last_error());
+            cr_assert_eq(mn_loader_start(l, 1, 0), 0);
+            epoch_copy e = {.images = calloc(8 * LB * 3 * LH * LW, sizeof(float)),
+                            .labels = calloc(8 * LB * LH * LW, sizeof(int32_t))};
+            int seen[11] = {0}, b = 0;
+            const mn_seg_batch *bt;
+            for (;;) {
+                cr_assert_eq(mn_loader_next(l, &bt), 0, "%s", mn_last_error());
+                if (!bt) break;
+                for (int j = 0; j < bt->n; j++) {
+                    int idx = bt->index[j];
+                    cr_assert(idx >= 0 && idx < 11);
+                    seen[idx]++;
+                    cr_assert_eq(bt->classes[j], want_class[idx], "%d workers, batch %d, sample %d (index %d)", w, b, j,
+                                 idx);
+                }
+                for (int64_t k = 0; k < (int64_t)bt->n * LH * LW; k++)
+                    cr_assert_eq(bt->labels[k], MN_IGNORE_LABEL, "%d workers, batch %d: label %lld", w, b, (long long)k);
+                copy_batch(&e, b++, bt);
+            }
+            e.n_batches = b;
+            cr_assert_eq(b, 4);
+            for (int i = 0; i < 11; i++) cr_assert_eq(seen[i], 1, "sample %d seen %d times", i, seen[i]);
+            mn_loader_close(l);
+            if (w == 0) {
+                ref = e;
+                continue;
+            }
+            for (int k = 0; k < 4; k++) cr_assert(same_batch(&e, k, &ref, k), "batch %d differs between worker counts", k);
+            free_epoch(&e);
+        }
+        free_epoch(&ref);
+    }
+    mn_dataset_close(d);
+}
+
+Test(imagefolder, other_kinds_leave_class_id_unset)
+{
+    folder_tree("0 background\n1 cat\n2 dog\n");
+    mn_dataset_options o = {.kind = "folder", .root = dir, .split = "train", .void_index = -1};
+    mn_dataset *d = open_ok(&o);
+    mn_sample s;
+    get_ok(d, 1, &s);
+    cr_assert_eq(s.class_id, -1);
+    mn_sample_free(&s);
+    mn_seg_aug aug;
+    mn_seg_aug_default(&aug, LH, LW, false);
+    mn_loader_options lo = {.batch_size = 2, .workers = 0, .seed = 1};
+    mn_loader *l;
+    cr_assert_eq(mn_loader_open(&l, d, &aug, &lo), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_loader_start(l, 0, 0), 0);
+    const mn_seg_batch *bt;
+    cr_assert_eq(mn_loader_next(l, &bt), 0, "%s", mn_last_error());
+    cr_assert_eq(bt->n, 2);
+    cr_assert(bt->classes[0] == -1 && bt->classes[1] == -1, "classes %d %d", bt->classes[0], bt->classes[1]);
+    mn_loader_close(l);
+    mn_dataset_close(d);
+}

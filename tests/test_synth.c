@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include "common.h"
+#include "mn/dataset.h"
 #include "mn/image.h"
 #include "mn/polygon.h"
 #include "mn/rng.h"
@@ -574,6 +575,133 @@ Test(synth, split_rule_and_render_match_files)
     cr_assert_eq(memcmp(lab.data, s.label.data, 96 * 96), 0);
     mn_image_free(&lab);
     mn_synth_sample_free(&s);
+}
+
+/* ---- classification layout ---- */
+
+/* Generates the classification set of c into tmp/name with the given OpenMP thread count. */
+static mn_synth_stats generate_cls(mn_synth_config *c, const char *name, int threads, char *dir_out /* 512 */)
+{
+    snprintf(dir_out, 512, "%s/%s", tmp, name);
+    c->out_dir = dir_out;
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    mn_synth_stats st;
+    int rc = mn_synth_generate(c, &st);
+    omp_set_num_threads(saved);
+    cr_assert_eq(rc, 0, "%s", mn_last_error());
+    return st;
+}
+
+static bool exists(const char *path) { return access(path, F_OK) == 0; }
+
+Test(synth, classification_set_is_an_imagefolder)
+{
+    enum { N = 40 };
+    mn_synth_config c;
+    mn_synth_config_default(&c);
+    c.n_images = N;
+    c.width = c.height = 64;
+    c.seed = 11;
+    c.png = true;
+    c.classification = true; /* max_objects stays at its default 6: classification ignores it */
+    cr_assert_eq(mn_synth_set_classes(&c, "star, circle, square"), 0, "%s", mn_last_error());
+    char a[512], b[512], plain[512];
+    mn_synth_stats st = generate_cls(&c, "cls_one_thread", 1, a);
+    mn_synth_stats st3 = generate_cls(&c, "cls_three_threads", 3, b);
+    /* the normal layout with one object per image, for the byte comparison */
+    mn_synth_config one = c;
+    one.classification = false;
+    one.max_objects = 1;
+    generate_cls(&one, "plain_one_object", 2, plain);
+
+    /* what the split and every-10th rules leave, and the class of each image's one object */
+    int want[2] = {0, 0}, cls_of[N];
+    for (int i = 0; i < N; i++) {
+        int local, s = mn_synth_split_of(&c, i, &local);
+        mn_synth_sample r;
+        cr_assert_eq(mn_synth_render(&one, i, &r), 0, "%s", mn_last_error());
+        bool empty = local % 10 == 9;
+        cr_assert_eq(r.n_objects, empty ? 0 : 1, "image %d (split %d, local %d): %d objects", i, s, local, r.n_objects);
+        cls_of[i] = empty ? -1 : r.objects[0].label - 1;
+        if (!empty) {
+            cr_assert_eq(r.objects[0].shape, c.classes[cls_of[i]]);
+            want[s]++;
+        }
+        mn_synth_sample_free(&r);
+    }
+    int total[2] = {0, 0};
+    for (int i = 0; i < N; i++) total[mn_synth_split_of(&c, i, NULL)]++;
+    for (int s = 0; s < 2; s++) /* a split of n images has floor(n / 10) empty ones */
+        cr_assert_eq(want[s], total[s] - total[s] / 10, "split %d: %d written of %d", s, want[s], total[s]);
+    cr_assert_eq(st.n_train, want[0]);
+    cr_assert_eq(st.n_val, want[1]);
+    cr_assert_eq(st.n_empty, 0);
+    cr_assert_eq(st.n_objects, want[0] + want[1]);
+    cr_assert(st3.n_train == st.n_train && st3.n_val == st.n_val);
+
+    /* classes.txt, nothing of the normal layout, and one file per written image */
+    char p[700], q[700];
+    snprintf(p, sizeof p, "%s/classes.txt", a);
+    char *text = slurp(p, NULL);
+    cr_assert_str_eq(text, "# class names in label order (the imagefolder data set kind's class list)\ncircle\nsquare\nstar\n");
+    free(text);
+    static const char *const absent[] = {"images", "labels", "annotations", "splits"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(p, sizeof p, "%s/%s", a, absent[k]);
+        cr_assert(!exists(p), "%s was written", p);
+    }
+    cr_assert_eq(count_entries(a), want[0] + want[1] + 1, "only the images and classes.txt");
+    cr_assert_eq(count_entries(b), want[0] + want[1] + 1);
+
+    for (int i = 0; i < N; i++) {
+        int s = mn_synth_split_of(&c, i, NULL);
+        for (int k = 0; k < c.n_classes; k++) {
+            snprintf(p, sizeof p, "%s/%s/%s/%06d.png", a, splits[s], mn_shape_name(c.classes[k]), i + 1);
+            cr_assert_eq(exists(p), k == cls_of[i], "image %d: %s %s", i, p, k == cls_of[i] ? "missing" : "written");
+        }
+        if (cls_of[i] < 0) continue;
+        /* same bytes with three threads and in the normal layout */
+        snprintf(p, sizeof p, "%s/%s/%s/%06d.png", a, splits[s], mn_shape_name(c.classes[cls_of[i]]), i + 1);
+        size_t na, nb;
+        char *x = slurp(p, &na);
+        snprintf(q, sizeof q, "%s/%s/%s/%06d.png", b, splits[s], mn_shape_name(c.classes[cls_of[i]]), i + 1);
+        char *y = slurp(q, &nb);
+        cr_assert(na == nb && !memcmp(x, y, na), "image %d differs between thread counts", i);
+        free(y);
+        snprintf(q, sizeof q, "%s/images/%s/%06d.png", plain, splits[s], i + 1);
+        y = slurp(q, &nb);
+        cr_assert(na == nb && !memcmp(x, y, na), "image %d differs from the normal layout's", i);
+        free(x);
+        free(y);
+    }
+
+    /* the imagefolder kind reads it back: classes in label order, samples by (class, file) */
+    for (int s = 0; s < 2; s++) {
+        mn_dataset_options o = {.kind = "imagefolder", .root = a, .split = splits[s]};
+        mn_dataset *d = NULL;
+        cr_assert_eq(mn_dataset_open(&d, &o), 0, "%s", mn_last_error());
+        cr_assert_eq(mn_dataset_size(d), want[s]);
+        cr_assert_eq(mn_dataset_num_classes(d), 3);
+        for (int k = 0; k < 3; k++) cr_assert_str_eq(mn_dataset_class_name(d, k), mn_shape_name(c.classes[k]));
+        int prev_class = -1, prev_index = -1;
+        for (int j = 0; j < want[s]; j++) {
+            mn_sample smp;
+            cr_assert_eq(mn_dataset_get(d, j, &smp), 0, "%s", mn_last_error());
+            const char *us = strrchr(smp.name, '_');
+            cr_assert(us, "%s", smp.name);
+            int idx = atoi(us + 1) - 1;
+            cr_assert(idx >= 0 && idx < N && mn_synth_split_of(&c, idx, NULL) == s, "%s", smp.name);
+            cr_assert_eq(smp.class_id, cls_of[idx], "%s: class %d, want %d", smp.name, smp.class_id, cls_of[idx]);
+            cr_assert(smp.class_id > prev_class || (smp.class_id == prev_class && idx > prev_index), "order at %s",
+                      smp.name);
+            prev_class = smp.class_id;
+            prev_index = idx;
+            cr_assert(smp.image.w == 64 && smp.image.h == 64 && smp.image.c == 3);
+            mn_sample_free(&smp);
+        }
+        mn_dataset_close(d);
+    }
 }
 
 /* ---- polygon helpers ---- */

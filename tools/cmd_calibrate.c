@@ -7,6 +7,7 @@
 #include "args.h"
 #include "commands.h"
 #include "mn/calibrate.h"
+#include "mn/cls_model.h"
 #include "mn/det_model.h"
 
 static void calibrate_usage(FILE *f)
@@ -101,6 +102,27 @@ static int calibrate_seg(const char *ckpt, const char *out, const calib_args *a)
     return report(rc, out);
 }
 
+static int calibrate_cls(const char *ckpt, const char *out, const calib_args *a)
+{
+    mn_cls_model m;
+    if (mn_cls_model_open(&m, ckpt)) return report(-1, out);
+    apply_overrides(&m.cfg, a);
+    const mn_config *c = &m.cfg;
+    mn_calib_config g;
+    mn_dataset *tr = NULL, *va = NULL;
+    int rc = mn_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
+    if (!rc) rc = open_splits(c, &tr, &va);
+    if (!rc)
+        fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n",
+                g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
+    if (!rc) rc = mn_cls_build_table(&m, tr, va, &g, c->train.batch_size, a->max_val, c->train.seed, stdout);
+    if (!rc) rc = mn_cls_model_save(&m, out, NULL, 0);
+    mn_dataset_close(tr);
+    mn_dataset_close(va);
+    mn_cls_model_free(&m);
+    return report(rc, out);
+}
+
 int mn_cmd_calibrate(int argc, char **argv)
 {
     const char *ckpt = NULL, *out = NULL;
@@ -148,5 +170,6 @@ int mn_cmd_calibrate(int argc, char **argv)
         fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
+    if (task == MN_TASK_CLASSIFICATION) return calibrate_cls(ckpt, out, &ca);
     return task == MN_TASK_DETECTION ? calibrate_det(ckpt, out, &ca) : calibrate_seg(ckpt, out, &ca);
 }

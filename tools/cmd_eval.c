@@ -5,6 +5,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "mn/cls_model.h"
 #include "mn/det_model.h"
 #include "mn/seg_eval.h"
 #include "select.h"
@@ -20,7 +21,8 @@ static void usage(FILE *f)
                "\"width\", \"short_side\", \"max_side\", \"input\", \"macs\", \"images\", and --results FILE writes the\n"
                "detections as a COCO results JSON. --budget (e.g. 1.5G) picks the most accurate calibrated\n"
                "configuration that fits; --width/--size pick one directly (default: full width at data.eval_size,\n"
-               "or at det.short_side for a detector, whose --size is one short side S).\n");
+               "or at det.short_side for a detector, whose --size is one short side S). Classification prints\n"
+               "{\"top1\", \"top5\", \"width\", \"size\", \"macs\", \"images\"}.\n");
 }
 
 static int eval_det(const char *ckpt, const mn_choice *ch, const char *split, int max_images, const char *results)
@@ -64,6 +66,34 @@ done:
     return rc;
 }
 
+static int eval_cls(const char *ckpt, const mn_choice *ch, const char *split, int max_images)
+{
+    mn_cls_model m;
+    if (mn_cls_model_open(&m, ckpt)) {
+        fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    float width;
+    int h, w, rc = MN_EXIT_FAIL;
+    int64_t macs;
+    mn_dataset *d = NULL;
+    mn_cls_scores s;
+    if (mn_choice_apply_cls("eval", ch, &m, &width, &h, &w, &macs)) goto done;
+    mn_dataset_options o;
+    mn_config_dataset_options(&m.cfg, split ? split : m.cfg.data.val_split, &o);
+    if (mn_dataset_open(&d, &o) || mn_cls_evaluate(&m, d, width, h, w, max_images, true, &s)) {
+        fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
+        goto done;
+    }
+    printf("{\"top1\": %.6f, \"top5\": %.6f, \"width\": %.4f, \"size\": [%d, %d], \"macs\": %lld, \"images\": %d}\n", s.top1,
+           s.top5, (double)width, h, w, (long long)macs, s.n);
+    rc = MN_EXIT_OK;
+done:
+    mn_dataset_close(d);
+    mn_cls_model_free(&m);
+    return rc;
+}
+
 int mn_cmd_eval(int argc, char **argv)
 {
     const char *ckpt = NULL, *split = NULL, *results = NULL;
@@ -102,9 +132,11 @@ int mn_cmd_eval(int argc, char **argv)
     }
     if (task == MN_TASK_DETECTION) return eval_det(ckpt, &ch, split, max_images, results);
     if (results) {
-        fprintf(stderr, "mutualnet eval: --results is for detection checkpoints; %s is a segmentation one\n", ckpt);
+        fprintf(stderr, "mutualnet eval: --results is for detection checkpoints; %s is a %s one\n", ckpt,
+                task == MN_TASK_CLASSIFICATION ? "classification" : "segmentation");
         return MN_EXIT_USAGE;
     }
+    if (task == MN_TASK_CLASSIFICATION) return eval_cls(ckpt, &ch, split, max_images);
     mn_seg_model m;
     if (mn_seg_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());

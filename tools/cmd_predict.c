@@ -26,7 +26,8 @@ static void usage(FILE *f)
                "title with the configuration and its cost. --budget (e.g. 0.5G) picks the most accurate calibrated\n"
                "configuration that fits; --width/--size pick one directly (default: full width at data.eval_size,\n"
                "or at det.short_side for a detector, whose --size is one short side S). --alpha: segmentation\n"
-               "overlay opacity (0.55).\n");
+               "overlay opacity (0.55). A classifier writes DIR/<name>_classes.json: its five most probable\n"
+               "classes with their probabilities, most probable first.\n");
 }
 
 static void stem_of(const char *path, char *out, size_t n)
@@ -154,6 +155,68 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
     return failures ? MN_EXIT_FAIL : MN_EXIT_OK;
 }
 
+/* Index of the largest entry of p (n) not yet taken. */
+static int next_best(const float *p /* (n) */, const bool *taken /* (n) */, int n)
+{
+    int best = -1;
+    for (int k = 0; k < n; k++)
+        if (!taken[k] && (best < 0 || p[k] > p[best])) best = k;
+    return best;
+}
+
+static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, const char **images, int n_images)
+{
+    mn_cls_model m;
+    if (mn_cls_model_open(&m, ckpt)) {
+        fprintf(stderr, "mutualnet predict: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    float width;
+    int h, w;
+    int64_t macs;
+    int pick = mn_choice_apply_cls("predict", ch, &m, &width, &h, &w, &macs);
+    float *probs = malloc(sizeof(float) * (size_t)m.num_classes);
+    bool *taken = malloc(sizeof(bool) * (size_t)m.num_classes);
+    int failures = 0;
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    for (int i = 0; !pick && probs && taken && i < n_images; i++) {
+        mn_image img = {0};
+        char stem[512], path[1600];
+        stem_of(images[i], stem, sizeof stem);
+        snprintf(path, sizeof path, "%s/%s_classes.json", out, stem);
+        int rc = mn_image_load(images[i], 3, &img);
+        if (!rc) rc = mn_cls_predict(&m, &t, &img, width, h, w, probs);
+        FILE *f = rc ? NULL : fopen(path, "w");
+        if (!rc && !f) rc = mn_error(MN_EIO, "%s: cannot write", path);
+        if (!rc) {
+            memset(taken, 0, sizeof(bool) * (size_t)m.num_classes);
+            fprintf(f, "[");
+            for (int r = 0; r < 5 && r < m.num_classes; r++) {
+                int k = next_best(probs, taken, m.num_classes);
+                taken[k] = true;
+                fprintf(f, "%s{\"class\": \"%s\", \"index\": %d, \"probability\": %.6f}", r ? ", " : "", m.class_names[k], k,
+                        (double)probs[k]);
+                if (r == 0) fprintf(stderr, "mutualnet predict: %s: %s (%.1f%%)\n", images[i], m.class_names[k], 100.0 * probs[k]);
+            }
+            fprintf(f, "]\n");
+            if (fclose(f)) rc = mn_error(MN_EIO, "%s: cannot write", path);
+        }
+        if (rc) {
+            fprintf(stderr, "mutualnet predict: %s\n", mn_last_error());
+            failures++;
+        }
+        mn_image_free(&img);
+    }
+    if (!probs || !taken) failures = fprintf(stderr, "mutualnet predict: out of memory\n");
+    mn_tape_free(&t);
+    free(probs);
+    free(taken);
+    mn_cls_model_free(&m);
+    if (pick) return pick == -2 ? MN_EXIT_USAGE : MN_EXIT_FAIL;
+    return failures ? MN_EXIT_FAIL : MN_EXIT_OK;
+}
+
 int mn_cmd_predict(int argc, char **argv)
 {
     const char *ckpt = NULL, *out = NULL, *format = "png";
@@ -209,6 +272,10 @@ int mn_cmd_predict(int argc, char **argv)
     }
     if (task == MN_TASK_DETECTION) {
         status = predict_det(ckpt, &ch, out, format, thr, images, n_images);
+        goto done;
+    }
+    if (task == MN_TASK_CLASSIFICATION) {
+        status = predict_cls(ckpt, &ch, out, images, n_images);
         goto done;
     }
     mn_seg_model m;

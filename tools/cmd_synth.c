@@ -15,7 +15,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mutualnet synth --out DIR [--images N] [--size HxW] [--seed S] [--classes LIST]\n"
-            "                       [--format jpg|png] [--quality Q] [--val F] [--max-objects M] [--force]\n\n"
+            "                       [--format jpg|png | --png] [--quality Q] [--val F] [--max-objects M] [--force]\n"
+            "                       [--classification]\n\n"
             "Writes a detection + segmentation data set of shapes (circle, square, triangle, star, ring) in the\n"
             "formats real data sets use. Same arguments, byte-identical output.\n\n"
             "  --out DIR          output folder; must be empty or absent unless --force\n"
@@ -23,14 +24,18 @@ static void usage(FILE *f)
             "  --size HxW         image height x width, as everywhere in mutualnet (default 320x320)\n"
             "  --seed S           random seed, 0 .. 2^64-1 (default 0)\n"
             "  --classes LIST     comma-separated subset, e.g. circle,ring (default: all five)\n"
-            "  --format jpg|png   image format (default jpg; labels are always PNG)\n"
+            "  --format jpg|png   image format (default jpg; labels are always PNG); --png is --format png\n"
             "  --quality Q        JPEG quality 1..100 (default 90)\n"
             "  --val F            fraction of images in the val split, [0, 1) (default 0.2)\n"
             "  --max-objects M    objects per non-empty image, 1..%d (default 6)\n"
-            "  --force            write into a non-empty DIR, replacing files of the same names\n\n"
+            "  --force            write into a non-empty DIR, replacing files of the same names\n"
+            "  --classification   write an image classification set instead (one object per image,\n"
+            "                     --max-objects ignored)\n\n"
             "Layout: DIR/images/{train,val}/NNNNNN.jpg, DIR/labels/{train,val}/NNNNNN.png (0 background,\n"
             "1..K classes, 255 ignore border), DIR/annotations/instances_{train,val}.json (COCO),\n"
-            "DIR/splits/{train,val}.txt, DIR/classes.txt.\n\n"
+            "DIR/splits/{train,val}.txt, DIR/classes.txt.\n"
+            "With --classification (the imagefolder data set kind): DIR/{train,val}/<class>/NNNNNN.jpg and\n"
+            "DIR/classes.txt (one class name per line); the images without objects are not written.\n\n"
             "exit status: 0 written, 1 failed, 2 usage error\n",
             MN_SYNTH_MAX_OBJECTS);
 }
@@ -72,6 +77,10 @@ int mn_cmd_synth(int argc, char **argv)
             return MN_EXIT_OK;
         } else if (!strcmp(a, "--force")) {
             c.force = true;
+        } else if (!strcmp(a, "--png")) {
+            c.png = true;
+        } else if (!strcmp(a, "--classification")) {
+            c.classification = true;
         } else if (!strcmp(a, "--out")) {
             if (!(c.out_dir = mn_arg_value(cmd, argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--images")) {
@@ -131,6 +140,13 @@ int mn_cmd_synth(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (c.classification) {
+        printf("wrote %s: %d classification images (%d train, %d val; %d without objects skipped) of %dx%d, "
+               "%d classes, seed %" PRIu64 ", in %.2f s\n",
+               c.out_dir, st.n_train + st.n_val, st.n_train, st.n_val, c.n_images - st.n_train - st.n_val, c.height,
+               c.width, c.n_classes, c.seed, secs);
+        return MN_EXIT_OK;
+    }
     printf("wrote %s: %d images (%d train, %d val, %d without objects) of %dx%d, %d objects "
            "(%d small, %d medium, %d large), seed %" PRIu64 ", in %.2f s\n",
            c.out_dir, c.n_images, st.n_train, st.n_val, st.n_empty, c.height, c.width, st.n_objects, st.n_small,

@@ -70,7 +70,9 @@ int mn_cmd_train(int argc, char **argv)
             return MN_EXIT_USAGE;
         }
     }
-    int rc = c.task == MN_TASK_SEGMENTATION ? mn_train_segmentation(&c, resume, 0) : mn_train_detection(&c, resume, 0);
+    int rc = c.task == MN_TASK_SEGMENTATION ? mn_train_segmentation(&c, resume, 0)
+             : c.task == MN_TASK_DETECTION  ? mn_train_detection(&c, resume, 0)
+                                            : mn_train_classification(&c, resume, 0);
     if (rc) {
         fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
         return MN_EXIT_FAIL;

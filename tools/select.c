@@ -158,3 +158,27 @@ int mn_choice_apply_det(const char *cmd, const mn_choice *c, mn_det_model *m, fl
     int max_side;
     return mn_choice_resolve(cmd, c, &t, width, short_side, &max_side, macs);
 }
+
+/* ---- classification: sizes are the network input h x w, as for segmentation ---- */
+
+static int cls_select(void *m, float width, int h, int w) { return mn_cls_model_select(m, width, h, w); }
+
+static int cls_flops(void *m, float width, int h, int w, int64_t *macs) { return mn_cls_model_flops(m, width, h, w, macs); }
+
+int mn_choice_apply_cls(const char *cmd, const mn_choice *c, mn_cls_model *m, float *width, int *h, int *w,
+                        int64_t *macs)
+{
+    const mn_config *cfg = &m->cfg;
+    mn_choice_target t = {
+        .table = &m->table,
+        .width_lo = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_min,
+        .width_hi = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_max,
+        .def_h = cfg->data.eval_size[0],
+        .def_w = cfg->data.eval_size[1],
+        .model = m,
+        .select = cls_select,
+        .flops = cls_flops,
+        .describe = seg_describe,
+    };
+    return mn_choice_resolve(cmd, c, &t, width, h, w, macs);
+}

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 
+#include "mn/cls_model.h"
 #include "mn/det_model.h"
 #include "mn/seg_model.h"
 
@@ -41,9 +42,11 @@ typedef struct mn_choice_target {
 int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_target *t, float *width, int *h, int *w,
                       int64_t *macs);
 
-/* The two kinds of model. */
+/* The three kinds of model. */
 int mn_choice_apply(const char *cmd, const mn_choice *c, mn_seg_model *m, float *width, int *h, int *w, int64_t *macs);
 int mn_choice_apply_det(const char *cmd, const mn_choice *c, mn_det_model *m, float *width, int *short_side,
+                        int64_t *macs);
+int mn_choice_apply_cls(const char *cmd, const mn_choice *c, mn_cls_model *m, float *width, int *h, int *w,
                         int64_t *macs);
 
 #endif

@@ -21,7 +21,7 @@ typedef struct key {
 
 #define F(field) offsetof(mn_config, field), sizeof(((mn_config *)0)->field)
 static const key keys[] = {
-    {"task", K_ENUM, F(task), 0, 0, "segmentation|detection", "what the model predicts"},
+    {"task", K_ENUM, F(task), 0, 0, "segmentation|detection|classification", "what the model predicts"},
     {"model.backbone", K_STR, F(model.backbone), 0, 0, NULL, "mobilenet_v2 | mobilenet_v1 | resnet50"},
     {"model.output_stride", K_INT, F(model.output_stride), 8, 16, NULL, "backbone output stride (16 or 8, by dilation)"},
     {"model.decoder", K_STR, F(model.decoder), 0, 0, NULL, "v3plus (DeepLabV3+ decoder) | v3 (ASPP only)"},
@@ -29,13 +29,13 @@ static const key keys[] = {
     {"model.aspp_channels", K_INT, F(model.aspp_channels), 8, 2048, NULL, "ASPP and decoder channels at width 1"},
     {"model.low_level_channels", K_INT, F(model.low_level_channels), 8, 1024, NULL, "V3+ stride-4 projection channels"},
     {"model.init", K_STR, F(model.init), 0, 0, NULL, "safetensors file to start from (e.g. imported ImageNet weights); \"\" = random"},
-    {"data.kind", K_STR, F(data.kind), 0, 0, NULL, "folder | voc | cityscapes | coco"},
+    {"data.kind", K_STR, F(data.kind), 0, 0, NULL, "folder | voc | cityscapes | coco | imagefolder (classification: {split}/<class>/<image>)"},
     {"data.root", K_STR, F(data.root), 0, 0, NULL, "data set root folder"},
     {"data.train_split", K_STR, F(data.train_split), 0, 0, NULL, "split used for training and BN calibration"},
     {"data.val_split", K_STR, F(data.val_split), 0, 0, NULL, "split used for evaluation and the query table"},
-    {"data.images", K_STR, F(data.images), 0, 0, NULL, "folder/coco kinds: image folder under root ({split} is replaced)"},
+    {"data.images", K_STR, F(data.images), 0, 0, NULL, "folder/coco/imagefolder kinds: image folder under root ({split} is replaced; imagefolder: \"{split}\")"},
     {"data.labels", K_STR, F(data.labels), 0, 0, NULL, "folder kind: label PNG folder under root ({split} is replaced)"},
-    {"data.classes", K_STR, F(data.classes), 0, 0, NULL, "folder kind: class list, one \"index name\" or \"name\" per line"},
+    {"data.classes", K_STR, F(data.classes), 0, 0, NULL, "folder/imagefolder kinds: class list, one \"index name\" or \"name\" per line"},
     {"data.annotations", K_STR, F(data.annotations), 0, 0, NULL, "coco kind: instances JSON under root ({split} is replaced)"},
     {"data.void_index", K_INT, F(data.void_index), -1, 254, NULL, "folder kind: label value treated as ignore (-1 none)"},
     {"data.crop", K_INT2, F(data.crop), 32, 4096, NULL, "training crop [h, w] (multiples of 32 are fastest)"},

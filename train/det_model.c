@@ -245,6 +245,8 @@ int mn_model_task(const char *path, enum mn_task_kind *task)
             *task = MN_TASK_SEGMENTATION;
         else if (!strcmp(t->valuestring, "detection"))
             *task = MN_TASK_DETECTION;
+        else if (!strcmp(t->valuestring, "classification"))
+            *task = MN_TASK_CLASSIFICATION;
         else
             rc = mn_error(MN_EFORMAT, "%s: unknown task \"%s\"", path, t->valuestring);
     }

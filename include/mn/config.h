@@ -12,7 +12,7 @@
 
 #define MN_MAX_SCALES 8
 
-enum mn_task_kind { MN_TASK_SEGMENTATION = 0, MN_TASK_DETECTION = 1 };
+enum mn_task_kind { MN_TASK_SEGMENTATION = 0, MN_TASK_DETECTION = 1, MN_TASK_CLASSIFICATION = 2 };
 enum mn_mode { MN_MODE_MUTUALNET = 0, MN_MODE_USNET = 1, MN_MODE_INDEPENDENT = 2 };
 enum mn_distill { MN_DISTILL_NONE = 0, MN_DISTILL_KL = 1 };
 enum mn_schedule { MN_SCHED_COSINE = 0, MN_SCHED_POLY = 1 };
@@ -28,7 +28,7 @@ typedef struct mn_config {
         char init[512];         /* safetensors weights to start from ("" = random init) */
     } model;
     struct {
-        char kind[16];          /* folder | voc | cityscapes | coco */
+        char kind[16];          /* folder | voc | cityscapes | coco | imagefolder */
         char root[512];
         char train_split[32], val_split[32];
         char images[256], labels[256];   /* folder kind: folders under root, "{split}" replaced */

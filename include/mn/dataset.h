@@ -3,7 +3,9 @@
  * Kinds: "voc" (JPEGImages + SegmentationClass palette PNGs + ImageSets/Segmentation lists),
  * "cityscapes" (leftImg8bit + gtFine *_labelIds.png mapped to the 19 train ids), "folder"
  * (a folder of images and a folder of index PNGs with the same stems, plus a class list),
- * "coco" (COCO instances JSON: boxes, for detection). Every kind yields mn_sample's. */
+ * "coco" (COCO instances JSON: boxes, for detection), "imagefolder" (ImageNet / torchvision
+ * layout for image-level classification: {split}/<class name>/<image>, classes from classes.txt
+ * or the sorted subfolder names). Every kind yields mn_sample's. */
 #ifndef MN_DATASET_H
 #define MN_DATASET_H
 
@@ -26,6 +28,7 @@ typedef struct mn_sample {
     mn_image label;          /* (H, W, 1) class indices, 255 = ignore; data NULL when the kind has none */
     mn_box *boxes;           /* n_boxes detection targets (malloc'd), NULL for segmentation kinds */
     int n_boxes;
+    int class_id;            /* image-level class 0..K-1 (imagefolder kind); -1 for the other kinds */
     int64_t image_id;        /* COCO image id, else the index */
     char name[256];          /* file stem, for naming outputs */
 } mn_sample;
@@ -33,13 +36,18 @@ typedef struct mn_sample {
 MN_API void mn_sample_free(mn_sample *s);
 
 typedef struct mn_dataset_options {
-    const char *kind;        /* "voc" | "cityscapes" | "folder" | "coco" */
+    const char *kind;        /* "voc" | "cityscapes" | "folder" | "coco" | "imagefolder" */
     const char *root;        /* data set root folder */
     const char *split;       /* "train", "val", ... */
     /* folder kind: images and labels folders under root ("{split}" is replaced; NULL:
      * "images/{split}", "labels/{split}") and a class list file (NULL: "classes.txt"; one
      * "index name" or "name" per line; root-relative unless absolute, else as given from the
      * working directory) */
+    /* imagefolder kind: `images` is the split folder holding one subfolder per class (NULL:
+     * "{split}"); `classes` an optional class list (NULL: "classes.txt", same path rule; one
+     * "name" or "index name" per line, class k = k-th name; a list named other than "classes.txt"
+     * must exist); without the file the classes are
+     * the subfolder names sorted by strcmp. Images are ordered by (class, file name); labels unused */
     const char *images, *labels, *classes;
     int void_index;          /* folder kind: this label value becomes ignore; -1: none (a zeroed
                               * struct means 0, i.e. class 0 ignored: always set it) */
@@ -56,7 +64,7 @@ typedef struct mn_dataset_kind {
     int (*size)(const void *state);
     /* loads sample i; must be safe to call from several threads for different i */
     int (*get)(void *state, int i, mn_sample *out);
-    int (*num_classes)(const void *state);             /* including background / index 0 */
+    int (*num_classes)(const void *state);             /* including background / index 0 (imagefolder: K, no background) */
     const char *(*class_name)(const void *state, int k);
     void (*close)(void *state);
     /* optional (NULL when the kind has none): the file's own category id of label k (COCO),
@@ -96,7 +104,8 @@ MN_API void mn_seg_aug_default(mn_seg_aug *a, int crop_h, int crop_w, bool train
 
 /* Turns one sample into a normalised float image and a label map of the crop size:
  * image_chw (3, crop_h, crop_w), label_hw (crop_h, crop_w) int32 (255 in padding) or NULL. Images are
- * resized bilinearly, labels with nearest neighbour. */
+ * resized bilinearly, labels with nearest neighbour. A sample without a label map (label.data
+ * NULL, e.g. imagefolder) gets label_hw all 255. */
 MN_API int mn_seg_transform(const mn_seg_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw,
                             int32_t *label_hw);
 
@@ -142,6 +151,7 @@ typedef struct mn_seg_batch {
     float *images;               /* (n, 3, h, w) */
     int32_t *labels;             /* (n, h, w) */
     int index[64];               /* data set indices of the samples (n <= 64) */
+    int32_t classes[64];         /* class_id of each sample (-1 when the kind has none) */
 } mn_seg_batch;
 
 /* A detection batch: images of different sizes resized by short side, padded together. */

@@ -10,6 +10,16 @@
  *                                              folder kind's class list, see dataset.h), after a
  *                                              "#" comment line giving each name's category id
  *
+ * Classification layout (config.classification; the imagefolder kind of dataset.h reads it):
+ *   {train,val}/<class name>/NNNNNN.jpg (or .png)   each image holds exactly one object (as if
+ *                                                   max_objects were 1), filed under its class
+ *   classes.txt                                     a "#" comment line, then one class name per
+ *                                                   line in label order (class k = label k + 1)
+ *   Images without an object (the empty 10th, 20th, ... of each split, or the rare image whose
+ *   placement failed) are not written; nothing else (labels, JSON, split lists) is. A written
+ *   image is byte-identical to what the normal layout writes for the same index and config
+ *   with max_objects 1.
+ *
  * Shapes and geometry
  * - Classes: circle, square, triangle, star, ring. Each has a fixed, non-contiguous COCO
  *   category id (1, 3, 7, 9, 13) whatever subset is chosen. Label indices are 1..K in increasing
@@ -68,10 +78,11 @@ typedef struct mn_synth_config {
     double val_fraction;          /* in [0, 1) */
     int max_objects;              /* per non-empty image, 1 .. MN_SYNTH_MAX_OBJECTS */
     bool force;                   /* write into a non-empty out_dir, replacing files of the same names */
+    bool classification;          /* write an imagefolder classification set (see layout) */
 } mn_synth_config;
 
 /* Defaults: 300 images of 320x320, seed 0, all five classes, JPEG quality 90, 20% val, up to
- * 6 objects per image, out_dir NULL. */
+ * 6 objects per image, out_dir NULL, the detection + segmentation layout. */
 MN_API void mn_synth_config_default(mn_synth_config *c);
 /* Sets classes from a comma-separated list of names ("star,circle"), in any order; they are
  * stored in increasing category id order. */
@@ -107,8 +118,8 @@ MN_API int mn_synth_render(const mn_synth_config *c, int index, mn_synth_sample 
 MN_API void mn_synth_sample_free(mn_synth_sample *s);
 
 typedef struct mn_synth_stats {
-    int n_train, n_val;
-    int n_empty;                       /* images without objects */
+    int n_train, n_val;                /* images written (classification: without the skipped empty ones) */
+    int n_empty;                       /* images written without objects (classification: 0) */
     int n_objects;                     /* annotations over both splits */
     int n_small, n_medium, n_large;    /* annotations by COCO area range */
 } mn_synth_stats;

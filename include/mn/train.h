@@ -60,4 +60,11 @@ MN_API int mn_train_segmentation(const mn_config *c, const char *resume, int64_t
  * validation split to metrics.jsonl and the detections to <out_dir>/val_results.json. */
 MN_API int mn_train_detection(const mn_config *c, const char *resume, int64_t stop_at);
 
+/* The same for an image classifier (task "classification", data.kind "imagefolder"): the
+ * backbone's own global-pool + linear head at output stride 32, cross-entropy for the full
+ * network, mutual.gt_weight x cross-entropy and/or mutual.distill_weight x KL to the full
+ * network's softmax for the sub-networks (the paper's recipe: gt_weight 0, distill "kl"). The
+ * final evaluation writes top-1 and top-5 accuracy ("val_top1", "val_top5") to metrics.jsonl. */
+MN_API int mn_train_classification(const mn_config *c, const char *resume, int64_t stop_at);
+
 #endif

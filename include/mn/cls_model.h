@@ -1,0 +1,64 @@
+/* An image classifier as a run knows it (spec §1, the paper's ImageNet setting): the backbone
+ * with its global-pool + linear head, the class names, and (after calibration) the query table
+ * with per-configuration BN statistics. The checkpoint carries all of it. */
+#ifndef MN_CLS_MODEL_H
+#define MN_CLS_MODEL_H
+
+#include <stdbool.h>
+
+#include "backbone.h"
+#include "calibrate.h"
+#include "config.h"
+#include "dataset.h"
+#include "optim.h"
+#include "query.h"
+
+#define MN_CLS_MAX_CLASSES 100000
+
+typedef struct mn_cls_model {
+    mn_config cfg;
+    int num_classes;
+    char (*class_names)[64];      /* (num_classes) */
+    mn_param_set ps;
+    mn_backbone *net;             /* output stride 32, classifier of num_classes outputs */
+    mn_query_table table;         /* metric "top-1"; n == 0 until calibrated */
+    float *train_stats;           /* BN running statistics as trained (table.n_stats floats) */
+} mn_cls_model;
+
+/* Builds the classifier of cfg for num_classes classes, initialised from seed (and cfg->model.init
+ * when set: torchvision-named backbone weights; a classifier of another class count is skipped). */
+MN_API int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, const char *const *class_names,
+                               uint64_t seed);
+/* Rebuilds the model stored in a checkpoint (configuration, classes, weights, query table). */
+MN_API int mn_cls_model_open(mn_cls_model *m, const char *path);
+/* Writes the model (and, with opt, the optimiser state and iteration) to path atomically. */
+MN_API int mn_cls_model_save(const mn_cls_model *m, const char *path, const mn_sgd *opt, int64_t iteration);
+/* Restores optimiser buffers and returns the iteration stored by mn_cls_model_save. */
+MN_API int mn_cls_model_resume(mn_cls_model *m, const char *path, mn_sgd *opt, int64_t *iteration);
+MN_API void mn_cls_model_free(mn_cls_model *m);
+/* Loads the BN statistics for (width, h x w): the calibrated ones when the table has the
+ * configuration, else those the model was trained with. */
+MN_API int mn_cls_model_select(mn_cls_model *m, float width, int h, int w);
+/* Multiply-accumulates per image at (width, h x w), classifier included. */
+MN_API int mn_cls_model_flops(mn_cls_model *m, float width, int h, int w, int64_t *macs);
+
+typedef struct mn_cls_scores {
+    double top1, top5;            /* fractions in [0, 1] */
+    int n;                        /* images scored */
+} mn_cls_scores;
+
+/* Class probabilities of an RGB image resized (bilinear) to h x w: probs (num_classes). The
+ * caller selects BN statistics (mn_cls_model_select) and width. */
+MN_API int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, float width, int h, int w,
+                          float *probs /* (num_classes) */);
+/* Top-1 and top-5 accuracy (top-k with k = min(5, num_classes)) at (width, h x w) on a data set
+ * of image-level labels; max_images > 0 limits the count. Progress on stderr when asked. */
+MN_API int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images,
+                           bool show_progress, mn_cls_scores *out);
+
+/* Calibrates (BN statistics over `batches` training batches per configuration), scores (top-1)
+ * and costs every configuration of g into m->table; prints the table to report when non-NULL. */
+MN_API int mn_cls_build_table(mn_cls_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
+                              int batch_size, int max_val_images, uint64_t seed, FILE *report);
+
+#endif
