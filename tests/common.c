@@ -250,6 +250,24 @@ int tc_metrics_losses(const char *out_dir, double *loss, int max)
     return n;
 }
 
+void tc_expect_resume_matches(int (*train)(const mn_config *c, const char *resume, int64_t stop_at), const mn_config *a,
+                              const mn_config *b, int stop)
+{
+    cr_assert_eq(train(a, NULL, 0), 0, "%s", mn_last_error());
+    cr_assert_eq(train(b, NULL, stop), 0, "%s", mn_last_error());
+    char ckpt[700];
+    snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", b->train.out_dir);
+    cr_assert_eq(train(b, ckpt, 0), 0, "%s", mn_last_error());
+    int n = a->train.iterations;
+    double *la = calloc((size_t)n + 1, sizeof *la), *lb = calloc((size_t)n + 1, sizeof *lb);
+    cr_assert(la && lb);
+    cr_assert_eq(tc_metrics_losses(a->train.out_dir, la, n + 1), n);
+    cr_assert_eq(tc_metrics_losses(b->train.out_dir, lb, n + 1), n);
+    for (int i = 1; i <= n; i++) cr_assert_eq(la[i], lb[i], "iteration %d: %.9g vs %.9g", i, la[i], lb[i]);
+    free(la);
+    free(lb);
+}
+
 void tc_remove_tree(const char *dir)
 {
     char cmd[1100];

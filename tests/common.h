@@ -4,8 +4,9 @@
 
 #include <stdint.h>
 
-#include "mn/safetensors.h"
+#include "mn/config.h"
 #include "mn/param.h"
+#include "mn/safetensors.h"
 #include "mn/tape.h"
 
 /* Loads tests/fixtures/<name>.safetensors (made by tools/fixtures/gen_<name>.py); asserts. */
@@ -55,5 +56,10 @@ void tc_check_param_grads(const mn_safetensors *st, const char *tag, const mn_pa
 int tc_metrics_lines(const char *out_dir, char lines[][TC_METRICS_LINE], int max);
 /* The full network's loss of each logged iteration, at loss[iteration]; the last iteration. */
 int tc_metrics_losses(const char *out_dir, double *loss, int max);
+/* Trains a to the end, and b (the same run in another out_dir) stopped after `stop` iterations as
+ * a kill would stop it, then resumed from its checkpoint; asserts that both logged the same
+ * full-network loss at every iteration, bit for bit. */
+void tc_expect_resume_matches(int (*train)(const mn_config *c, const char *resume, int64_t stop_at), const mn_config *a,
+                              const mn_config *b, int stop);
 /* rm -rf dir (test data under /tmp). */
 void tc_remove_tree(const char *dir);

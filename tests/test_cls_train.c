@@ -1,6 +1,7 @@
 /* The classification task end to end on a synthetic image folder: mutual learning lowers the
- * loss, the checkpoint reopens, scores agree with per-image predictions, calibration builds a
- * table that selects by budget, and an interrupted run resumes with the same losses. */
+ * loss and memorises a small training split, the checkpoint reopens, batched scores agree with
+ * per-image predictions, calibration builds a table that selects by budget, and an interrupted
+ * run resumes with the same losses. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ static void make_data(void)
     mn_synth_config s;
     mn_synth_config_default(&s);
     s.out_dir = data;
-    s.n_images = 100;
+    s.n_images = 24; /* 18 training images (2 empty ones are skipped), 4 validation images */
     s.width = s.height = 64;
     s.seed = 5;
     s.png = true;
@@ -54,7 +55,7 @@ static void tiny_config(mn_config *c, const char *out)
     c->mutual.scales[1] = 0.5f;
     c->mutual.gt_weight = 0.0f;
     c->mutual.distill = MN_DISTILL_KL;
-    c->optim.lr = 0.05f;
+    c->optim.lr = 0.02f;
     c->optim.warmup_iters = 2;
     c->train.batch_size = 8;
     c->train.iterations = 6;
@@ -69,15 +70,7 @@ Test(cls_train, resume_gives_the_same_losses)
     mn_config a, b;
     tiny_config(&a, "straight");
     tiny_config(&b, "interrupted");
-    cr_assert_eq(mn_train_classification(&a, NULL, 0), 0, "%s", mn_last_error());
-    cr_assert_eq(mn_train_classification(&b, NULL, 3), 0, "%s", mn_last_error());
-    char ckpt[700];
-    snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", b.train.out_dir);
-    cr_assert_eq(mn_train_classification(&b, ckpt, 0), 0, "%s", mn_last_error());
-    double la[16] = {0}, lb[16] = {0};
-    cr_assert_eq(tc_metrics_losses(a.train.out_dir, la, 16), 6);
-    cr_assert_eq(tc_metrics_losses(b.train.out_dir, lb, 16), 6);
-    for (int i = 1; i <= 6; i++) cr_assert_eq(la[i], lb[i], "iteration %d: %.9g vs %.9g", i, la[i], lb[i]);
+    tc_expect_resume_matches(mn_train_classification, &a, &b, 3);
 }
 
 Test(cls_train, learns_reopens_scores_and_calibrates)
@@ -107,10 +100,12 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     mn_config_dataset_options(&m.cfg, "val", &o);
     cr_assert_eq(mn_dataset_open(&va, &o), 0, "%s", mn_last_error());
 
-    /* the batched score equals counting per-image argmaxes; top-5 of 3 classes is always right */
+    /* on the training split: the batched score equals counting per-image argmaxes, the network has
+     * memorised most of its 18 images (the largest class alone is 8 of them), top-5 of 3 classes
+     * is always right */
     mn_cls_scores s;
-    cr_assert_eq(mn_cls_evaluate(&m, va, 1.0f, 64, 64, 0, false, &s), 0, "%s", mn_last_error());
-    cr_assert_eq(s.n, mn_dataset_size(va));
+    cr_assert_eq(mn_cls_evaluate(&m, tr, 1.0f, 64, 64, 0, false, &s), 0, "%s", mn_last_error());
+    cr_assert_eq(s.n, mn_dataset_size(tr));
     cr_assert_float_eq(s.top5, 1.0, 1e-12);
     mn_tape t;
     mn_tape_init(&t, 0);
@@ -118,7 +113,7 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     float p[3];
     for (int i = 0; i < s.n; i++) {
         mn_sample smp;
-        cr_assert_eq(mn_dataset_get(va, i, &smp), 0, "%s", mn_last_error());
+        cr_assert_eq(mn_dataset_get(tr, i, &smp), 0, "%s", mn_last_error());
         cr_assert_eq(mn_cls_predict(&m, &t, &smp.image, 1.0f, 64, 64, p), 0, "%s", mn_last_error());
         cr_assert_float_eq(p[0] + p[1] + p[2], 1.0f, 1e-5f);
         int best = p[1] > p[0] ? 1 : 0;
@@ -128,7 +123,7 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     }
     mn_tape_free(&t);
     cr_assert_float_eq(s.top1, (double)right / s.n, 1e-12, "batched %.4f, per image %d/%d", s.top1, right, s.n);
-    cr_assert_gt(s.top1, 0.5, "after 60 iterations the full network should beat chance (1/3): %.3f", s.top1);
+    cr_assert_geq(s.top1, 0.75, "after 60 iterations the full network should fit its training images: %.3f", s.top1);
 
     /* calibration: 2 widths x 2 sizes, costs spread, budgets select within the table */
     mn_calib_config g = {.widths = {1.0f, 0.35f}, .n_widths = 2, .sizes = {{64, 64}, {32, 32}}, .n_sizes = 2, .batches = 2};

@@ -70,16 +70,7 @@ Test(train, resume_gives_the_same_losses)
     mn_config a, b;
     tiny_config(&a, "straight");
     tiny_config(&b, "interrupted");
-    cr_assert_eq(mn_train_segmentation(&a, NULL, 0), 0, "%s", mn_last_error());
-    /* stop after 3 iterations as a kill would, then resume from the checkpoint */
-    cr_assert_eq(mn_train_segmentation(&b, NULL, 3), 0, "%s", mn_last_error());
-    char ckpt[700];
-    snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", b.train.out_dir);
-    cr_assert_eq(mn_train_segmentation(&b, ckpt, 0), 0, "%s", mn_last_error());
-    double la[16] = {0}, lb[16] = {0};
-    cr_assert_eq(tc_metrics_losses(a.train.out_dir, la, 16), 6);
-    cr_assert_eq(tc_metrics_losses(b.train.out_dir, lb, 16), 6);
-    for (int i = 1; i <= 6; i++) cr_assert_eq(la[i], lb[i], "iteration %d: %.9g vs %.9g", i, la[i], lb[i]);
+    tc_expect_resume_matches(mn_train_segmentation, &a, &b, 3);
 }
 
 Test(train, gradient_clipping_caps_the_step)

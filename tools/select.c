@@ -95,20 +95,29 @@ static void seg_describe(void *m, float width, int h, int w, char *out, int size
     snprintf(out, (size_t)size, "at %dx%d", h, w);
 }
 
-int mn_choice_apply(const char *cmd, const mn_choice *c, mn_seg_model *m, float *width, int *h, int *w, int64_t *macs)
+/* A model run on whole images (segmentation, classification): the trained width range, and
+ * data.eval_size when no size is given. */
+static mn_choice_target image_target(const mn_config *cfg, const mn_query_table *table, void *model,
+                                     int (*select)(void *, float, int, int),
+                                     int (*flops)(void *, float, int, int, int64_t *))
 {
-    const mn_config *cfg = &m->cfg;
-    mn_choice_target t = {
-        .table = &m->table,
-        .width_lo = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_min,
-        .width_hi = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_max,
+    bool one = cfg->mutual.mode == MN_MODE_INDEPENDENT;
+    return (mn_choice_target){
+        .table = table,
+        .width_lo = one ? cfg->mutual.width : cfg->mutual.width_min,
+        .width_hi = one ? cfg->mutual.width : cfg->mutual.width_max,
         .def_h = cfg->data.eval_size[0],
         .def_w = cfg->data.eval_size[1],
-        .model = m,
-        .select = seg_select,
-        .flops = seg_flops,
+        .model = model,
+        .select = select,
+        .flops = flops,
         .describe = seg_describe,
     };
+}
+
+int mn_choice_apply(const char *cmd, const mn_choice *c, mn_seg_model *m, float *width, int *h, int *w, int64_t *macs)
+{
+    mn_choice_target t = image_target(&m->cfg, &m->table, m, seg_select, seg_flops);
     return mn_choice_resolve(cmd, c, &t, width, h, w, macs);
 }
 
@@ -168,17 +177,6 @@ static int cls_flops(void *m, float width, int h, int w, int64_t *macs) { return
 int mn_choice_apply_cls(const char *cmd, const mn_choice *c, mn_cls_model *m, float *width, int *h, int *w,
                         int64_t *macs)
 {
-    const mn_config *cfg = &m->cfg;
-    mn_choice_target t = {
-        .table = &m->table,
-        .width_lo = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_min,
-        .width_hi = cfg->mutual.mode == MN_MODE_INDEPENDENT ? cfg->mutual.width : cfg->mutual.width_max,
-        .def_h = cfg->data.eval_size[0],
-        .def_w = cfg->data.eval_size[1],
-        .model = m,
-        .select = cls_select,
-        .flops = cls_flops,
-        .describe = seg_describe,
-    };
+    mn_choice_target t = image_target(&m->cfg, &m->table, m, cls_select, cls_flops);
     return mn_choice_resolve(cmd, c, &t, width, h, w, macs);
 }

@@ -55,33 +55,16 @@ int mn_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_cali
     return 0;
 }
 
+static int seg_forward(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */)
+{
+    return mn_seg_forward_raw(net, r, x) ? 0 : mn_last_error_code();
+}
+
 int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches)
 {
     mn_slim_bn **bns;
     int n = mn_seg_bn_layers(m->net, &bns);
-    for (int i = 0; i < n; i++) mn_slim_bn_reset(bns[i]);
-    mn_tape t;
-    mn_tape_init(&t, 0);
-    mn_tape_set_grad(&t, false);
-    int rc = mn_loader_start(train, 0, 0);
-    for (int b = 0; b < batches && !rc; b++) {
-        const mn_seg_batch *bt;
-        rc = mn_loader_next(train, &bt);
-        if (!rc && !bt) { /* fewer batches than asked: the epoch is over, start again */
-            rc = mn_loader_start(train, b, 0);
-            if (!rc) rc = mn_loader_next(train, &bt);
-            if (!rc && !bt) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
-        }
-        if (rc) break;
-        mn_tape_reset(&t);
-        mn_var *x = mn_var_wrap(&t, mn_tensor_4d(bt->images, bt->n, 3, bt->h, bt->w));
-        if (bt->h != h || bt->w != w) x = mn_resize_bilinear(&t, x, h, w, true);
-        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
-        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
-        if (!mn_seg_forward_raw(m->net, &r, x)) rc = mn_last_error_code();
-    }
-    mn_tape_free(&t);
-    return rc;
+    return drv_calib_image_bn(train, bns, n, width, h, w, batches, seg_forward, m->net);
 }
 
 /* What the calibration loop needs to score a segmentation configuration. */
@@ -93,11 +76,7 @@ typedef struct seg_calib {
 
 static int open_loader(void *self, mn_dataset *train_set, const mn_loader_options *lo, mn_loader **ld)
 {
-    const mn_config *c = &((seg_calib *)self)->m->cfg;
-    mn_seg_aug aug;
-    mn_seg_aug_default(&aug, c->data.crop[0], c->data.crop[1], true);
-    aug.scale_min = c->data.scale_range[0];
-    aug.scale_max = c->data.scale_range[1];
+    mn_seg_aug aug = drv_seg_aug(&((seg_calib *)self)->m->cfg, true);
     return mn_loader_open(ld, train_set, &aug, lo);
 }
 

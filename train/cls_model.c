@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "mn/checkpoint.h"
 #include "mn/cls_model.h"
 #include "train/driver.h"
@@ -75,49 +73,21 @@ void mn_cls_model_free(mn_cls_model *m)
 
 int mn_cls_model_save(const mn_cls_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
 {
-    cJSON *classes = cJSON_CreateArray();
-    for (int k = 0; classes && k < m->num_classes; k++) cJSON_AddItemToArray(classes, cJSON_CreateString(m->class_names[k]));
-    char *classes_s = cJSON_PrintUnformatted(classes);
-    cJSON_Delete(classes);
-    if (!classes_s) return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    char ncls[16];
-    snprintf(ncls, sizeof ncls, "%d", m->num_classes);
-    const char *keys[] = {"classes", "num_classes"};
-    const char *vals[] = {classes_s, ncls};
-    int rc = drv_ckpt_save(path, &m->ps, &m->table, &m->cfg, "classification", keys, vals, 2, opt, iteration);
-    free(classes_s);
-    return rc;
+    return drv_named_save(path, &m->ps, &m->table, &m->cfg, "classification", m->class_names[0],
+                          sizeof m->class_names[0], m->num_classes, opt, iteration);
 }
 
 int mn_cls_model_open(mn_cls_model *m, const char *path)
 {
     memset(m, 0, sizeof *m);
     mn_safetensors st;
-    int rc = mn_st_read(path, &st);
+    char *names;
+    const char *table;
+    int rc = drv_named_open(path, "classification", 2, MN_CLS_MAX_CLASSES, sizeof m->class_names[0], &st, &m->cfg,
+                            &names, &m->num_classes, &table);
     if (rc) return rc;
-    const char *task = drv_ckpt_meta(&st, "task"), *config = drv_ckpt_meta(&st, "config"),
-               *classes = drv_ckpt_meta(&st, "classes"), *table = drv_ckpt_meta(&st, "query_table");
-    if (!task || !config || !classes || !table) {
-        mn_st_free(&st);
-        return MN_EFORMAT;
-    }
-    if (strcmp(task, "classification")) {
-        rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a classification one", path, task); /* before st is freed */
-        mn_st_free(&st);
-        return rc;
-    }
-    mn_config_default(&m->cfg);
-    rc = mn_config_parse(config, path, &m->cfg);
-    cJSON *cl = rc ? NULL : cJSON_Parse(classes);
-    if (!rc && !cJSON_IsArray(cl)) rc = mn_error(MN_EFORMAT, "%s: metadata \"classes\" is not a list of names", path);
-    if (!rc) rc = set_classes(m, cJSON_GetArraySize(cl));
-    if (!rc) {
-        int k = 0;
-        for (cJSON *c = cl->child; c; c = c->next, k++)
-            snprintf(m->class_names[k], sizeof m->class_names[k], "%s", cJSON_IsString(c) ? c->valuestring : "?");
-    }
-    cJSON_Delete(cl);
-    if (!rc) rc = build(m, 0);
+    m->class_names = (char (*)[64])names;
+    rc = build(m, 0);
     if (!rc) {
         mn_slim_bn **bns;
         int n = mn_backbone_bn_layers(m->net, &bns);

@@ -70,14 +70,7 @@ static int open_run(drv_run *run)
     trainer *tr = (trainer *)run;
     const mn_config *c = run->c;
     int rc = drv_open_splits(run);
-    if (rc) return rc;
-    mn_seg_aug aug;
-    mn_seg_aug_default(&aug, c->data.crop[0], c->data.crop[1], true);
-    aug.scale_min = c->data.scale_range[0];
-    aug.scale_max = c->data.scale_range[1];
-    aug.hflip = c->data.hflip;
-    mn_loader_options lo = drv_loader_options(c);
-    rc = mn_loader_open(&run->loader, run->train, &aug, &lo);
+    if (!rc) rc = drv_open_image_loader(run);
     if (rc) return rc;
     int K = mn_dataset_num_classes(run->train);
     const char **names = malloc(sizeof(char *) * (size_t)(K > 0 ? K : 1));
@@ -111,22 +104,9 @@ static int alloc_buffers(drv_run *run)
     return tr->teacher ? 0 : mn_error(MN_ENOMEM, "out of memory for the teacher's outputs");
 }
 
-static int next_batch(mn_loader *ld, const void **batch)
-{
-    const mn_seg_batch *b = NULL;
-    int rc = mn_loader_next(ld, &b);
-    *batch = b;
-    return rc;
-}
-
 static int pass(drv_run *run, const void *batch, const mn_subnet *sn, int64_t it, int k, double *loss)
 {
     return run_subnet((trainer *)run, batch, sn, k == 0, loss);
-}
-
-static void metrics_subnet(drv_run *run, FILE *f, const mn_subnet *sn, int k, double loss)
-{
-    fprintf(f, "{\"width\": %.4f, \"scale\": %.2f, \"loss\": %.7f}", (double)sn->width, (double)sn->scale, loss);
 }
 
 static int save(drv_run *run, const char *path, int64_t iteration)
@@ -161,9 +141,9 @@ static const drv_train_ops cls_ops = {
     .open = open_run,
     .resume = resume_model,
     .buffers = alloc_buffers,
-    .next = next_batch,
+    .next = drv_next_image_batch,
     .pass = pass,
-    .metrics_subnet = metrics_subnet,
+    .metrics_subnet = drv_metrics_subnet_plain,
     .save = save,
     .evaluate = evaluate,
     .close = close_model,

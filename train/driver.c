@@ -5,7 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "mn/checkpoint.h"
+#include "mn/ops.h"
 #include "train/driver.h"
 
 /* ---- checkpoints ---- */
@@ -78,6 +81,56 @@ const char *drv_ckpt_meta(const mn_safetensors *st, const char *key)
     const char *v = mn_st_meta(st, key);
     if (!v) mn_error(MN_EFORMAT, "%s: metadata \"%s\" is missing (not a mutualnet checkpoint?)", st->path, key);
     return v;
+}
+
+int drv_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
+                   const char *task, const char *names /* (n, stride) */, size_t stride, int n, const mn_sgd *opt,
+                   int64_t iteration)
+{
+    cJSON *list = cJSON_CreateArray();
+    for (int k = 0; list && k < n; k++) cJSON_AddItemToArray(list, cJSON_CreateString(names + (size_t)k * stride));
+    char *list_s = cJSON_PrintUnformatted(list);
+    cJSON_Delete(list);
+    if (!list_s) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    char count[16];
+    snprintf(count, sizeof count, "%d", n);
+    const char *keys[] = {"classes", "num_classes"};
+    const char *vals[] = {list_s, count};
+    int rc = drv_ckpt_save(path, ps, table, cfg, task, keys, vals, 2, opt, iteration);
+    free(list_s);
+    return rc;
+}
+
+int drv_named_open(const char *path, const char *task, int lo, int hi, size_t stride, mn_safetensors *st, mn_config *cfg,
+                   char **names /* (*n, stride) */, int *n, const char **table_json)
+{
+    *names = NULL;
+    int rc = mn_st_read(path, st);
+    if (rc) return rc;
+    const char *kind = drv_ckpt_meta(st, "task"), *config = kind ? drv_ckpt_meta(st, "config") : NULL,
+               *classes = config ? drv_ckpt_meta(st, "classes") : NULL;
+    *table_json = classes ? drv_ckpt_meta(st, "query_table") : NULL;
+    if (!*table_json) rc = MN_EFORMAT;
+    else if (strcmp(kind, task)) rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a %s one", path, kind, task);
+    if (!rc) {
+        mn_config_default(cfg);
+        rc = mn_config_parse(config, path, cfg);
+    }
+    cJSON *list = rc ? NULL : cJSON_Parse(classes);
+    *n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    if (!rc && (*n < lo || *n > hi))
+        rc = mn_error(MN_EFORMAT, "%s: metadata \"classes\" is not a list of %d to %d names", path, lo, hi);
+    if (!rc && !(*names = calloc((size_t)*n, stride))) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+    int k = 0;
+    for (cJSON *c = rc ? NULL : list->child; c; c = c->next, k++)
+        snprintf(*names + (size_t)k * stride, stride, "%s", cJSON_IsString(c) ? c->valuestring : "?");
+    cJSON_Delete(list);
+    if (rc) {
+        free(*names);
+        *names = NULL;
+        mn_st_free(st);
+    }
+    return rc;
 }
 
 /* Tensors of a checkpoint that are not the model's parameters. */
@@ -168,6 +221,36 @@ mn_loader_options drv_loader_options(const mn_config *c)
 {
     return (mn_loader_options){.batch_size = c->train.batch_size, .shuffle = true, .drop_last = true,
                                .workers = c->data.workers, .prefetch = 2, .seed = c->train.seed};
+}
+
+mn_seg_aug drv_seg_aug(const mn_config *c, bool train)
+{
+    mn_seg_aug aug;
+    mn_seg_aug_default(&aug, c->data.crop[0], c->data.crop[1], train);
+    aug.scale_min = c->data.scale_range[0];
+    aug.scale_max = c->data.scale_range[1];
+    aug.hflip = train && c->data.hflip;
+    return aug;
+}
+
+int drv_open_image_loader(drv_run *run)
+{
+    mn_seg_aug aug = drv_seg_aug(run->c, true);
+    mn_loader_options lo = drv_loader_options(run->c);
+    return mn_loader_open(&run->loader, run->train, &aug, &lo);
+}
+
+int drv_next_image_batch(mn_loader *ld, const void **batch)
+{
+    const mn_seg_batch *b = NULL;
+    int rc = mn_loader_next(ld, &b);
+    *batch = b;
+    return rc;
+}
+
+void drv_metrics_subnet_plain(drv_run *run, FILE *f, const mn_subnet *sn, int k, double loss)
+{
+    fprintf(f, "{\"width\": %.4f, \"scale\": %.2f, \"loss\": %.7f}", (double)sn->width, (double)sn->scale, loss);
 }
 
 /* The run's configuration, and the metrics file: appended to when resuming. */
@@ -299,6 +382,34 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
 }
 
 /* ---- the calibration loop ---- */
+
+int drv_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb, float width, int h, int w, int batches,
+                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net)
+{
+    for (int i = 0; i < nb; i++) mn_slim_bn_reset(bns[i]);
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    mn_tape_set_grad(&t, false);
+    int rc = mn_loader_start(ld, 0, 0);
+    for (int b = 0; b < batches && !rc; b++) {
+        const mn_seg_batch *bt;
+        rc = mn_loader_next(ld, &bt);
+        if (!rc && !bt) { /* fewer batches than asked: the epoch is over, start again */
+            rc = mn_loader_start(ld, b, 0);
+            if (!rc) rc = mn_loader_next(ld, &bt);
+            if (!rc && !bt) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
+        }
+        if (rc) break;
+        mn_tape_reset(&t);
+        mn_var *x = mn_var_wrap(&t, mn_tensor_4d(bt->images, bt->n, 3, bt->h, bt->w));
+        if (bt->h != h || bt->w != w) x = mn_resize_bilinear(&t, x, h, w, true);
+        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
+        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
+        rc = x ? forward(net, &r, x) : mn_last_error_code();
+    }
+    mn_tape_free(&t);
+    return rc;
+}
 
 int drv_calib_table(const drv_calib_ops *ops, void *self, mn_query_table *table, mn_slim_bn *const *bns /* (nb) */,
                     int nb, const float *train_stats /* (table->n_stats) */, mn_dataset *train_set,
