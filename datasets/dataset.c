@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -99,7 +100,23 @@ void mn_ds_path(char *out, size_t size, const char *root, const char *pattern, c
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int mn_ds_list_images(const char *dir, mn_ds_files *out)
+static bool is_image(const char *dir, const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") ||
+                   !strcasecmp(dot, ".bmp"));
+}
+
+static bool is_folder(const char *dir, const char *name)
+{
+    char path[2400];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* The entries of dir that keep() accepts (hidden ones never), sorted by strcmp. */
+static int list_dir(const char *dir, bool (*keep)(const char *dir, const char *name), mn_ds_files *out)
 {
     memset(out, 0, sizeof *out);
     DIR *d = opendir(dir);
@@ -107,10 +124,7 @@ int mn_ds_list_images(const char *dir, mn_ds_files *out)
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d)) && !rc) {
-        const char *dot = strrchr(e->d_name, '.');
-        if (!dot || e->d_name[0] == '.') continue;
-        if (strcasecmp(dot, ".png") && strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg") && strcasecmp(dot, ".bmp"))
-            continue;
+        if (e->d_name[0] == '.' || !keep(dir, e->d_name)) continue;
         if (out->n == out->cap) {
             int cap = out->cap ? 2 * out->cap : 256;
             char **names = realloc(out->names, sizeof *names * (size_t)cap);
@@ -129,6 +143,10 @@ int mn_ds_list_images(const char *dir, mn_ds_files *out)
     else if (out->n) qsort(out->names, (size_t)out->n, sizeof *out->names, cmp_str);
     return rc;
 }
+
+int mn_ds_list_images(const char *dir, mn_ds_files *out) { return list_dir(dir, is_image, out); }
+
+int mn_ds_list_folders(const char *dir, mn_ds_files *out) { return list_dir(dir, is_folder, out); }
 
 void mn_ds_files_free(mn_ds_files *f)
 {

@@ -2,7 +2,6 @@
  * root/{split}/<class name>/<image>. Classes come from a class list when the root has one (so
  * their order is fixed by the file, whatever folders a split happens to hold), else from the
  * split's subfolder names in strcmp order. Samples are ordered by (class, file name). */
-#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,40 +71,6 @@ static int read_classes(imagefolder *f, const char *path, FILE *fp)
     return rc;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* The subfolders of dir (hidden ones skipped), sorted by strcmp. */
-static int list_subfolders(const char *dir, mn_ds_files *out)
-{
-    memset(out, 0, sizeof *out);
-    DIR *d = opendir(dir);
-    if (!d) return mn_error(MN_EIO, "%s: cannot open the split folder", dir);
-    int rc = 0;
-    for (struct dirent *e; !rc && (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char path[2400];
-        struct stat sb;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) continue;
-        if (out->n == out->cap) {
-            int cap = out->cap ? 2 * out->cap : 64;
-            char **p = realloc(out->names, sizeof *p * (size_t)cap);
-            if (!p) {
-                rc = mn_error(MN_ENOMEM, "%s: out of memory", dir);
-                break;
-            }
-            out->names = p;
-            out->cap = cap;
-        }
-        if (!(out->names[out->n] = strdup(e->d_name))) rc = mn_error(MN_ENOMEM, "%s: out of memory", dir);
-        else out->n++;
-    }
-    closedir(d);
-    if (rc) mn_ds_files_free(out);
-    else if (out->n) qsort(out->names, (size_t)out->n, sizeof *out->names, cmp_str);
-    return rc;
-}
-
 /* Appends the images of class k (sorted by name) to the sample list; a listed class may have
  * no folder in this split. */
 static int add_images(imagefolder *f, int k)
@@ -169,7 +134,7 @@ static int imagefolder_open(void **state, const mn_dataset_options *o)
     bool required = o->classes && strcmp(o->classes, "classes.txt");
     mn_ds_files subs = {0};
     int rc = required && !listed ? mn_error(MN_EIO, "%s: cannot open the class list", classes)
-                                   : list_subfolders(f->dir, &subs);
+                                   : mn_ds_list_folders(f->dir, &subs);
     if (!rc && listed) {
         rc = read_classes(f, classes, fp);
         if (!rc && f->num_classes == 0) rc = mn_error(MN_EFORMAT, "%s: the class list is empty (for %s)", classes, f->dir);

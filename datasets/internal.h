@@ -21,6 +21,8 @@ typedef struct mn_ds_files {
 
 /* Image files (.png, .jpg, .jpeg, .bmp) of a folder, sorted by name; error if unreadable. */
 int mn_ds_list_images(const char *dir, mn_ds_files *out);
+/* Subfolders of a folder (hidden ones skipped), sorted by name; error if unreadable. */
+int mn_ds_list_folders(const char *dir, mn_ds_files *out);
 void mn_ds_files_free(mn_ds_files *f);
 /* "name.ext" -> "name" into out. */
 void mn_ds_stem(const char *name, char *out, size_t size);
