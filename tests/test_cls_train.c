@@ -55,7 +55,8 @@ static void tiny_config(mn_config *c, const char *out)
     c->mutual.scales[1] = 0.5f;
     c->mutual.gt_weight = 0.0f;
     c->mutual.distill = MN_DISTILL_KL;
-    c->optim.lr = 0.02f;
+    c->optim.lr = 0.01f;
+    c->data.hflip = false; /* memorising 18 images: the same pixels every epoch */
     c->optim.warmup_iters = 2;
     c->train.batch_size = 8;
     c->train.iterations = 6;
@@ -77,13 +78,13 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
 {
     mn_config c;
     tiny_config(&c, "learn");
-    c.train.iterations = 60;
-    c.train.checkpoint_every = 60;
+    c.train.iterations = 100;
+    c.train.checkpoint_every = 100;
     cr_assert_eq(mn_train_classification(&c, NULL, 0), 0, "%s", mn_last_error());
-    double l[80] = {0};
-    cr_assert_eq(tc_metrics_losses(c.train.out_dir, l, 80), 60);
+    double l[120] = {0};
+    cr_assert_eq(tc_metrics_losses(c.train.out_dir, l, 120), 100);
     double first = 0, last = 0;
-    for (int i = 1; i <= 10; i++) first += l[i] / 10, last += l[50 + i] / 10;
+    for (int i = 1; i <= 10; i++) first += l[i] / 10, last += l[90 + i] / 10;
     cr_assert_lt(last, 0.8 * first, "loss did not fall: first ten %.4f, last ten %.4f", first, last);
 
     char ckpt[700];
@@ -100,9 +101,8 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     mn_config_dataset_options(&m.cfg, "val", &o);
     cr_assert_eq(mn_dataset_open(&va, &o), 0, "%s", mn_last_error());
 
-    /* on the training split: the batched score equals counting per-image argmaxes, the network has
-     * memorised most of its 18 images (the largest class alone is 8 of them), top-5 of 3 classes
-     * is always right */
+    /* on the training split: the batched score equals counting per-image argmaxes, and top-5 of 3
+     * classes is always right */
     mn_cls_scores s;
     cr_assert_eq(mn_cls_evaluate(&m, tr, 1.0f, 64, 64, 0, false, &s), 0, "%s", mn_last_error());
     cr_assert_eq(s.n, mn_dataset_size(tr));
@@ -123,7 +123,6 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     }
     mn_tape_free(&t);
     cr_assert_float_eq(s.top1, (double)right / s.n, 1e-12, "batched %.4f, per image %d/%d", s.top1, right, s.n);
-    cr_assert_geq(s.top1, 0.75, "after 60 iterations the full network should fit its training images: %.3f", s.top1);
 
     /* calibration: 2 widths x 2 sizes, costs spread, budgets select within the table */
     mn_calib_config g = {.widths = {1.0f, 0.35f}, .n_widths = 2, .sizes = {{64, 64}, {32, 32}}, .n_sizes = 2, .batches = 2};
@@ -140,6 +139,11 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     cr_assert_eq(mn_cls_model_flops(&m, 1.0f, 64, 64, &macs), 0);
     cr_assert_eq(macs, big, "the full configuration is the dearest");
     cr_assert_eq(mn_query_select(&m.table, (double)small - 1), -1);
+    /* with its calibrated statistics the full network has memorised most of its 18 training images
+     * (the largest class alone is 8 of them) */
+    cr_assert_eq(mn_cls_model_select(&m, 1.0f, 64, 64), 0);
+    cr_assert_eq(mn_cls_evaluate(&m, tr, 1.0f, 64, 64, 0, false, &s), 0, "%s", mn_last_error());
+    cr_assert_geq(s.top1, 0.8, "after 100 iterations the full network should fit its training images: %.3f", s.top1);
     char cal[700];
     snprintf(cal, sizeof cal, "%s/calibrated.safetensors", c.train.out_dir);
     cr_assert_eq(mn_cls_model_save(&m, cal, NULL, 0), 0, "%s", mn_last_error());
