@@ -50,7 +50,7 @@ int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, i
     mn_loader_options lo = {.batch_size = c->train.batch_size < n ? c->train.batch_size : n, .workers = c->data.workers,
                             .prefetch = 2};
     mn_loader *ld = NULL;
-    int rc = n > 0 ? mn_loader_open(&ld, d, &aug, &lo) : mn_error(MN_EINVAL, "evaluation: the data set is empty");
+    int rc = n > 0 ? mn_loader_open(&ld, d, &aug, &lo) : mn_error(MN_EINVAL, "evaluation: the %s data set is empty", mn_dataset_kind_name(d));
     if (!rc) rc = mn_loader_start(ld, 0, 0);
     mn_tape t;
     mn_tape_init(&t, 0);

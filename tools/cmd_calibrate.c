@@ -81,12 +81,14 @@ static int calibrate_det(const char *ckpt, const char *out, const calib_args *a)
     return report(rc, out);
 }
 
-static int calibrate_seg(const char *ckpt, const char *out, const calib_args *a)
+/* Segmenters and classifiers: both run on whole images at (width, h x w). */
+static int calibrate_image_model(const char *ckpt, const char *out, const calib_args *a, bool cls)
 {
-    mn_seg_model m;
-    if (mn_seg_model_open(&m, ckpt)) return report(-1, out);
-    apply_overrides(&m.cfg, a);
-    const mn_config *c = &m.cfg;
+    mn_seg_model sm;
+    mn_cls_model cm;
+    if (cls ? mn_cls_model_open(&cm, ckpt) : mn_seg_model_open(&sm, ckpt)) return report(-1, out);
+    mn_config *c = cls ? &cm.cfg : &sm.cfg;
+    apply_overrides(c, a);
     mn_calib_config g;
     mn_dataset *tr = NULL, *va = NULL;
     int rc = mn_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
@@ -94,32 +96,16 @@ static int calibrate_seg(const char *ckpt, const char *out, const calib_args *a)
     if (!rc)
         fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n",
                 g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
-    if (!rc) rc = mn_seg_build_table(&m, tr, va, &g, c->train.batch_size, a->max_val, c->train.seed, stdout);
-    if (!rc) rc = mn_seg_model_save(&m, out, NULL, 0);
-    mn_dataset_close(tr);
-    mn_dataset_close(va);
-    mn_seg_model_free(&m);
-    return report(rc, out);
-}
-
-static int calibrate_cls(const char *ckpt, const char *out, const calib_args *a)
-{
-    mn_cls_model m;
-    if (mn_cls_model_open(&m, ckpt)) return report(-1, out);
-    apply_overrides(&m.cfg, a);
-    const mn_config *c = &m.cfg;
-    mn_calib_config g;
-    mn_dataset *tr = NULL, *va = NULL;
-    int rc = mn_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
-    if (!rc) rc = open_splits(c, &tr, &va);
+    int n = c->train.batch_size;
+    uint64_t seed = c->train.seed;
     if (!rc)
-        fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n",
-                g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
-    if (!rc) rc = mn_cls_build_table(&m, tr, va, &g, c->train.batch_size, a->max_val, c->train.seed, stdout);
-    if (!rc) rc = mn_cls_model_save(&m, out, NULL, 0);
+        rc = cls ? mn_cls_build_table(&cm, tr, va, &g, n, a->max_val, seed, stdout)
+                 : mn_seg_build_table(&sm, tr, va, &g, n, a->max_val, seed, stdout);
+    if (!rc) rc = cls ? mn_cls_model_save(&cm, out, NULL, 0) : mn_seg_model_save(&sm, out, NULL, 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
-    mn_cls_model_free(&m);
+    if (cls) mn_cls_model_free(&cm);
+    else mn_seg_model_free(&sm);
     return report(rc, out);
 }
 
@@ -170,6 +156,6 @@ int mn_cmd_calibrate(int argc, char **argv)
         fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
-    if (task == MN_TASK_CLASSIFICATION) return calibrate_cls(ckpt, out, &ca);
-    return task == MN_TASK_DETECTION ? calibrate_det(ckpt, out, &ca) : calibrate_seg(ckpt, out, &ca);
+    if (task == MN_TASK_DETECTION) return calibrate_det(ckpt, out, &ca);
+    return calibrate_image_model(ckpt, out, &ca, task == MN_TASK_CLASSIFICATION);
 }
