@@ -24,6 +24,7 @@
 
 #include "internal.h"
 #include "mn/polygon.h"
+#include "mn/json.h"
 
 /* Largest magnitude up to which every integer is exact in a double (cJSON numbers are doubles). */
 #define EXACT_INT 9007199254740992.0
@@ -103,25 +104,6 @@ static int read_text(const char *path, char **out, size_t *len)
     *out = buf;
     *len = n;
     return 0;
-}
-
-static int parse_json(cJSON **root, const char *text, size_t len, const char *path)
-{
-    const char *end = NULL;
-    /* the length includes the NUL, so anything after the top-level value is refused */
-    *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
-    if (*root) return 0;
-    if (!end || end < text || end > text + len) end = text + len;
-    int line = 1, col = 1;
-    for (const char *c = text; c < end; c++) {
-        if (*c == '\n') {
-            line++;
-            col = 1;
-        } else {
-            col++;
-        }
-    }
-    return mn_error(MN_EFORMAT, "%s: invalid JSON at line %d, column %d", path, line, col);
 }
 
 /* obj[key] as an integer within [lo, hi]; the message names file, array, index and key. */
@@ -493,7 +475,7 @@ static int coco_open(void **state, const mn_dataset_options *o)
     id_index *imgs = NULL, *cats = NULL;
     const cJSON *a_imgs = NULL, *a_cats = NULL, *a_anns = NULL;
     int rc = read_text(c->json, &text, &len);
-    if (!rc) rc = parse_json(&root, text, len, c->json);
+    if (!rc) rc = mn_json_parse(text, len, c->json, &root);
     free(text);
     if (!rc && !cJSON_IsObject(root)) rc = mn_error(MN_EFORMAT, "%s: the top level must be an object", c->json);
     if (!rc) rc = need_array(&a_imgs, root, "images", c->json);

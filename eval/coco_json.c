@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "mn/coco_eval.h"
+#include "mn/json.h"
 
 /* Largest magnitude at which every integer is a double (ids are read through doubles). */
 #define ID_LIMIT 9007199254740992.0
@@ -50,27 +51,6 @@ static int read_text(const char *path, char **out)
     buf[len] = 0;
     *out = buf;
     return 0;
-}
-
-/* Parses text; on a syntax error the message gives the line and column. */
-static int parse_json(cJSON **root, const char *text, const char *name)
-{
-    const char *end = NULL;
-    size_t len = strlen(text);
-    /* the length counts the terminating NUL: cJSON then refuses anything after the value */
-    *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
-    if (*root) return 0;
-    if (!end || end < text || end > text + len) end = text + len;
-    int line = 1, col = 1;
-    for (const char *c = text; c < end; c++) {
-        if (*c == '\n') {
-            line++;
-            col = 1;
-        } else {
-            col++;
-        }
-    }
-    return mn_error(MN_EFORMAT, "%s: invalid JSON at line %d, column %d", name, line, col);
 }
 
 /* The error paths below all name "<file>: <array>[<index>]: ..." */
@@ -265,7 +245,7 @@ int mn_coco_gt_parse(mn_coco_gt *gt, const char *text, const char *name)
 {
     memset(gt, 0, sizeof *gt);
     cJSON *root;
-    int rc = parse_json(&root, text, name);
+    int rc = mn_json_parse(text, strlen(text), name, &root);
     if (rc) return rc;
     const cJSON *imgs, *cats, *anns;
     if (!cJSON_IsObject(root)) {
@@ -331,7 +311,7 @@ int mn_coco_dets_parse(mn_coco_dets *d, const char *text, const char *name, cons
 {
     memset(d, 0, sizeof *d);
     cJSON *root;
-    int rc = parse_json(&root, text, name);
+    int rc = mn_json_parse(text, strlen(text), name, &root);
     if (rc) return rc;
     if (!cJSON_IsArray(root)) {
         cJSON_Delete(root);

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "mn/json.h"
 #include "mn/query.h"
 
 void mn_query_init(mn_query_table *q, const char *metric)
@@ -140,16 +141,18 @@ char *mn_query_to_json(const mn_query_table *q)
 
 int mn_query_from_json(mn_query_table *q, const char *json, int64_t n_stats)
 {
-    cJSON *root = cJSON_Parse(json);
+    if (!json) return mn_error(MN_EFORMAT, "query table: missing");
+    cJSON *root = NULL;
+    int rc = mn_json_parse(json, strlen(json), "query table", &root);
+    if (rc) return rc;
     cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "metric");
     cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "entries");
     if (!cJSON_IsString(m) || !cJSON_IsArray(a)) {
         cJSON_Delete(root);
-        return mn_error(MN_EFORMAT, "query table: malformed JSON");
+        return mn_error(MN_EFORMAT, "query table: malformed JSON (needs a metric string and an entries array)");
     }
     mn_query_init(q, m->valuestring);
     q->n_stats = n_stats;
-    int rc = 0;
     for (cJSON *o = a->child; o && !rc; o = o->next) {
         cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "width"), *h = cJSON_GetObjectItemCaseSensitive(o, "h"),
               *wd = cJSON_GetObjectItemCaseSensitive(o, "w"), *mc = cJSON_GetObjectItemCaseSensitive(o, "macs"),
