@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "mn/json.h"
 #include "mn/safetensors.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -38,9 +41,23 @@ void mn_st_free(mn_safetensors *st)
 
 static int cmp_offset(const void *a, const void *b)
 {
+    /* by start, then end: an empty tensor [k, k] sorts before one starting at k */
     const mn_st_entry *x = a, *y = b;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
 }
+
+/* A JSON number that is a whole number in [0, max], exactly (doubles are exact below 2^53). */
+static bool whole_in_range(const cJSON *v, double max, uint64_t *out)
+{
+    if (!cJSON_IsNumber(v)) return false;
+    double x = v->valuedouble;
+    if (!(x >= 0 && x <= max) || x != (double)(uint64_t)x) return false;
+    *out = (uint64_t)x;
+    return true;
+}
+
+#define EXACT_MAX 9007199254740992.0 /* 2^53 */
 
 static int parse_entry(const char *path, cJSON *item, mn_st_entry *e, size_t blob_bytes)
 {
@@ -61,70 +78,96 @@ static int parse_entry(const char *path, cJSON *item, mn_st_entry *e, size_t blo
             esize = dtypes[i].size;
         }
     if (!esize) return mn_error(MN_EFORMAT, "%s: tensor %s: unsupported dtype %s", path, name, dt->valuestring);
-    e->ndim = cJSON_GetArraySize(shape);
-    if (e->ndim > MN_ST_MAX_DIMS) return mn_error(MN_EFORMAT, "%s: tensor %s: %d dims is too many", path, name, e->ndim);
-    size_t count = 1;
+    int ndim = cJSON_GetArraySize(shape);
+    if (ndim > MN_ST_MAX_DIMS)
+        return mn_error(MN_EFORMAT, "%s: tensor %s: rank %d is above the limit of %d", path, name, ndim, MN_ST_MAX_DIMS);
+    e->ndim = ndim;
+    /* Element and byte counts in checked int64 arithmetic. Zero-sized dims are skipped in the
+     * product, so [0, 2^40, 2^40] is refused too: tensor views multiply the other dims into
+     * strides, which would overflow later. */
+    int64_t nonzero = 1;
+    bool empty = false;
     int d = 0;
     for (cJSON *s = shape->child; s; s = s->next, d++) {
-        if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > 1e12 ||
-            s->valuedouble != (double)(int64_t)s->valuedouble)
-            return mn_error(MN_EFORMAT, "%s: tensor %s: bad shape", path, name);
-        e->shape[d] = (int64_t)s->valuedouble;
-        count *= (size_t)e->shape[d];
+        uint64_t dim;
+        if (!whole_in_range(s, EXACT_MAX, &dim)) {
+            if (cJSON_IsNumber(s))
+                return mn_error(MN_EFORMAT, "%s: tensor %s: shape[%d] = %g is not a size (a whole number >= 0)", path,
+                                name, d, s->valuedouble);
+            return mn_error(MN_EFORMAT, "%s: tensor %s: shape[%d] is not a number", path, name, d);
+        }
+        e->shape[d] = (int64_t)dim;
+        if (dim == 0) {
+            empty = true;
+            continue;
+        }
+        if (__builtin_mul_overflow(nonzero, (int64_t)dim, &nonzero) ||
+            (uint64_t)nonzero > SIZE_MAX / esize || nonzero > INT64_MAX / (int64_t)esize)
+            return mn_error(MN_EFORMAT, "%s: tensor %s: shape overflows (its dims multiply past 2^63 bytes)", path,
+                            name);
     }
-    double b0 = cJSON_GetArrayItem(offs, 0)->valuedouble, b1 = cJSON_GetArrayItem(offs, 1)->valuedouble;
-    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b0 < 0 ||
-        b1 < b0 || b1 > (double)blob_bytes)
-        return mn_error(MN_EFORMAT, "%s: tensor %s: data_offsets [%.0f, %.0f] outside the %zu data bytes", path, name,
-                        b0, b1, blob_bytes);
+    size_t need = empty ? 0 : (size_t)nonzero * esize;
+    uint64_t b0, b1;
+    const cJSON *o0 = cJSON_GetArrayItem(offs, 0), *o1 = cJSON_GetArrayItem(offs, 1);
+    if (!whole_in_range(o0, EXACT_MAX, &b0) || !whole_in_range(o1, EXACT_MAX, &b1))
+        return mn_error(MN_EFORMAT, "%s: tensor %s: data_offsets must be two whole numbers >= 0", path, name);
+    if (b1 < b0 || b1 > (uint64_t)blob_bytes)
+        return mn_error(MN_EFORMAT, "%s: tensor %s: data_offsets [%llu, %llu] outside the %zu data bytes", path, name,
+                        (unsigned long long)b0, (unsigned long long)b1, blob_bytes);
     e->offset = (size_t)b0;
-    e->nbytes = (size_t)b1 - e->offset;
-    if (e->nbytes != count * esize)
-        return mn_error(MN_EFORMAT, "%s: tensor %s: shape needs %zu bytes but data_offsets give %zu", path, name,
-                        count * esize, e->nbytes);
+    e->nbytes = (size_t)(b1 - b0);
+    if (e->nbytes != need)
+        return mn_error(MN_EFORMAT, "%s: tensor %s: shape needs %zu bytes but data_offsets give %zu", path, name, need,
+                        e->nbytes);
     e->name = strdup(name);
     return e->name ? 0 : mn_error(MN_ENOMEM, "%s: out of memory", path);
 }
 
+static int parse_metadata(const char *path, const cJSON *item, mn_safetensors *st)
+{
+    if (!cJSON_IsObject(item))
+        return mn_error(MN_EFORMAT, "%s: __metadata__ is not an object of strings", path);
+    int m = cJSON_GetArraySize(item);
+    st->meta_keys = calloc((size_t)m + 1, sizeof(char *));
+    st->meta_values = calloc((size_t)m + 1, sizeof(char *));
+    if (!st->meta_keys || !st->meta_values) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    for (const cJSON *kv = item->child; kv; kv = kv->next) {
+        if (!cJSON_IsString(kv))
+            return mn_error(MN_EFORMAT, "%s: __metadata__ value of \"%s\" is not a string", path, kv->string);
+        /* counted as soon as the key is held, so mn_st_free releases a half-filled pair */
+        st->meta_keys[st->n_meta] = strdup(kv->string);
+        st->meta_values[st->n_meta] = strdup(kv->valuestring);
+        st->n_meta++;
+        if (!st->meta_keys[st->n_meta - 1] || !st->meta_values[st->n_meta - 1])
+            return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    }
+    return 0;
+}
+
 static int parse_header(const char *path, const char *json, size_t len, mn_safetensors *st)
 {
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root || !cJSON_IsObject(root)) {
+    /* JSON errors read "<path>: header: ..."; duplicate tensor names are refused there */
+    size_t olen = strlen(path) + 16;
+    char *origin = malloc(olen);
+    if (!origin) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    snprintf(origin, olen, "%s: header", path);
+    cJSON *root = NULL;
+    int rc = mn_json_parse(json, len, origin, &root);
+    free(origin);
+    if (rc) return rc;
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return mn_error(MN_EFORMAT, "%s: header is not a JSON object", path);
     }
-    int n = cJSON_GetArraySize(root), rc = 0;
+    int n = cJSON_GetArraySize(root);
     st->entries = calloc((size_t)n + 1, sizeof *st->entries);
     if (!st->entries) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
     for (cJSON *item = root->child; item && !rc; item = item->next) {
         if (!strcmp(item->string, "__metadata__")) {
-            if (!cJSON_IsObject(item)) {
-                rc = mn_error(MN_EFORMAT, "%s: __metadata__ is not an object", path);
-                break;
-            }
-            int m = cJSON_GetArraySize(item);
-            st->meta_keys = calloc((size_t)m + 1, sizeof(char *));
-            st->meta_values = calloc((size_t)m + 1, sizeof(char *));
-            if (!st->meta_keys || !st->meta_values) {
-                rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-                break;
-            }
-            for (cJSON *kv = item->child; kv; kv = kv->next) {
-                if (!cJSON_IsString(kv)) {
-                    rc = mn_error(MN_EFORMAT, "%s: __metadata__ value of \"%s\" is not a string", path, kv->string);
-                    break;
-                }
-                st->meta_keys[st->n_meta] = strdup(kv->string);
-                st->meta_values[st->n_meta++] = strdup(kv->valuestring);
-            }
+            rc = parse_metadata(path, item, st);
             continue;
         }
-        for (int i = 0; i < st->n; i++)
-            if (!strcmp(st->entries[i].name, item->string)) {
-                rc = mn_error(MN_EFORMAT, "%s: tensor %s appears twice", path, item->string);
-                break;
-            }
-        if (!rc) rc = parse_entry(path, item, &st->entries[st->n], st->blob_bytes);
+        rc = parse_entry(path, item, &st->entries[st->n], st->blob_bytes);
         if (!rc) st->n++;
     }
     cJSON_Delete(root);

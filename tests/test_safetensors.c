@@ -138,7 +138,9 @@ Test(safetensors, lying_headers)
     write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}}", d, 8);
     expect_error(path, "unknown header key");
     write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", d, 8);
-    expect_error(path, "not a JSON object");
+    expect_error(path, ": header: invalid JSON at line 1");
+    write_raw(path, "[1, 2]", d, 8);
+    expect_error(path, "header is not a JSON object");
     write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", d, 8);
     expect_error(path, "cover 4 of the 8");
 }
@@ -160,4 +162,109 @@ Test(safetensors, missing_file_and_failed_write_keep_old_file)
     cr_assert(strstr(mn_last_error(), path));
     snprintf(cmd, sizeof cmd, "test -f %s/keep && test $(ls %s | wc -l) -eq 1", path, dir);
     cr_assert_eq(system(cmd), 0, "the directory was touched or a temp file was left behind");
+}
+
+/* Headers crafted to overflow or confuse the size arithmetic: each must be refused by
+ * mn_st_read itself, naming the file and the tensor, before any product can wrap (the
+ * suite runs under UBSan in CI). */
+Test(safetensors, crafted_shapes_and_offsets)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/c.safetensors", dir);
+    float d[4] = {0};
+    static const struct {
+        const char *header;
+        const char *needle;
+    } cases[] = {
+        /* a zero dim used to make the product 0, so the header matched its 0 data bytes and
+         * a tensor view then multiplied 1e12 * 1e12 into its strides (signed overflow) */
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[0,1000000000000,1000000000000],\"data_offsets\":[0,0]},"
+         "\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+         "tensor w: shape overflows"},
+        /* 2^32 * 2^32 wraps a size_t product to 0 */
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]},"
+         "\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+         "tensor w: shape overflows"},
+        /* 2^62 elements of 4 bytes: the element count fits, the byte count does not */
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483648,2147483648],\"data_offsets\":[0,16]}}",
+         "tensor w: shape overflows"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}}", "tensor w: shape[0] = -4 is not a size"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,16]}}", "tensor w: shape[0] = 2.5 is not a size"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,16]}}", "tensor w: shape[0] = 1e+300"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[\"4\"],\"data_offsets\":[0,16]}}", "tensor w: shape[0] is not a number"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,4],\"data_offsets\":[0,16]}}",
+         "tensor w: rank 9 is above the limit of 8"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,1e300]}}", "tensor w: data_offsets must be"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[-16,0]}}", "tensor w: data_offsets must be"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0.5,16.5]}}", "tensor w: data_offsets must be"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,\"16\"]}}", "tensor w: data_offsets must be"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]}}", "tensor w: data_offsets [16, 20] outside"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", "tensor w: data_offsets [8, 4] outside"},
+        /* 2^64 - 16 as an offset: a double rounds it to 2^64, past any size_t */
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[18446744073709551600,16]}}",
+         "tensor w: data_offsets must be"},
+        /* overlapping and non-contiguous tensors */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+         "tensor b starts at byte 8 of the data, expected 16 (overlap)"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+         "tensor b starts at byte 8 of the data, expected 4 (hole)"},
+        /* the same tensor name twice: JSON readers would keep one of them */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+         ": header: duplicate key \"a\" in the top-level object"},
+        {"{\"__metadata__\":{\"format\":\"pt\",\"step\":12},\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+         "__metadata__ value of \"step\" is not a string"},
+        {"{\"__metadata__\":[\"pt\"],\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+         "__metadata__ is not an object of strings"},
+        {"{\"__metadata__\":{\"a\":\"1\",\"a\":\"2\"},\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+         "duplicate key \"a\" in __metadata__"},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}} {}", "unexpected text after the value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_raw(path, cases[i].header, d, 16);
+        mn_safetensors st;
+        int rc = mn_st_read(path, &st);
+        cr_assert_eq(rc, MN_EFORMAT, "case %zu accepted (%d): %s", i, rc, cases[i].header);
+        cr_assert(strstr(mn_last_error(), cases[i].needle), "case %zu: message \"%s\" lacks \"%s\"", i, mn_last_error(),
+                  cases[i].needle);
+        cr_assert(!strncmp(mn_last_error(), path, strlen(path)), "case %zu: message \"%s\" does not start with the file",
+                  i, mn_last_error());
+        cr_assert_null(st.entries);
+    }
+}
+
+Test(safetensors, empty_tensors_and_huge_but_honest_shapes_are_fine)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/e.safetensors", dir);
+    float d[4] = {1, 2, 3, 4};
+    /* empty tensors at the start, between and after the data, in any header order */
+    write_raw(path,
+              "{\"z2\":{\"dtype\":\"F32\",\"shape\":[3,0],\"data_offsets\":[16,16]},"
+              "\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+              "\"z0\":{\"dtype\":\"I64\",\"shape\":[0],\"data_offsets\":[0,0]},"
+              "\"z1\":{\"dtype\":\"U8\",\"shape\":[0,1000000,1000000],\"data_offsets\":[0,0]},"
+              "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[16,16]}}",
+              d, 16);
+    mn_safetensors st;
+    int rc = mn_st_read(path, &st);
+    /* "s" is a scalar (rank 0: one element) that claims 0 bytes */
+    cr_assert_eq(rc, MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "tensor s: shape needs 4 bytes but data_offsets give 0"), "%s", mn_last_error());
+    write_raw(path,
+              "{\"z2\":{\"dtype\":\"F32\",\"shape\":[3,0],\"data_offsets\":[16,16]},"
+              "\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+              "\"z0\":{\"dtype\":\"I64\",\"shape\":[0],\"data_offsets\":[0,0]},"
+              "\"z1\":{\"dtype\":\"U8\",\"shape\":[0,1000000,1000000],\"data_offsets\":[0,0]}}",
+              d, 16);
+    cr_assert_eq(mn_st_read(path, &st), 0, "%s", mn_last_error());
+    cr_assert_eq(st.n, 4);
+    mn_tensor t;
+    int64_t shape[2] = {2, 2};
+    cr_assert_eq(mn_st_get_f32(&st, "w", 2, shape, &t), 0, "%s", mn_last_error());
+    cr_assert_eq(t.data[3], 4.0f);
+    cr_assert_eq(mn_st_find(&st, "z1")->shape[2], 1000000);
+    mn_st_free(&st);
 }
