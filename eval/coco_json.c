@@ -277,6 +277,7 @@ void mn_coco_dets_free(mn_coco_dets *d)
 {
     if (!d) return;
     free(d->dets);
+    free(d->skipped_cat_ids);
     memset(d, 0, sizeof *d);
 }
 
@@ -307,6 +308,20 @@ int mn_coco_dets_add(mn_coco_dets *d, int64_t image_id, int64_t category_id, con
     return 0;
 }
 
+/* Remembers the category id of a skipped result (kept distinct at the end; a run of one id adds it once). */
+static int skip_category(mn_coco_dets *d, int64_t cat, const char *name)
+{
+    int n = d->n_skipped_cat_ids;
+    if (n && d->skipped_cat_ids[n - 1] == cat) return 0;
+    if ((n & (n - 1)) == 0) { /* n is 0 or a power of two: grow to 2n */
+        int64_t *t = realloc(d->skipped_cat_ids, sizeof *t * (size_t)(n ? 2 * n : 1));
+        if (!t) return mn_error(MN_ENOMEM, "%s: out of memory", name);
+        d->skipped_cat_ids = t;
+    }
+    d->skipped_cat_ids[d->n_skipped_cat_ids++] = cat;
+    return 0;
+}
+
 int mn_coco_dets_parse(mn_coco_dets *d, const char *text, const char *name, const mn_coco_gt *gt)
 {
     memset(d, 0, sizeof *d);
@@ -328,18 +343,29 @@ int mn_coco_dets_parse(mn_coco_dets *d, const char *text, const char *name, cons
                  (rc = need_bbox(bb, e, name, "results", i)) ||
                  (rc = need_number(&score, e, "score", name, "results", i))) {
         } else if (mn_coco_gt_img_index(gt, img) < 0) {
-            rc = mn_error(MN_EINVAL, "%s: results[%d]: image_id %lld is not an image of the ground truth", name, i,
-                          (long long)img);
+            rc = mn_error(MN_EINVAL, "%s: results[%d]: image_id %lld is not an image of the ground truth "
+                          "(pycocotools refuses these too: \"Results do not correspond to current coco set\")", name,
+                          i, (long long)img);
         } else if (mn_coco_gt_cat_index(gt, cat) < 0) {
-            rc = mn_error(MN_EINVAL, "%s: results[%d]: category_id %lld is not a category of the ground truth",
-                          name, i, (long long)cat);
+            if (!d->n_skipped++) d->first_skipped = i;
+            rc = skip_category(d, cat, name);
         } else if ((rc = mn_coco_dets_add(d, img, cat, bb, score))) {
             char why[512]; /* the message is rewritten in place, so copy it first */
             snprintf(why, sizeof why, "%s", mn_last_error());
             rc = mn_error(rc, "%s: results[%d]: %s", name, i, why);
+        } else {
+            d->dets[d->n - 1].id = (int64_t)i + 1; /* loadRes numbers every result, the skipped ones too */
         }
     }
     cJSON_Delete(root);
+    if (!rc && d->n_skipped_cat_ids) {
+        int64_t *ids = d->skipped_cat_ids;
+        qsort(ids, (size_t)d->n_skipped_cat_ids, sizeof *ids, cmp_i64);
+        int m = 1;
+        for (int k = 1; k < d->n_skipped_cat_ids; k++)
+            if (ids[k] != ids[m - 1]) ids[m++] = ids[k];
+        d->n_skipped_cat_ids = m;
+    }
     if (rc) mn_coco_dets_free(d);
     return rc;
 }

@@ -724,7 +724,6 @@ Test(coco_json, results_errors_and_loadres_fields)
     expect_res_error(&gt, "{}", MN_EFORMAT, "JSON array", NULL);
     expect_res_error(&gt, "[" RES(1, 1, "\"score\": 1") ", " RES(1, 1, "\"score\": 1") ", " RES(99, 1, "\"score\": 1")
                      "]", MN_EINVAL, "results[2]", "image_id 99");
-    expect_res_error(&gt, "[" RES(1, 5, "\"score\": 1") "]", MN_EINVAL, "results[0]", "category_id 5");
     expect_res_error(&gt, "[" RES(1, 1, "\"score\": 1") ", " RES(1, 1, "\"s\": 1") "]", MN_EFORMAT, "results[1]",
                      "'score'");
     expect_res_error(&gt, "[" RES(1, 1, "\"score\": null") "]", MN_EFORMAT, "results[0]", "'score'");
@@ -757,6 +756,62 @@ Test(coco_json, results_errors_and_loadres_fields)
     mn_coco_gt_free(&gt);
 }
 
+/* Two categories, a (id 1) with gt A = [0, 0, 10, 10] and b (id 2) with gt B = [50, 50, 10, 10], on image 1. */
+static const char *const TWO_CATS =
+    "{\"images\": [{\"id\": 1}], \"categories\": [{\"id\": 1, \"name\": \"a\"}, {\"id\": 2, \"name\": \"b\"}],"
+    " \"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 10, 10], \"area\": 100},"
+    " {\"id\": 2, \"image_id\": 1, \"category_id\": 2, \"bbox\": [50, 50, 10, 10], \"area\": 100}]}";
+/* Results numbered 0..K-1 (a -> 0, b -> 1), plus one right id: category 0 is not in the ground truth. */
+static const char *const SHIFTED_RESULTS =
+    "[{\"image_id\": 1, \"category_id\": 0, \"bbox\": [0, 0, 10, 10], \"score\": 0.9},"
+    " {\"image_id\": 1, \"category_id\": 1, \"bbox\": [50, 50, 10, 10], \"score\": 0.8},"
+    " {\"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 10, 10], \"score\": 0.5}]";
+
+Test(coco_json, unknown_categories_are_left_out_as_pycocotools_does, .init = setup)
+{
+    /* COCOeval evaluates only the ground truth's categories, so the category-0 result never counts. Category
+     * a: B-box (.8) is a false positive, A-box (.5) a true positive: precision 0 then 1 / (2 + eps) = .5
+     * exactly, recall 0 then 1, so all 101 points are .5 at every threshold: AP(a) = .5. Category b has a gt
+     * and no detection: AP(b) = 0. AP = .25; AR100 = (1 + 0) / 2; AR1 = 0 (a's best-scored result is the
+     * false positive). Kept results keep loadRes' ids, which count the left-out one: 2 and 3. */
+    mn_coco_gt gt;
+    load_gt(&gt, TWO_CATS);
+    mn_coco_dets d;
+    cr_assert_eq(mn_coco_dets_parse(&d, SHIFTED_RESULTS, "res.json", &gt), 0, "%s", mn_last_error());
+    cr_assert_eq(d.n, 2);
+    cr_expect(d.dets[0].id == 2 && d.dets[1].id == 3, "ids %lld %lld", (long long)d.dets[0].id,
+              (long long)d.dets[1].id);
+    cr_expect_eq(d.n_skipped, 1);
+    cr_expect_eq(d.first_skipped, 0);
+    cr_assert_eq(d.n_skipped_cat_ids, 1);
+    cr_expect_eq(d.skipped_cat_ids[0], 0);
+    mn_coco_eval ev;
+    double s[MN_COCO_NSTATS];
+    run_eval(&ev, s, &gt, &d);
+    expect_stat(s, MN_COCO_AP, 0.25, 0);
+    expect_stat(s, MN_COCO_AP50, 0.25, 0);
+    expect_stat(s, MN_COCO_AR1, 0, 0);
+    expect_stat(s, MN_COCO_AR100, 0.5, 0);
+    mn_coco_eval_free(&ev);
+    mn_coco_dets_free(&d);
+
+    /* several unknown ids, repeated and out of order: counted once each, ascending; image ids still refused */
+    cr_assert_eq(mn_coco_dets_parse(&d,
+                                    "[" RES(1, 90, "\"score\": 1") ", " RES(1, 0, "\"score\": 1") ", "
+                                    RES(1, 90, "\"score\": 1") ", " RES(1, 2, "\"score\": 1") ", "
+                                    RES(1, -3, "\"score\": 1") ", " RES(1, 0, "\"score\": 1") "]",
+                                    "res.json", &gt), 0, "%s", mn_last_error());
+    cr_expect_eq(d.n, 1);
+    cr_expect_eq(d.n_skipped, 5);
+    cr_assert_eq(d.n_skipped_cat_ids, 3);
+    cr_expect(d.skipped_cat_ids[0] == -3 && d.skipped_cat_ids[1] == 0 && d.skipped_cat_ids[2] == 90);
+    mn_coco_dets_free(&d);
+    cr_expect_null(d.skipped_cat_ids);
+    expect_res_error(&gt, "[" RES(1, 7, "\"score\": 1") ", " RES(3, 1, "\"score\": 1") "]", MN_EINVAL, "results[1]",
+                     "image_id 3 is not an image");
+    mn_coco_gt_free(&gt);
+}
+
 Test(coco_json, missing_file_names_it)
 {
     mn_coco_gt gt;
@@ -766,8 +821,9 @@ Test(coco_json, missing_file_names_it)
 
 /* ---- the command ---------------------------------------------------------------------------------------------- */
 
-/* Runs `mutualnet coco-eval args...` in-process; returns its exit status, stdout in out (malloc'd). */
-static int run_cmd(char **out, int argc, char **argv)
+/* Runs `mutualnet coco-eval args...` in-process; returns its exit status, stdout in out and stderr in err
+ * (malloc'd; err may be NULL). */
+static int run_cmd_err(char **out, char **err, int argc, char **argv)
 {
     char opath[] = "/tmp/mn_coco_out_XXXXXX", epath[] = "/tmp/mn_coco_err_XXXXXX";
     int ofd = mkstemp(opath), efd = mkstemp(epath);
@@ -795,7 +851,8 @@ static int run_cmd(char **out, int argc, char **argv)
         if (pass) {
             /* keep stderr visible in the test log */
             fputs(buf, stderr);
-            free(buf);
+            if (err) *err = buf;
+            else free(buf);
         } else {
             *out = buf;
         }
@@ -804,6 +861,8 @@ static int run_cmd(char **out, int argc, char **argv)
     unlink(epath);
     return status;
 }
+
+static int run_cmd(char **out, int argc, char **argv) { return run_cmd_err(out, NULL, argc, argv); }
 
 static double num(const cJSON *o, const char *key)
 {
@@ -889,6 +948,61 @@ Test(coco_cmd, exit_statuses)
     char *missing[] = {"coco-eval", "/nonexistent/gt.json", no_score, NULL};
     cr_expect_eq(run_cmd(&out, 3, missing), MN_EXIT_FAIL);
     free(out);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "create %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(coco_cmd, unknown_categories_warn_or_fail_with_strict)
+{
+    char gt[] = "/tmp/mn_coco_gt_XXXXXX", res[] = "/tmp/mn_coco_res_XXXXXX";
+    close(mkstemp(gt));
+    close(mkstemp(res));
+    write_file(gt, TWO_CATS);
+    write_file(res, SHIFTED_RESULTS);
+    char *out, *err;
+    char *argv[] = {"coco-eval", gt, res, NULL};
+    cr_assert_eq(run_cmd_err(&out, &err, 3, argv), MN_EXIT_OK);
+    cJSON *o = cJSON_Parse(out);
+    cr_assert(o, "output is not JSON: %s", out);
+    cr_expect_eq(num(o, "AP"), 0.25, "the numbers of the hand-worked case above");
+    cr_expect_eq(num(o, "AR100"), 0.5);
+    cJSON_Delete(o);
+    cr_expect(strstr(err, "warning") && strstr(err, res) && strstr(err, "1 of 3 results") && strstr(err, "(id 0)") &&
+                  strstr(err, gt) && strstr(err, "--strict"),
+              "%s", err);
+    free(out);
+    free(err);
+
+    char *strict[] = {"coco-eval", gt, res, "--strict", NULL};
+    cr_assert_eq(run_cmd_err(&out, &err, 4, strict), MN_EXIT_FAIL);
+    cr_expect_eq(out[0], 0, "nothing on stdout on failure");
+    cr_expect(strstr(err, "1 of 3 results") && strstr(err, "results[0]") && strstr(err, "--strict refuses"), "%s",
+              err);
+    cr_expect_null(strstr(err, "warning"), "%s", err);
+    free(out);
+    free(err);
+
+    /* more than 20 distinct ids: the first 20 and a count */
+    char text[8192];
+    int n = snprintf(text, sizeof text, "[");
+    for (int k = 0; k < 25; k++)
+        n += snprintf(text + n, sizeof text - (size_t)n, "%s{\"image_id\": 1, \"category_id\": %d, \"bbox\": [0, 0, 1, "
+                      "1], \"score\": 0.5}", k ? ", " : "", 100 + k);
+    snprintf(text + n, sizeof text - (size_t)n, "]");
+    write_file(res, text);
+    cr_assert_eq(run_cmd_err(&out, &err, 3, argv), MN_EXIT_OK);
+    cr_expect(strstr(err, "25 of 25 results") && strstr(err, "(ids 100, 101,") && strstr(err, "119 and 5 more"), "%s",
+              err);
+    free(out);
+    free(err);
+    unlink(gt);
+    unlink(res);
 }
 
 /* ---- real data ------------------------------------------------------------------------------------------------ */

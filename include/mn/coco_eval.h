@@ -21,7 +21,8 @@
  * - A matched detection records the ground truth's annotation id, and 0 means "unmatched", exactly as
  *   COCOeval does: so, as there, a ground truth whose id is 0 never counts as a true positive. Use ids > 0.
  * Where pycocotools would crash or silently drop data this code refuses with an error instead: results on
- * images that are not in the ground truth, results in unknown categories, duplicate ids, malformed fields. */
+ * images that are not in the ground truth, duplicate ids, malformed fields. Results in categories that are
+ * not in the ground truth are left out, as COCOeval leaves them out, and counted for the caller to report. */
 #ifndef MN_COCO_EVAL_H
 #define MN_COCO_EVAL_H
 
@@ -77,6 +78,13 @@ typedef struct mn_coco_gt {
 typedef struct mn_coco_dets {
     mn_coco_ann *dets;        /* (n) in file / insertion order */
     int n, cap;
+    /* Results mn_coco_dets_parse left out because their category_id is not a category of the ground truth
+     * (COCOeval evaluates only the ground truth's categories, so pycocotools leaves them out too): how many,
+     * the results-array index of the first, and their distinct category ids, ascending. */
+    int n_skipped;
+    int first_skipped;
+    int64_t *skipped_cat_ids; /* (n_skipped_cat_ids) */
+    int n_skipped_cat_ids;
 } mn_coco_dets;
 
 /* Ground truth from a COCO instances JSON: `images` (id), `categories` (id, optional name) and
@@ -92,8 +100,12 @@ MN_API int mn_coco_gt_cat_index(const mn_coco_gt *gt, int64_t category_id);
 MN_API int mn_coco_gt_img_index(const mn_coco_gt *gt, int64_t image_id);
 
 /* Detections from a COCO results JSON: an array of {image_id, category_id, bbox, score}; other keys
- * (segmentation, area, id) are ignored. Every image_id must be an image of gt and every category_id one of
- * its categories: the error names the result's index and the unknown id. An empty array is allowed. */
+ * (segmentation, area, id) are ignored. As pycocotools' loadRes: ids count from 1 over the whole array in
+ * file order, area = w * h. Every image_id must be an image of gt (loadRes asserts the same): the error
+ * names the result's index and the unknown id. A category_id that is not one of gt's categories is not
+ * an error: the result is left out and counted in d->n_skipped / skipped_cat_ids (COCOeval ignores it;
+ * the usual cause is a 0..K-1 numbering instead of the file's ids, so callers should say so). An empty
+ * array is allowed. */
 MN_API int mn_coco_dets_load(mn_coco_dets *d, const char *path, const mn_coco_gt *gt);
 MN_API int mn_coco_dets_parse(mn_coco_dets *d, const char *text, const char *name, const mn_coco_gt *gt);
 /* Appends one detection in memory (for the detector's evaluator): sets id = position + 1 and area = w * h.
