@@ -1,8 +1,29 @@
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mn/checkpoint.h"
+
+int mn_check_finite(const float *v /* (n) */, int64_t n, const char *file, const char *tensor)
+{
+    int64_t first = -1, bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    if (!bad) return 0;
+    return mn_error(MN_ENUMERIC, "%s: tensor %s holds %s at element %lld (%lld of %lld values are not finite)", file,
+                    tensor, isnan(v[first]) ? "NaN" : "Inf", (long long)first, (long long)bad, (long long)n);
+}
+
+static int64_t item_count(const mn_st_item *it)
+{
+    int64_t n = 1;
+    for (int d = 0; d < it->ndim; d++) n *= it->shape[d];
+    return n;
+}
 
 int mn_checkpoint_save(const char *path, const mn_param_set *ps, const mn_st_item *extra, int n_extra,
                        const char *const *meta_keys, const char *const *meta_values, int n_meta)
@@ -14,7 +35,10 @@ int mn_checkpoint_save(const char *path, const mn_param_set *ps, const mn_st_ite
         items[i] = (mn_st_item){p->name, MN_ST_F32, p->var.val.ndim, p->var.val.shape, p->var.val.data};
     }
     for (int i = 0; i < n_extra; i++) items[ps->n + i] = extra[i];
-    int rc = mn_st_write(path, items, ps->n + n_extra, meta_keys, meta_values, n_meta);
+    int rc = 0;
+    for (int i = 0; !rc && i < ps->n + n_extra; i++)
+        if (items[i].dtype == MN_ST_F32) rc = mn_check_finite(items[i].data, item_count(&items[i]), path, items[i].name);
+    if (!rc) rc = mn_st_write(path, items, ps->n + n_extra, meta_keys, meta_values, n_meta);
     free(items);
     return rc;
 }
@@ -37,6 +61,7 @@ int mn_checkpoint_apply(const mn_safetensors *st, mn_param_set *ps, const char *
         mn_tensor t;
         const mn_param *p = ps->items[i];
         int rc = mn_st_get_f32(st, p->name, p->var.val.ndim, p->var.val.shape, &t);
+        if (!rc) rc = mn_check_finite(t.data, mn_tensor_numel(&t), st->path, p->name);
         if (rc) return rc;
     }
     for (int i = 0; i < ps->n; i++) {
@@ -71,6 +96,7 @@ int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char 
             if (!p) continue;
             mn_tensor t;
             rc = mn_st_get_f32(&st, st.entries[i].name, p->var.val.ndim, p->var.val.shape, &t);
+            if (!rc && pass == 0) rc = mn_check_finite(t.data, mn_tensor_numel(&t), path, st.entries[i].name);
             if (!rc && pass == 1) {
                 memcpy(p->var.val.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
                 matched++;

@@ -38,6 +38,8 @@ const char *mn_status_str(int code)
     case MN_EFORMAT: return "malformed input";
     case MN_ESHAPE: return "shape mismatch";
     case MN_ENUMERIC: return "non-finite value";
+    case MN_ECANCELED: return "interrupted";
+    case MN_EBUSY: return "in use";
     default: return "unknown error";
     }
 }

@@ -320,7 +320,7 @@ Test(det_train, grid_and_config_keys)
 {
     mn_config c;
     mn_config_default(&c);
-    cr_assert_eq(mn_config_parse("{\"task\": \"detection\", \"det\": {\"short_side\": 600, \"max_side\": 1000}, "
+    cr_assert_eq(mn_config_parse("{\"task\": \"detection\", \"data\": {\"kind\": \"coco\"}, \"det\": {\"short_side\": 600, \"max_side\": 1000}, "
                                  "\"mutual\": {\"scales\": [1, 0.8, 0.6, 0.4]}, \"calibrate\": {\"width_step\": 0.25}}",
                                  "x.json", &c),
                  0, "%s", mn_last_error());

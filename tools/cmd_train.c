@@ -1,4 +1,5 @@
 /* mutualnet train: one mutual-learning run from a JSON configuration. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -6,24 +7,37 @@
 #include "commands.h"
 #include "mn/train.h"
 
+/* Set by the SIGINT/SIGTERM handler, read by the training loop between iterations: the one
+ * piece of state a signal handler may share, so it lives here in the tool, not in the library. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig) { stop_signal = sig; }
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mutualnet train --config FILE [--set KEY=VALUE]... [--resume CHECKPOINT]\n"
+               "                       [--allow-config-change] [--overwrite]\n"
                "       mutualnet train --help-config\n\n"
                "Trains the configured model with mutual learning across widths and input scales. Writes\n"
-               "<train.out_dir>/last.safetensors (every train.checkpoint_every iterations, atomically),\n"
-               "metrics.jsonl and config.json. --resume continues a run from its checkpoint with the same\n"
-               "losses an uninterrupted run would have had. --set overrides one configuration key, e.g.\n"
-               "--set train.iterations=200 --set model.backbone=resnet50. --help-config lists every key.\n"
+               "<train.out_dir>/last.safetensors (every train.checkpoint_every iterations, atomically; the one\n"
+               "before it stays as previous.safetensors), metrics.jsonl and config.json, and holds\n"
+               "<train.out_dir>/train.lock so that no second run writes there at the same time.\n"
+               "--resume continues a run from its checkpoint with the same losses an uninterrupted run\n"
+               "would have had; a configuration that changes the run (seed, batch size, data, classes,\n"
+               "mode, widths, scales, optimiser, schedule) is refused with the differences listed unless\n"
+               "--allow-config-change. A folder that already holds a run is refused unless --overwrite.\n"
+               "--set overrides one configuration key, e.g. --set train.iterations=200 --set\n"
+               "model.backbone=resnet50; the result is checked once, after every --set. --help-config\n"
+               "lists every key. Ctrl-C or SIGTERM finishes the current iteration, writes a checkpoint\n"
+               "and exits with 130 (143 for SIGTERM); a second Ctrl-C stops at once.\n"
                "Detection (\"task\": \"detection\", COCO-format data) also evaluates COCO AP on the validation\n"
                "split at the end and writes <train.out_dir>/val_results.json.\n");
 }
 
 int mn_cmd_train(int argc, char **argv)
 {
-    const char *cfg_path = NULL, *resume = NULL;
-    mn_config c;
-    mn_config_default(&c);
+    const char *cfg_path = NULL;
+    mn_train_options o = {.stop = &stop_signal};
     const char *sets[64];
     int n_sets = 0;
     for (int i = 1; i < argc; i++) {
@@ -37,7 +51,11 @@ int mn_cmd_train(int argc, char **argv)
         } else if (!strcmp(a, "--config")) {
             if (!(cfg_path = mn_arg_value("train", argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--resume")) {
-            if (!(resume = mn_arg_value("train", argc, argv, &i))) return MN_EXIT_USAGE;
+            if (!(o.resume = mn_arg_value("train", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--allow-config-change")) {
+            o.allow_changes = true;
+        } else if (!strcmp(a, "--overwrite")) {
+            o.overwrite = true;
         } else if (!strcmp(a, "--set")) {
             if (!(sets[n_sets] = mn_arg_value("train", argc, argv, &i))) return MN_EXIT_USAGE;
             if (++n_sets == 64) {
@@ -53,28 +71,30 @@ int mn_cmd_train(int argc, char **argv)
         fprintf(stderr, "mutualnet train: --config FILE is required (configs/ has one per recipe)\n");
         return MN_EXIT_USAGE;
     }
-    if (mn_config_load(cfg_path, &c)) {
+    if (o.resume && o.overwrite) {
+        fprintf(stderr, "mutualnet train: --overwrite starts a new run; it cannot go with --resume\n");
+        return MN_EXIT_USAGE;
+    }
+    mn_config c;
+    mn_config_default(&c);
+    if (mn_config_load_with(cfg_path, sets, n_sets, &c)) {
         fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
-    for (int i = 0; i < n_sets; i++) {
-        char key[128];
-        const char *eq = strchr(sets[i], '=');
-        if (!eq || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof key) {
-            fprintf(stderr, "mutualnet train: --set expects KEY=VALUE, not \"%s\"\n", sets[i]);
-            return MN_EXIT_USAGE;
-        }
-        snprintf(key, sizeof key, "%.*s", (int)(eq - sets[i]), sets[i]);
-        if (mn_config_set(&c, key, eq + 1)) {
-            fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
-            return MN_EXIT_USAGE;
-        }
-    }
-    int rc = c.task == MN_TASK_SEGMENTATION ? mn_train_segmentation(&c, resume, 0)
-             : c.task == MN_TASK_DETECTION  ? mn_train_detection(&c, resume, 0)
-                                            : mn_train_classification(&c, resume, 0);
+    /* SA_RESETHAND: the first signal asks for a checkpoint, a second one kills as usual */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc = mn_train(&c, &o);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     if (rc) {
         fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
+        if (rc == MN_ECANCELED) return 128 + (stop_signal ? (int)stop_signal : SIGINT);
         return MN_EXIT_FAIL;
     }
     fprintf(stderr, "mutualnet train: done; checkpoint %s/last.safetensors, metrics %s/metrics.jsonl\n", c.train.out_dir,

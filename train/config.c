@@ -1,5 +1,7 @@
 /* Table-driven strict JSON configuration: every key is a row (path, type, place, range, help),
  * so parsing, defaults, serialising and the README reference come from one list. */
+#include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "mn/config.h"
+#include "mn/json.h"
 
 enum kind { K_STR, K_INT, K_FLOAT, K_BOOL, K_ENUM, K_INT2, K_FLOAT2, K_FLOATS, K_U64 };
 
@@ -177,11 +180,50 @@ static bool is_section(const char *name)
 static int number(const char *origin, const key *k, const cJSON *v, double *out)
 {
     if (!cJSON_IsNumber(v)) return mn_error(MN_EINVAL, "%s: \"%s\" must be a number", origin, k->path);
-    if (k->kind != K_U64 && (v->valuedouble < k->lo || v->valuedouble > k->hi))
+    if (v->valuedouble < k->lo || v->valuedouble > k->hi)
         return mn_error(MN_EINVAL, "%s: \"%s\" = %g is outside [%g, %g]", origin, k->path, v->valuedouble, k->lo, k->hi);
-    if ((k->kind == K_INT || k->kind == K_INT2 || k->kind == K_U64) && v->valuedouble != (double)(long long)v->valuedouble)
+    if ((k->kind == K_INT || k->kind == K_INT2) && v->valuedouble != (double)(long long)v->valuedouble)
         return mn_error(MN_EINVAL, "%s: \"%s\" must be a whole number", origin, k->path);
     *out = v->valuedouble;
+    return 0;
+}
+
+/* JSON numbers are doubles: above 2^53 distinct integers read back as one, so a seed that large
+ * is taken only as a decimal string ("18446744073709551615"), which keeps every bit. */
+#define EXACT_LIMIT 9007199254740992.0 /* 2^53 */
+
+static int parse_u64_text(const char *origin, const key *k, const char *s, unsigned long long *out)
+{
+    const char *p = s;
+    while (*p == ' ') p++;
+    if (*p < '0' || *p > '9')
+        return mn_error(MN_EINVAL, "%s: \"%s\" = \"%s\" is not a whole number from 0 to 18446744073709551615", origin,
+                        k->path, s);
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    while (*end == ' ') end++;
+    if (errno == ERANGE || *end)
+        return mn_error(MN_EINVAL, "%s: \"%s\" = \"%s\" is not a whole number from 0 to 18446744073709551615", origin,
+                        k->path, s);
+    *out = v;
+    return 0;
+}
+
+static int set_u64(const char *origin, const key *k, const cJSON *v, unsigned long long *out)
+{
+    if (cJSON_IsString(v)) return parse_u64_text(origin, k, v->valuestring, out);
+    if (!cJSON_IsNumber(v))
+        return mn_error(MN_EINVAL, "%s: \"%s\" must be a whole number (or a decimal string)", origin, k->path);
+    double d = v->valuedouble;
+    if (d < 0 || d != floor(d))
+        return mn_error(MN_EINVAL, "%s: \"%s\" = %g must be a whole number, 0 or more", origin, k->path, d);
+    if (d >= EXACT_LIMIT)
+        return mn_error(MN_EINVAL,
+                        "%s: \"%s\" = %.17g is 2^53 or more, where JSON numbers lose digits; write it as a string, "
+                        "e.g. \"%s\": \"18446744073709551557\"",
+                        origin, k->path, d, k->path);
+    *out = (unsigned long long)d;
     return 0;
 }
 
@@ -206,10 +248,7 @@ static int set_value(const char *origin, const key *k, const cJSON *v, mn_config
         *(int *)at = (int)d;
         return 0;
     case K_U64:
-        if ((rc = number(origin, k, v, &d))) return rc;
-        if (d < 0) return mn_error(MN_EINVAL, "%s: \"%s\" must not be negative", origin, k->path);
-        *(unsigned long long *)at = (unsigned long long)d;
-        return 0;
+        return set_u64(origin, k, v, (unsigned long long *)at);
     case K_FLOAT:
         if ((rc = number(origin, k, v, &d))) return rc;
         *(float *)at = (float)d;
@@ -271,8 +310,36 @@ static int walk(const char *origin, const cJSON *obj, const char *prefix, mn_con
     return 0;
 }
 
-static int check(const char *origin, const mn_config *c)
+/* The data kinds each task reads: another kind would train on nothing (a COCO set has no label
+ * maps, so a segmenter would see every pixel ignored) and fail only at the end. */
+static const char *task_kinds(enum mn_task_kind t)
 {
+    return t == MN_TASK_DETECTION ? "coco" : t == MN_TASK_CLASSIFICATION ? "imagefolder" : "folder|voc|cityscapes";
+}
+
+static bool in_list(const char *word, const char *list)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; *p;) {
+        size_t m = strcspn(p, "|");
+        if (m == n && !strncmp(p, word, n)) return true;
+        p += m + (p[m] == '|');
+    }
+    return false;
+}
+
+int mn_config_check(const mn_config *c, const char *origin)
+{
+    static const char *const task_names[] = {"segmentation", "detection", "classification"};
+    if (!in_list(c->data.kind, "folder|voc|cityscapes|coco|imagefolder"))
+        return mn_error(MN_EINVAL, "%s: data.kind \"%s\" is not one of folder, voc, cityscapes, coco, imagefolder", origin,
+                        c->data.kind);
+    if (!in_list(c->data.kind, task_kinds(c->task)))
+        return mn_error(MN_EINVAL,
+                        "%s: task \"%s\" cannot train on data.kind \"%s\" (it reads %s); set data.kind, or task to "
+                        "the one this data set is for",
+                        origin, task_names[c->task], c->data.kind, task_kinds(c->task));
+    if (!c->data.root[0]) return mn_error(MN_EINVAL, "%s: data.root is empty (the data set's folder)", origin);
     if (c->mutual.width_min > c->mutual.width_max)
         return mn_error(MN_EINVAL, "%s: mutual.width_min %g exceeds mutual.width_max %g", origin,
                         (double)c->mutual.width_min, (double)c->mutual.width_max);
@@ -284,28 +351,59 @@ static int check(const char *origin, const mn_config *c)
         return mn_error(MN_EINVAL, "%s: model.output_stride must be 8 or 16", origin);
     if (strcmp(c->model.decoder, "v3plus") && strcmp(c->model.decoder, "v3"))
         return mn_error(MN_EINVAL, "%s: model.decoder must be \"v3plus\" or \"v3\", not \"%s\"", origin, c->model.decoder);
+    /* the ASPP's image-pooling branch normalises one value per image and channel: with one image
+     * its batch variance is 0 (PyTorch refuses the same with "Expected more than 1 value per channel") */
+    if (c->task == MN_TASK_SEGMENTATION && c->train.batch_size < 2)
+        return mn_error(MN_EINVAL,
+                        "%s: train.batch_size 1 is too small for segmentation: the ASPP's image-pooling BatchNorm "
+                        "needs at least 2 images per batch (use 2 or more)",
+                        origin);
+    /* the same for every task at the backbone's stride-32 layers: batch x map cells per channel */
+    float smin = 1.0f;
+    for (int i = 0; c->mutual.mode == MN_MODE_MUTUALNET && i < c->mutual.n_scales; i++)
+        smin = c->mutual.scales[i] < smin ? c->mutual.scales[i] : smin;
+    int h = c->task == MN_TASK_DETECTION ? c->det.short_side : c->data.crop[0];
+    int w = c->task == MN_TASK_DETECTION ? c->det.short_side : c->data.crop[1];
+    int hs = (int)(h * smin) < 32 ? 32 : (int)(h * smin), ws = (int)(w * smin) < 32 ? 32 : (int)(w * smin);
+    int64_t cells = (int64_t)c->train.batch_size * ((hs + 31) / 32) * ((ws + 31) / 32);
+    if (cells < 2)
+        return mn_error(MN_EINVAL,
+                        "%s: train.batch_size %d at the smallest input, %dx%d, leaves one value per channel at the "
+                        "backbone's stride-32 layers, where training BatchNorm needs two or more; use a batch of 2 "
+                        "or more, or a larger input",
+                        origin, c->train.batch_size, hs, ws);
     return 0;
+}
+
+static int parse_unchecked(const char *json, const char *origin, mn_config *c)
+{
+    cJSON *root = NULL;
+    int rc = mn_json_parse(json, strlen(json), origin, &root);
+    if (rc) return rc;
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return mn_error(MN_EFORMAT, "%s: a configuration is a JSON object ({...}), not another kind of value", origin);
+    }
+    rc = walk(origin, root, "", c);
+    cJSON_Delete(root);
+    return rc;
 }
 
 int mn_config_parse(const char *json, const char *origin, mn_config *c)
 {
-    cJSON *root = cJSON_Parse(json);
-    if (!root || !cJSON_IsObject(root)) {
-        const char *at = cJSON_GetErrorPtr();
-        int line = 1;
-        for (const char *p = json; at && p < at; p++) line += *p == '\n';
-        cJSON_Delete(root);
-        return mn_error(MN_EFORMAT, "%s: not a JSON object (syntax error near line %d)", origin, line);
-    }
-    int rc = walk(origin, root, "", c);
-    cJSON_Delete(root);
-    return rc ? rc : check(origin, c);
+    int rc = parse_unchecked(json, origin, c);
+    return rc ? rc : mn_config_check(c, origin);
 }
 
 int mn_config_set(mn_config *c, const char *path, const char *value)
 {
     const key *k = find_key(path);
     if (!k) return mn_error(MN_EINVAL, "--set: unknown key \"%s\" (mutualnet train --help-config lists them)", path);
+    if (k->kind == K_U64) { /* from the text itself: a JSON number would round it */
+        char origin[160];
+        snprintf(origin, sizeof origin, "--set %s", path);
+        return parse_u64_text(origin, k, value, (unsigned long long *)((char *)c + k->off));
+    }
     bool textual = k->kind == K_STR || k->kind == K_ENUM;
     cJSON *v = cJSON_Parse(value);
     if (!v || (textual && !cJSON_IsString(v))) { /* bare words are strings */
@@ -314,10 +412,10 @@ int mn_config_set(mn_config *c, const char *path, const char *value)
     }
     int rc = set_value("--set", k, v, c);
     cJSON_Delete(v);
-    return rc ? rc : check("--set", c);
+    return rc;
 }
 
-int mn_config_load(const char *path, mn_config *c)
+static int load_unchecked(const char *path, mn_config *c)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return mn_error(MN_EIO, "%s: cannot open the configuration", path);
@@ -336,9 +434,32 @@ int mn_config_load(const char *path, mn_config *c)
     size_t got = fread(text, 1, (size_t)n, f);
     fclose(f);
     text[got] = 0;
-    int rc = mn_config_parse(text, path, c);
+    int rc = parse_unchecked(text, path, c);
     free(text);
     return rc;
+}
+
+int mn_config_load(const char *path, mn_config *c)
+{
+    int rc = load_unchecked(path, c);
+    return rc ? rc : mn_config_check(c, path);
+}
+
+int mn_config_load_with(const char *path, const char *const *sets /* (n_sets) */, int n_sets, mn_config *c)
+{
+    int rc = load_unchecked(path, c);
+    for (int i = 0; !rc && i < n_sets; i++) {
+        char key[128];
+        const char *eq = strchr(sets[i], '=');
+        if (!eq || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof key)
+            return mn_error(MN_EINVAL, "--set expects KEY=VALUE, not \"%s\"", sets[i]);
+        snprintf(key, sizeof key, "%.*s", (int)(eq - sets[i]), sets[i]);
+        rc = mn_config_set(c, key, eq + 1);
+    }
+    if (rc) return rc;
+    char origin[600];
+    snprintf(origin, sizeof origin, n_sets ? "%s with --set" : "%s", path);
+    return mn_config_check(c, origin);
 }
 
 /* The shortest decimal that reads back as the same float: 0.35f prints "0.35", not 0.3499999940. */
@@ -366,7 +487,13 @@ static cJSON *value_json(const key *k, const mn_config *c)
     case K_STR: return cJSON_CreateString(at);
     case K_BOOL: return cJSON_CreateBool(*(const bool *)at);
     case K_INT: return cJSON_CreateNumber(*(const int *)at);
-    case K_U64: return cJSON_CreateNumber((double)*(const unsigned long long *)at);
+    case K_U64: {
+        unsigned long long u = *(const unsigned long long *)at;
+        if ((double)u < EXACT_LIMIT) return cJSON_CreateNumber((double)u);
+        char buf[32];
+        snprintf(buf, sizeof buf, "%llu", u);
+        return cJSON_CreateString(buf);
+    }
     case K_FLOAT: return cJSON_CreateNumber(short_decimal(*(const float *)at));
     case K_ENUM: {
         const char *p = k->choices;
@@ -404,6 +531,45 @@ char *mn_config_to_json(const mn_config *c)
     char *s = cJSON_Print(root);
     cJSON_Delete(root);
     return s;
+}
+
+/* Keys that change what gets reported or where, never what a training run computes: a resumed
+ * run may change these freely. model.init only seeds a fresh run's weights. */
+static const char *const run_neutral[] = {
+    "train.out_dir", "train.log_every", "train.checkpoint_every", "train.eval_every", "data.workers",
+    "data.val_split", "data.eval_size", "calibrate.batches", "calibrate.width_step", "model.init",
+    "det.score_thresh", "det.detections_per_img", "det.rpn_pre_nms_test", "det.rpn_post_nms_test",
+};
+
+static bool is_run_neutral(const char *path)
+{
+    for (size_t i = 0; i < sizeof run_neutral / sizeof *run_neutral; i++)
+        if (!strcmp(run_neutral[i], path)) return true;
+    return false;
+}
+
+int mn_config_diff(const mn_config *a, const mn_config *b, bool run_keys_only, char *out, size_t n)
+{
+    int count = 0;
+    size_t used = 0;
+    if (n) out[0] = 0;
+    for (int i = 0; i < N_KEYS; i++) {
+        if (run_keys_only && is_run_neutral(keys[i].path)) continue;
+        cJSON *va = value_json(&keys[i], a), *vb = value_json(&keys[i], b);
+        char *sa = cJSON_PrintUnformatted(va), *sb = cJSON_PrintUnformatted(vb);
+        if (sa && sb && strcmp(sa, sb)) {
+            count++;
+            if (used < n) {
+                int w = snprintf(out + used, n - used, "%s%s %s -> %s", count > 1 ? ", " : "", keys[i].path, sa, sb);
+                used += w > 0 ? (size_t)w : 0;
+            }
+        }
+        free(sa);
+        free(sb);
+        cJSON_Delete(va);
+        cJSON_Delete(vb);
+    }
+    return count;
 }
 
 void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset_options *o)

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "mn/det_model.h"
+#include "mn/json.h"
 #include "train/driver.h"
 
 int mn_det_config_from(const mn_config *c, int num_classes, mn_det_config *out)
@@ -237,7 +238,9 @@ int mn_model_task(const char *path, enum mn_task_kind *task)
     cJSON *root = NULL;
     if (!rc) {
         text[len] = 0;
-        root = cJSON_Parse(text);
+        rc = mn_json_parse(text, (size_t)len, path, &root);
+    }
+    if (!rc) {
         cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "__metadata__"), "task");
         if (!cJSON_IsString(t))
             rc = mn_error(MN_EFORMAT, "%s: metadata \"task\" is missing (not a mutualnet checkpoint?)", path);
@@ -273,10 +276,12 @@ int mn_coco_median_size(const char *path, int *h, int *w)
     fclose(f);
     if (!text) return mn_error(MN_ENOMEM, "%s: out of memory", path);
     text[got] = 0;
-    cJSON *root = cJSON_Parse(text);
+    cJSON *root = NULL;
+    int rc = mn_json_parse(text, got, path, &root);
     free(text);
+    if (rc) return rc;
     cJSON *imgs = cJSON_GetObjectItemCaseSensitive(root, "images");
-    int cnt = cJSON_IsArray(imgs) ? cJSON_GetArraySize(imgs) : 0, rc = 0;
+    int cnt = cJSON_IsArray(imgs) ? cJSON_GetArraySize(imgs) : 0;
     int *hs = malloc(sizeof(int) * (size_t)(cnt + 1)), *ws = malloc(sizeof(int) * (size_t)(cnt + 1));
     if (!cJSON_IsArray(imgs) || cnt == 0) rc = mn_error(MN_EFORMAT, "%s: no \"images\" to take a typical size from", path);
     else if (!hs || !ws) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);

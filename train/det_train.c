@@ -236,9 +236,15 @@ static const drv_train_ops det_ops = {
     .close = close_model,
 };
 
-int mn_train_detection(const mn_config *c, const char *resume, int64_t stop_at)
+int drv_train_detection(const mn_config *c, const mn_train_options *o)
 {
     trainer tr;
     memset(&tr, 0, sizeof tr);
-    return drv_train(&tr.run, &det_ops, c, resume, stop_at);
+    return drv_train(&tr.run, &det_ops, c, o);
+}
+
+int mn_train_detection(const mn_config *c, const char *resume, int64_t stop_at)
+{
+    mn_train_options o = {.resume = resume, .stop_at = stop_at};
+    return drv_train_detection(c, &o);
 }

@@ -1,13 +1,21 @@
 /* The scaffolding the segmentation and detection paths share (train/driver.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "mn/checkpoint.h"
+#include "mn/fileio.h"
 #include "mn/ops.h"
 #include "train/driver.h"
 
@@ -151,6 +159,7 @@ int drv_ckpt_load(const mn_safetensors *st, mn_param_set *ps, mn_slim_bn *const 
         snprintf(name, sizeof name, "bn_bank.%d", i);
         int64_t shape[1] = {n_stats};
         rc = mn_st_get_f32(st, name, 1, shape, &t);
+        if (!rc) rc = mn_check_finite(t.data, n_stats, st->path, name);
         if (!rc && !(table->e[i].bn_stats = malloc(sizeof(float) * (size_t)n_stats)))
             rc = mn_error(MN_ENOMEM, "%s: out of memory", st->path);
         if (!rc) memcpy(table->e[i].bn_stats, t.data, sizeof(float) * (size_t)n_stats);
@@ -176,6 +185,7 @@ int drv_ckpt_resume(const char *path, const char *task, mn_param_set *ps, mn_sgd
         mn_tensor t;
         snprintf(name, sizeof name, "optim.%s", ps->items[i]->name);
         rc = mn_st_get_f32(&st, name, b.ndim, b.shape, &t);
+        if (!rc) rc = mn_check_finite(t.data, mn_tensor_numel(&t), path, name);
         if (!rc) memcpy(b.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
     }
     if (!rc) {
@@ -253,21 +263,176 @@ void drv_metrics_subnet_plain(drv_run *run, FILE *f, const mn_subnet *sn, int k,
     fprintf(f, "{\"width\": %.4f, \"scale\": %.2f, \"loss\": %.7f}", (double)sn->width, (double)sn->scale, loss);
 }
 
-/* The run's configuration, and the metrics file: appended to when resuming. */
-static int open_files(drv_run *run, const char *resume)
+/* ---- the run folder ---- */
+
+/* Takes the run folder's lock (<out_dir>/train.lock, flock: released by the kernel when the
+ * process ends, however it ends) so that two runs never write into one folder. */
+static int lock_folder(drv_run *run)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/train.lock", run->c->train.out_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return mn_error(MN_EIO, "%s: cannot create the lock file: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = read(fd, pid, sizeof pid - 1);
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(fd);
+        return mn_error(MN_EBUSY,
+                        "%s is in use by another training run (pid %s, lock %s); wait for it to end or choose "
+                        "another train.out_dir",
+                        run->c->train.out_dir, pid[0] ? pid : "?", path);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || write(fd, pid, (size_t)n) != n) { /* the pid is for people; the flock is the lock */
+    }
+    run->lock_fd = fd;
+    return 0;
+}
+
+/* A process id that still runs (or that we may not signal, which also means it exists). */
+static bool pid_alive(long pid)
+{
+    return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+/* Removes what killed writers left in the run folder: "<file>.tmp.<pid>" of processes that are
+ * gone (a checkpoint-sized file each) and an unfinished "last.safetensors.next". */
+static void remove_stale_temps(drv_run *run)
+{
+    const char *dir = run->c->train.out_dir;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    int removed = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        char *end = NULL;
+        long pid = t ? strtol(t + 5, &end, 10) : 0;
+        bool stale = (t && end && end != t + 5 && !*end && !pid_alive(pid)) || !strcmp(e->d_name, "last.safetensors.next");
+        if (!stale) continue;
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) removed++;
+    }
+    closedir(d);
+    if (removed) mn_info("%s: removed %d temporary file(s) left by an interrupted write", dir, removed);
+}
+
+static bool nonempty_file(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && sb.st_size > 0;
+}
+
+/* A fresh run never replaces another run's files unless asked to. */
+static int check_fresh_folder(drv_run *run, bool overwrite)
+{
+    const char *dir = run->c->train.out_dir;
+    char metrics[1100];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dir);
+    bool used = nonempty_file(run->path_last) || nonempty_file(metrics);
+    if (!used) return 0;
+    if (!overwrite)
+        return mn_error(MN_EINVAL,
+                        "%s already holds a training run (%s); continue it with --resume %s, start over with "
+                        "--overwrite, or choose another train.out_dir",
+                        dir, nonempty_file(run->path_last) ? "last.safetensors" : "metrics.jsonl", run->path_last);
+    unlink(run->path_prev); /* --overwrite: the old run's checkpoints must not pass for this one's */
+    unlink(run->path_last);
+    mn_warn("%s: --overwrite: starting a new run over the one that was there", dir);
+    return 0;
+}
+
+/* Refuses to resume under a configuration that would compute another run than the checkpoint's,
+ * listing the keys; allow_changes turns that into a warning. */
+static int check_resume_config(drv_run *run, const char *resume, bool allow_changes)
+{
+    mn_safetensors st;
+    int rc = mn_st_read(resume, &st);
+    if (rc) return rc;
+    const char *stored = drv_ckpt_meta(&st, "config");
+    mn_config old;
+    mn_config_default(&old);
+    rc = stored ? mn_config_parse(stored, resume, &old) : MN_EFORMAT;
+    mn_st_free(&st);
+    if (rc) return rc;
+    char diff[2048];
+    int n = mn_config_diff(&old, run->c, true, diff, sizeof diff);
+    if (!n) return 0;
+    if (!allow_changes)
+        return mn_error(MN_EINVAL,
+                        "%s: the configuration differs from the checkpoint's in %d key(s) that change the run: %s; "
+                        "resume with the run's own config.json, or pass --allow-config-change to continue with the "
+                        "new values",
+                        resume, n, diff);
+    mn_warn("%s: continuing with %d changed key(s): %s", resume, n, diff);
+    return 0;
+}
+
+/* The metrics log of a resumed run keeps the lines up to the checkpoint's iteration, no more:
+ * the iterations logged after it (before the kill) are about to be run and logged again. A run
+ * resumed from its final checkpoint evaluates again, so its old final evaluation goes too. */
+static int cut_metrics(const char *path, int64_t upto, bool drop_eval_at_upto)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (access(path, F_OK) != 0) return 0;
+    int rc = mn_read_file(path, (size_t)1 << 31, "metrics log", &text, &len);
+    if (rc) return rc;
+    char *out = malloc(len + 1);
+    if (!out) {
+        free(text);
+        return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    }
+    size_t n_out = 0;
+    int64_t dropped = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        long long it;
+        /* a line cut by the kill has no newline: it goes too */
+        bool keep = nl && sscanf(line, "{\"iter\": %lld", &it) == 1 && it <= upto;
+        if (keep && drop_eval_at_upto && it == upto && !strstr(line, "\"lr\": ")) keep = false;
+        if (keep) {
+            memcpy(out + n_out, line, n + 1);
+            n_out += n + 1;
+        } else {
+            dropped++;
+        }
+        line += n + (nl != NULL);
+    }
+    if (dropped) rc = mn_write_file_atomic(path, out, n_out);
+    if (!rc && dropped) mn_info("%s: dropped %lld line(s) logged after iteration %lld", path, (long long)dropped, (long long)upto);
+    free(out);
+    free(text);
+    return rc;
+}
+
+/* The run's configuration (atomically: a full disk leaves the old file, never an empty one), and
+ * the metrics file: appended to when resuming, after cutting it back to the checkpoint. */
+static int open_files(drv_run *run, const char *resume, int64_t start)
 {
     const mn_config *c = run->c;
     char path[1100];
     snprintf(path, sizeof path, "%s/config.json", c->train.out_dir);
     char *js = mn_config_to_json(c);
-    FILE *f = fopen(path, "w");
-    if (f && js) fputs(js, f);
-    if (f) fclose(f);
+    if (!js) return mn_error(MN_ENOMEM, "out of memory");
+    int rc = mn_write_file_atomic(path, js, strlen(js));
     free(js);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->train.out_dir);
-    run->metrics = fopen(path, resume ? "a" : "w");
-    if (!run->metrics) return mn_error(MN_EIO, "%s: cannot write", path);
+    if (rc) return rc;
+    if (resume) rc = cut_metrics(run->path_metrics, start, start >= c->train.iterations);
+    if (rc) return rc;
+    run->metrics = fopen(run->path_metrics, resume ? "a" : "w");
+    if (!run->metrics) return mn_error(MN_EIO, "%s: cannot write: %s", run->path_metrics, strerror(errno));
     return 0;
+}
+
+int drv_metrics_flush(drv_run *run)
+{
+    if (fflush(run->metrics) == 0 && !ferror(run->metrics)) return 0;
+    return mn_error(MN_EIO, "%s: write failed: %s", run->path_metrics, strerror(errno));
 }
 
 /* The batch of iteration it, starting the next epoch when the loader's is over. */
@@ -282,8 +447,8 @@ static int next_batch(drv_run *run, const drv_train_ops *ops, int64_t it, int pe
     return rc;
 }
 
-static void write_metrics(drv_run *run, const drv_train_ops *ops, int64_t it, float lr, double grad_norm,
-                          const mn_subnet *sn /* (ns) */, int ns, const double *loss /* (ns) */, double seconds)
+static int write_metrics(drv_run *run, const drv_train_ops *ops, int64_t it, float lr, double grad_norm,
+                         const mn_subnet *sn /* (ns) */, int ns, const double *loss /* (ns) */, double seconds)
 {
     FILE *f = run->metrics;
     fprintf(f, "{\"iter\": %lld, \"lr\": %.6g, \"loss\": %.7f", (long long)(it + 1), (double)lr, loss[0]);
@@ -295,13 +460,45 @@ static void write_metrics(drv_run *run, const drv_train_ops *ops, int64_t it, fl
         ops->metrics_subnet(run, f, &sn[k], k, loss[k]);
     }
     fprintf(f, "], \"seconds\": %.3f}\n", seconds);
-    fflush(f);
+    return drv_metrics_flush(run);
 }
 
+/* Links (or, where the file system has no hard links, copies) from to to, through a temp name so
+ * that `to` is always whole. */
+static int keep_copy(const char *from, const char *to)
+{
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", to, (long)getpid());
+    unlink(tmp);
+    int rc = 0;
+    if (link(from, tmp) != 0) {
+        char *data = NULL;
+        size_t n = 0;
+        rc = mn_read_file(from, SIZE_MAX / 2, "checkpoint", &data, &n);
+        if (!rc) rc = mn_write_file_atomic(to, data, n);
+        free(data);
+        return rc;
+    }
+    if (rename(tmp, to) != 0) {
+        rc = mn_error(MN_EIO, "%s: cannot replace: %s", to, strerror(errno));
+        unlink(tmp);
+    }
+    return rc;
+}
+
+/* Writes the checkpoint of iteration iter as last.safetensors, the one before it becoming
+ * previous.safetensors. The new file is written whole (and finite-checked) before either name
+ * changes, so a kill or a failure at any point leaves a loadable last.safetensors. */
 static int checkpoint(drv_run *run, const drv_train_ops *ops, int64_t iter)
 {
-    int rc = ops->save(run, run->path_last, iter);
-    if (rc) mn_warn("checkpoint not written: %s", mn_last_error());
+    char next[1200];
+    snprintf(next, sizeof next, "%s.next", run->path_last);
+    int rc = ops->save(run, next, iter);
+    if (!rc && access(run->path_last, F_OK) == 0) rc = keep_copy(run->path_last, run->path_prev);
+    if (!rc && rename(next, run->path_last) != 0)
+        rc = mn_error(MN_EIO, "%s: cannot replace: %s", run->path_last, strerror(errno));
+    if (rc) unlink(next);
+    else mn_sync_parent_dir(run->path_last);
     return rc;
 }
 
@@ -314,31 +511,51 @@ static void close_run(drv_run *run, const drv_train_ops *ops)
     mn_tape_free(&run->tape);
     ops->close(run);
     if (run->metrics) fclose(run->metrics);
+    if (run->lock_fd > 0) close(run->lock_fd);
 }
 
-int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const char *resume, int64_t stop_at)
+/* Why the run stopped, and what is left to continue from. */
+static int stopped(drv_run *run, int64_t it, int rc)
+{
+    char why[1024];
+    snprintf(why, sizeof why, "%s", mn_last_error());
+    if (access(run->path_last, F_OK) == 0)
+        return mn_error(rc, "stopped at iteration %lld: %s; the last good checkpoint is %s (resume with --resume %s)",
+                        (long long)it + 1, why, run->path_last, run->path_last);
+    return mn_error(rc, "stopped at iteration %lld: %s; no checkpoint was written yet", (long long)it + 1, why);
+}
+
+int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const mn_train_options *o)
 {
     run->c = c;
+    run->lock_fd = -1;
     mn_tape_init(&run->tape, 0);
-    int rc = ops->check ? ops->check(run) : 0;
+    snprintf(run->path_last, sizeof run->path_last, "%s/last.safetensors", c->train.out_dir);
+    snprintf(run->path_prev, sizeof run->path_prev, "%s/previous.safetensors", c->train.out_dir);
+    snprintf(run->path_metrics, sizeof run->path_metrics, "%s/metrics.jsonl", c->train.out_dir);
+    int rc = mn_config_check(c, "the configuration");
+    if (!rc && ops->check) rc = ops->check(run);
     if (!rc) rc = mn_mkdirs(c->train.out_dir);
+    if (!rc) rc = lock_folder(run);
+    if (!rc) remove_stale_temps(run);
+    if (!rc) rc = o->resume ? check_resume_config(run, o->resume, o->allow_changes) : check_fresh_folder(run, o->overwrite);
     if (!rc) rc = ops->open(run);
     mn_sgd_config oc = {c->optim.lr, c->optim.momentum, 0.0f, c->optim.nesterov, c->optim.weight_decay};
     if (!rc) rc = mn_sgd_init(&run->opt, run->ps, &oc);
-    snprintf(run->path_last, sizeof run->path_last, "%s/last.safetensors", c->train.out_dir);
     int64_t start = 0;
-    if (!rc && resume) {
-        rc = ops->resume(run, resume, &start);
-        if (!rc) mn_info("resuming %s at iteration %lld", resume, (long long)start);
+    if (!rc && o->resume) {
+        rc = ops->resume(run, o->resume, &start);
+        if (!rc) mn_info("resuming %s at iteration %lld", o->resume, (long long)start);
     }
     if (!rc && ops->buffers) rc = ops->buffers(run);
-    if (!rc) rc = open_files(run, resume);
+    if (!rc) rc = open_files(run, o->resume, start);
     int per_epoch = rc ? 1 : mn_loader_batches_per_epoch(run->loader);
     if (!rc) rc = mn_loader_start(run->loader, (int)(start / per_epoch), (int)(start % per_epoch));
     mn_progress pg;
     mn_progress_begin(&pg, "train", c->train.iterations, start, c->train.log_every);
     double t_last = mn_now();
-    int64_t end = stop_at > 0 && stop_at < c->train.iterations ? stop_at : c->train.iterations;
+    int64_t end = o->stop_at > 0 && o->stop_at < c->train.iterations ? o->stop_at : c->train.iterations;
+    bool interrupted = false;
     for (int64_t it = start; !rc && it < end; it++) {
         const void *b = NULL;
         rc = next_batch(run, ops, it, per_epoch, &b);
@@ -352,33 +569,51 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
         double grad_norm = NAN; /* before clipping; logged when clipping is on */
         if (!rc && c->optim.clip_grad_norm > 0.0f) rc = mn_grad_clip_norm(run->ps, c->optim.clip_grad_norm, &grad_norm);
         if (!rc) rc = mn_sgd_step(&run->opt, lr);
-        if (rc) {
-            if (access(run->path_last, F_OK) == 0)
-                mn_log(MN_LOG_ERROR, "stopped at iteration %lld: %s; the last good checkpoint is %s", (long long)it,
-                       mn_last_error(), run->path_last);
-            else
-                mn_log(MN_LOG_ERROR, "stopped at iteration %lld: %s; no checkpoint was written yet", (long long)it,
-                       mn_last_error());
-            break;
-        }
-        if ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations) {
+        if (!rc && ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations)) {
             double now = mn_now();
-            write_metrics(run, ops, it, lr, grad_norm, sn, ns, loss, now - t_last);
+            rc = write_metrics(run, ops, it, lr, grad_norm, sn, ns, loss, now - t_last);
             t_last = now;
         }
-        char extra[96];
-        snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss[0], (double)lr);
-        mn_progress_update(&pg, it + 1, (double)c->train.batch_size, extra);
-        if ((it + 1) % c->train.checkpoint_every == 0 || it + 1 == c->train.iterations) rc = checkpoint(run, ops, it + 1);
-        if (!rc && c->train.eval_every && (it + 1) % c->train.eval_every == 0 && it + 1 < c->train.iterations) {
+        if (!rc) {
+            char extra[96];
+            snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss[0], (double)lr);
+            mn_progress_update(&pg, it + 1, (double)c->train.batch_size, extra);
+        }
+        interrupted = !rc && o->stop && *o->stop;
+        if (!rc && (interrupted || (it + 1) % c->train.checkpoint_every == 0 || it + 1 == c->train.iterations))
+            rc = checkpoint(run, ops, it + 1);
+        if (rc) {
+            mn_progress_end(&pg);
+            rc = stopped(run, it, rc);
+            break;
+        }
+        if (interrupted) {
+            mn_progress_end(&pg);
+            rc = mn_error(MN_ECANCELED, "interrupted after iteration %lld; checkpoint %s (continue with --resume %s)",
+                          (long long)it + 1, run->path_last, run->path_last);
+            break;
+        }
+        if (c->train.eval_every && (it + 1) % c->train.eval_every == 0 && it + 1 < c->train.iterations) {
             mn_progress_end(&pg);
             rc = ops->evaluate(run, it + 1);
+            if (!rc) rc = drv_metrics_flush(run);
         }
     }
     mn_progress_end(&pg);
-    if (!rc && start < end && end == c->train.iterations) rc = ops->evaluate(run, end);
+    /* a run resumed from its final checkpoint still gets its final evaluation */
+    if (!rc && end == c->train.iterations) {
+        rc = ops->evaluate(run, end);
+        if (!rc) rc = drv_metrics_flush(run);
+    }
     close_run(run, ops);
     return rc;
+}
+
+int mn_train(const mn_config *c, const mn_train_options *o)
+{
+    return c->task == MN_TASK_SEGMENTATION ? drv_train_segmentation(c, o)
+           : c->task == MN_TASK_DETECTION  ? drv_train_detection(c, o)
+                                           : drv_train_classification(c, o);
 }
 
 /* ---- the calibration loop ---- */

@@ -62,7 +62,8 @@ typedef struct drv_run {
     mn_dataset *train, *val;
     mn_loader *loader;
     FILE *metrics;
-    char path_last[1100];
+    int lock_fd;                /* the run folder's train.lock, held for the whole run */
+    char path_last[1100], path_prev[1100], path_metrics[1100];
 } drv_run;
 
 typedef struct drv_train_ops {
@@ -103,9 +104,15 @@ int drv_open_image_loader(drv_run *run);
 int drv_next_image_batch(mn_loader *ld, const void **batch);
 void drv_metrics_subnet_plain(drv_run *run, FILE *f, const mn_subnet *sn, int k, double loss);
 
-/* The mutual-learning run shared by mn_train_segmentation and mn_train_detection (include/mn/train.h):
- * run is the start of the task's zeroed trainer; closes everything before returning. */
-int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const char *resume, int64_t stop_at);
+/* The mutual-learning run of every task (include/mn/train.h): run is the start of the task's
+ * zeroed trainer; closes everything before returning. */
+int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const mn_train_options *o);
+/* Each task's entry (train/seg_train.c, det_train.c, cls_train.c), dispatched by mn_train. */
+int drv_train_segmentation(const mn_config *c, const mn_train_options *o);
+int drv_train_detection(const mn_config *c, const mn_train_options *o);
+int drv_train_classification(const mn_config *c, const mn_train_options *o);
+/* Flushes the metrics log; an error naming the file when the disk refused a line. */
+int drv_metrics_flush(drv_run *run);
 
 /* ---- the calibration loop ---- */
 

@@ -22,8 +22,23 @@ typedef struct trainer {
     mn_seg_model model;
     float *teacher;          /* (N, K, h4, w4) detached softmax of the full network */
     int64_t teacher_shape[4];
+    int64_t teacher_cap;     /* floats the teacher buffer holds */
     int32_t *labels_small;   /* (N, h, w) ground truth resized for a sub-network */
+    int64_t labels_cap;      /* labels the buffer holds */
 } trainer;
+
+/* Grows *buf to hold n elements of size bytes. The sizes follow from the network's own output
+ * (ceil(h / 4) at a crop that is no multiple of 4) and from rounded scales (which may exceed
+ * the crop), so they are taken from the tensors at hand, never predicted. */
+static int reserve(void **buf, int64_t *cap, int64_t n, size_t size, const char *what)
+{
+    if (n <= *cap) return 0;
+    void *p = realloc(*buf, size * (size_t)n);
+    if (!p) return mn_error(MN_ENOMEM, "out of memory for the %s (%lld values)", what, (long long)n);
+    *buf = p;
+    *cap = n;
+    return 0;
+}
 
 /* Label map (n, H, W) -> (n, h, w) with PyTorch's nearest rule: src = floor(dst * in / out). */
 static void resize_labels(int32_t *dst, const int32_t *src, int n, int H, int W, int h, int w)
@@ -55,6 +70,9 @@ static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, b
         w = round32((float)b->w * sn->scale);
         /* the same augmented batch, resized (spec §1: bilinear, align_corners=True) */
         x = mn_resize_bilinear(t, x, h, w, true);
+        int rc = reserve((void **)&tr->labels_small, &tr->labels_cap, (int64_t)b->n * h * w, sizeof(int32_t),
+                         "resized labels");
+        if (rc) return rc;
         resize_labels(tr->labels_small, b->labels, b->n, b->h, b->w, h, w);
         labels = tr->labels_small;
     }
@@ -79,8 +97,11 @@ static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, b
         /* keep the teacher's distribution beyond this pass, cut from the graph */
         mn_var *p = mn_softmax(t, raw);
         if (!p) return mn_last_error_code();
+        int64_t n = mn_tensor_numel(&p->val);
+        int rc = reserve((void **)&tr->teacher, &tr->teacher_cap, n, sizeof(float), "teacher's distribution");
+        if (rc) return rc;
         memcpy(tr->teacher_shape, p->val.shape, sizeof tr->teacher_shape);
-        memcpy(tr->teacher, p->val.data, sizeof(float) * (size_t)mn_tensor_numel(&p->val));
+        memcpy(tr->teacher, p->val.data, sizeof(float) * (size_t)n);
     }
     return mn_backward(t, l);
 }
@@ -105,16 +126,20 @@ static int resume_model(drv_run *run, const char *path, int64_t *iteration)
     return mn_seg_model_resume(&((trainer *)run)->model, path, &run->opt, iteration);
 }
 
-/* The teacher's distribution at a quarter of the crop, and labels at a sub-network's scale. */
+/* The teacher's distribution at a quarter of the crop (rounded up, as the stride-2 layers
+ * round), and labels at the crop: sized before the first pass so that an out-of-memory shows
+ * at start; the passes grow them if a size turns out larger. */
 static int alloc_buffers(drv_run *run)
 {
     trainer *tr = (trainer *)run;
     const mn_config *c = run->c;
-    int64_t n = c->train.batch_size, hw = (int64_t)c->data.crop[0] * c->data.crop[1], K = tr->model.num_classes;
-    tr->teacher = malloc(sizeof(float) * (size_t)(n * K * hw / 16 + 1));
-    tr->labels_small = malloc(sizeof(int32_t) * (size_t)(n * hw));
-    if (!tr->teacher || !tr->labels_small) return mn_error(MN_ENOMEM, "out of memory for the training buffers");
-    return 0;
+    int64_t n = c->train.batch_size, K = tr->model.num_classes;
+    int64_t h4 = (c->data.crop[0] + 3) / 4, w4 = (c->data.crop[1] + 3) / 4;
+    int rc = reserve((void **)&tr->teacher, &tr->teacher_cap, n * K * h4 * w4, sizeof(float), "teacher's distribution");
+    if (!rc)
+        rc = reserve((void **)&tr->labels_small, &tr->labels_cap, n * c->data.crop[0] * c->data.crop[1],
+                     sizeof(int32_t), "resized labels");
+    return rc;
 }
 
 static int pass(drv_run *run, const void *batch, const mn_subnet *sn, int64_t it, int k, double *loss)
@@ -163,9 +188,15 @@ static const drv_train_ops seg_ops = {
     .close = close_model,
 };
 
-int mn_train_segmentation(const mn_config *c, const char *resume, int64_t stop_at)
+int drv_train_segmentation(const mn_config *c, const mn_train_options *o)
 {
     trainer tr;
     memset(&tr, 0, sizeof tr);
-    return drv_train(&tr.run, &seg_ops, c, resume, stop_at);
+    return drv_train(&tr.run, &seg_ops, c, o);
+}
+
+int mn_train_segmentation(const mn_config *c, const char *resume, int64_t stop_at)
+{
+    mn_train_options o = {.resume = resume, .stop_at = stop_at};
+    return drv_train_segmentation(c, &o);
 }

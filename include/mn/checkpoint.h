@@ -8,11 +8,16 @@
 #include "param.h"
 #include "safetensors.h"
 
-/* Writes ps (values only) and extra items to path. */
+/* 0 when the n values are all finite; otherwise MN_ENUMERIC with a message naming file, tensor,
+ * the first bad element and how many there are. */
+MN_API int mn_check_finite(const float *v /* (n) */, int64_t n, const char *file, const char *tensor);
+
+/* Writes ps (values only) and extra items to path; refuses (and writes nothing) when a float
+ * tensor holds NaN or Inf, so a diverged model never replaces a good checkpoint. */
 MN_API int mn_checkpoint_save(const char *path, const mn_param_set *ps, const mn_st_item *extra, int n_extra,
                               const char *const *meta_keys, const char *const *meta_values, int n_meta);
 
-/* Copies every tensor of ps from st. Tensors of st whose names start with one of the
+/* Copies every tensor of ps from st, refusing non-finite values. Tensors of st whose names start with one of the
  * `extra_prefixes` are left for the caller; any other tensor not in ps is an error, as is any
  * tensor of ps absent from st. Nothing is copied unless everything checks out. */
 MN_API int mn_checkpoint_apply(const mn_safetensors *st, mn_param_set *ps, const char *const *extra_prefixes,

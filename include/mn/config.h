@@ -89,10 +89,23 @@ MN_API int mn_config_load(const char *path, mn_config *c);
 /* Parses JSON text over the defaults; `origin` names the source in error messages. */
 MN_API int mn_config_parse(const char *json, const char *origin, mn_config *c);
 /* Sets one key from text ("model.backbone", "resnet50"; numbers, booleans and lists as
- * JSON): the command line's --set key=value. Same checks as the file. */
+ * JSON): the command line's --set key=value. The key's own type and range are checked here;
+ * rules that tie keys together wait for mn_config_check, so that several --set may pass
+ * through a combination that is invalid only half-way. */
 MN_API int mn_config_set(mn_config *c, const char *key, const char *value);
+/* The rules between keys (task and data kind, width and scale ranges, ...); origin names the
+ * source in the message. mn_config_load and mn_config_parse apply it themselves. */
+MN_API int mn_config_check(const mn_config *c, const char *origin);
+/* mn_config_load, then each "KEY=VALUE" of sets (the command line's --set) in order, then one
+ * mn_config_check of the result. */
+MN_API int mn_config_load_with(const char *path, const char *const *sets /* (n_sets) */, int n_sets, mn_config *c);
 /* The configuration as JSON (malloc'd), every key present: stored in checkpoints. */
 MN_API char *mn_config_to_json(const mn_config *c);
+/* The keys whose values differ between a and b, as "key old -> new" joined by ", " into out
+ * (truncated to n bytes); run_keys_only skips the keys that cannot change a training run's
+ * numbers (out_dir, logging and checkpoint intervals, workers, evaluation and calibration
+ * settings). Returns how many differ. */
+MN_API int mn_config_diff(const mn_config *a, const mn_config *b, bool run_keys_only, char *out, size_t n);
 /* The data set options of split `split` as the configuration describes them. The strings
  * point into c, which must outlive *o. */
 MN_API void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset_options *o);

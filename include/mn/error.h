@@ -25,6 +25,8 @@ enum mn_status {
     MN_EFORMAT = -4,   /* malformed file contents (JSON, image, checkpoint) */
     MN_ESHAPE = -5,    /* tensor shapes disagree */
     MN_ENUMERIC = -6,  /* NaN or Inf where a finite number is required */
+    MN_ECANCELED = -7, /* stopped on request (SIGINT / SIGTERM) after saving what it had */
+    MN_EBUSY = -8,     /* a resource (a run folder) is in use by another process */
 };
 
 /* Records a message for the calling thread and returns code, so callers can write

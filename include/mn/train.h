@@ -2,6 +2,8 @@
 #ifndef MN_TRAIN_H
 #define MN_TRAIN_H
 
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -47,10 +49,28 @@ MN_API int mn_mkdirs(const char *dir);
 /* Monotonic seconds. */
 MN_API double mn_now(void);
 
+/* How a training run starts and stops (mn_train). */
+typedef struct mn_train_options {
+    const char *resume;     /* a checkpoint to continue from; NULL starts afresh */
+    int64_t stop_at;        /* > 0: end after that iteration as if interrupted (no final evaluation) */
+    bool overwrite;         /* a fresh run may replace a run already in train.out_dir */
+    bool allow_changes;     /* resume although keys that change the run differ from the checkpoint's */
+    /* when non-NULL and set (by a SIGINT/SIGTERM handler): finish the current iteration, write a
+     * checkpoint and return MN_ECANCELED */
+    const volatile sig_atomic_t *stop;
+} mn_train_options;
+
+/* Trains the configured task into train.out_dir, which it locks (train.lock) for the run:
+ * last.safetensors (atomic; every checkpoint_every iterations, at the end and on a stop
+ * request; never with a non-finite value), previous.safetensors (the checkpoint before it),
+ * metrics.jsonl and config.json. A fresh run refuses a folder that holds a run unless
+ * overwrite; a resumed one refuses a configuration that changes the run unless allow_changes,
+ * and cuts metrics.jsonl back to the checkpoint's iteration. The final evaluation runs whenever
+ * the last iteration is reached, a resume from the final checkpoint included. */
+MN_API int mn_train(const mn_config *c, const mn_train_options *o);
+
 /* Trains a segmenter as configured; resume: a checkpoint of the same run to continue from
- * (NULL to start afresh). Writes <out_dir>/last.safetensors (atomic, every checkpoint_every
- * iterations and at the end), <out_dir>/metrics.jsonl and <out_dir>/config.json.
- * stop_at > 0 ends the run after that iteration as if interrupted (no final evaluation). */
+ * (NULL to start afresh); stop_at as in mn_train_options: mn_train with those two options. */
 MN_API int mn_train_segmentation(const mn_config *c, const char *resume, int64_t stop_at);
 
 /* The same for a detector (task "detection", data.kind "coco"): full width at det.short_side,

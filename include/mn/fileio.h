@@ -1,0 +1,22 @@
+/* Whole-file reads and crash-safe whole-file writes. */
+#ifndef MN_FILEIO_H
+#define MN_FILEIO_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/* Reads path into a malloc'd, NUL-terminated buffer (*len bytes before the NUL); files over
+ * max_bytes are refused as not what the caller expects (`what` names it in messages). */
+MN_API int mn_read_file(const char *path, size_t max_bytes, const char *what, char **out, size_t *len);
+
+/* Writes n bytes to path as one step: a temp file beside it (path.tmp.<pid>), fsync, rename,
+ * fsync of the folder. On any failure (a full disk included) the old file is left as it was,
+ * the temp file is removed and the message names path and the system's reason. */
+MN_API int mn_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* Fsyncs the folder holding path so that a rename into it survives a power cut (best effort:
+ * some file systems refuse to sync a folder). */
+MN_API void mn_sync_parent_dir(const char *path);
+
+#endif
