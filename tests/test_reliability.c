@@ -407,3 +407,48 @@ Test(reliability, config_keys_are_checked_together_after_every_set)
     cr_assert_eq(mn_config_parse("{\"optim\": {\"lr\": 0.1, \"lr\": 0.01}}", "x.json", &c), MN_EFORMAT);
     cr_assert(strstr(mn_last_error(), "x.json: duplicate key \"lr\""), "%s", mn_last_error());
 }
+
+static void copy_tree(const char *from, const char *to)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", from, to);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* Label maps that are all ignore used to train the whole run at loss 0 and fail at the end. */
+Test(reliability, splits_with_nothing_to_learn_are_refused_before_training)
+{
+    char src[128], root[128], cmd[600];
+    snprintf(src, sizeof src, "%s/shapes", dir);
+    snprintf(root, sizeof root, "%s/ignored", dir);
+    copy_tree(src, root);
+    /* every training label becomes 255 (ignore) */
+    snprintf(cmd, sizeof cmd, "ls %s/labels/train", root);
+    FILE *ls = popen(cmd, "r");
+    char name[256];
+    int n = 0;
+    while (fgets(name, sizeof name, ls)) {
+        name[strcspn(name, "\n")] = 0;
+        char path[700];
+        snprintf(path, sizeof path, "%s/labels/train/%s", root, name);
+        mn_image img;
+        cr_assert_eq(mn_image_load_labels(path, &img), 0, "%s", mn_last_error());
+        memset(img.data, 255, (size_t)img.w * img.h);
+        cr_assert_eq(mn_image_save(path, &img, 0), 0, "%s", mn_last_error());
+        mn_image_free(&img);
+        n++;
+    }
+    pclose(ls);
+    cr_assert_gt(n, 4);
+    mn_config c;
+    tiny_config(&c, "ignored_run");
+    snprintf(c.data.root, sizeof c.data.root, "%s", root);
+    mn_train_options o = {0};
+    cr_assert_eq(train(&c, &o), MN_EINVAL);
+    char want[256];
+    snprintf(want, sizeof want, "the train split's label maps hold no pixel of the 6 classes (%d of %d images read", n, n);
+    cr_assert(strstr(mn_last_error(), want), "%s", mn_last_error());
+    char metrics[700];
+    out_path(metrics, sizeof metrics, &c, "metrics.jsonl");
+    cr_assert(!exists(metrics), "nothing should have been trained");
+}

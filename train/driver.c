@@ -224,7 +224,11 @@ int drv_open_splits(drv_run *run)
         return mn_error(MN_EINVAL, "%s: the %s split has %d images, fewer than batch_size %d", c->data.root,
                         c->data.train_split, mn_dataset_size(run->train), c->train.batch_size);
     o.split = c->data.val_split;
-    return mn_dataset_open(&run->val, &o);
+    rc = mn_dataset_open(&run->val, &o);
+    if (!rc && mn_dataset_size(run->val) == 0)
+        rc = mn_error(MN_EINVAL, "%s: the %s split (data.val_split) has no images; the evaluations need some",
+                      c->data.root, c->data.val_split);
+    return rc;
 }
 
 mn_loader_options drv_loader_options(const mn_config *c)

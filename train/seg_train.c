@@ -106,16 +106,41 @@ static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, b
     return mn_backward(t, l);
 }
 
+/* A split whose label maps hold no pixel of a class 0..K-1 would train at loss 0 for the whole
+ * run (a wrong data.labels folder, void_index or class list), or score nothing at the end.
+ * Small splits are read whole; larger ones through 16 images spread over the split, refused
+ * only when every one of them is all ignore. */
+static int check_labels(mn_dataset *d, const char *split, const mn_config *c, int K)
+{
+    int n = mn_dataset_size(d), step = n <= 64 ? 1 : n / 16, seen = 0;
+    for (int i = 0; i < n; i += step, seen++) {
+        mn_sample s;
+        memset(&s, 0, sizeof s);
+        int rc = mn_dataset_get(d, i, &s);
+        if (rc) return rc;
+        int64_t px = s.label.data ? (int64_t)s.label.w * s.label.h : 0, usable = 0;
+        for (int64_t j = 0; j < px; j++) usable += s.label.data[j] < K;
+        mn_sample_free(&s);
+        if (usable) return 0;
+    }
+    return mn_error(MN_EINVAL,
+                    "%s: the %s split's label maps hold no pixel of the %d classes (%d of %d images read, every pixel "
+                    "ignore or out of range): check data.labels, data.void_index and the class list",
+                    c->data.root, split, K, seen, n);
+}
+
 /* The data, and the model with the training split's class names. */
 static int open_run(drv_run *run)
 {
     trainer *tr = (trainer *)run;
     const mn_config *c = run->c;
     int rc = drv_open_splits(run);
+    int K = rc ? 0 : mn_dataset_num_classes(run->train);
+    if (!rc) rc = check_labels(run->train, c->data.train_split, c, K);
+    if (!rc) rc = check_labels(run->val, c->data.val_split, c, K);
     if (!rc) rc = drv_open_image_loader(run);
     if (rc) return rc;
     const char *names[256];
-    int K = mn_dataset_num_classes(run->train);
     for (int k = 0; k < K && k < 256; k++) names[k] = mn_dataset_class_name(run->train, k);
     run->ps = &tr->model.ps;
     return mn_seg_model_create(&tr->model, c, K, names, c->train.seed);
