@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -451,4 +453,46 @@ Test(reliability, splits_with_nothing_to_learn_are_refused_before_training)
     char metrics[700];
     out_path(metrics, sizeof metrics, &c, "metrics.jsonl");
     cr_assert(!exists(metrics), "nothing should have been trained");
+}
+
+/* A full disk used to leave config.json and metrics.jsonl as empty files without a word.
+ * RLIMIT_FSIZE makes every write past a few bytes fail (EFBIG) as a full disk would. */
+Test(reliability, a_full_disk_stops_the_run_and_keeps_the_files)
+{
+    mn_config c;
+    tiny_config(&c, "full");
+    c.train.iterations = 2;
+    mn_train_options o = {0};
+    cr_assert_eq(train(&c, &o), 0, "%s", mn_last_error());
+    char config[700], last[700];
+    out_path(config, sizeof config, &c, "config.json");
+    out_path(last, sizeof last, &c, "last.safetensors");
+    char *before = NULL;
+    size_t n_before = 0;
+    cr_assert_eq(mn_read_file(config, 1 << 20, "config", &before, &n_before), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &lim), 0);
+    lim.rlim_cur = 64; /* the soft limit only, so that it can be raised again */
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    mn_config d = c;
+    d.train.iterations = 4;
+    o = (mn_train_options){.resume = last, .allow_changes = true};
+    cr_assert_neq(train(&d, &o), 0);
+    cr_assert(strstr(mn_last_error(), "config.json: write failed: File too large (the previous file, if any, is unchanged)"),
+              "%s", mn_last_error());
+    char *after = NULL;
+    size_t n_after = 0;
+    cr_assert_eq(mn_read_file(config, 1 << 20, "config", &after, &n_after), 0);
+    cr_assert_eq(n_after, n_before);
+    cr_assert_eq(memcmp(before, after, n_before), 0);
+    /* the checkpoint (15 MB) cannot be written either: the run stops at its first one, the last one stays */
+    lim.rlim_cur = 1 << 20;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    cr_assert_neq(train(&d, &o), 0);
+    cr_assert(strstr(mn_last_error(), "stopped at iteration 4: "), "%s", mn_last_error());
+    cr_assert(strstr(mn_last_error(), "the last good checkpoint is"), "%s", mn_last_error());
+    cr_assert_eq(ckpt_iteration(last), 2);
+    free(before);
+    free(after);
 }
