@@ -3,9 +3,11 @@
  * stb_image decodes leniently: a JPEG cut short decodes to grey blocks and a PNG with a broken
  * chunk may decode to garbage without complaint. So the whole file is read into memory and its
  * container is checked first (PNG: every chunk present with a valid CRC up to IEND; JPEG: every
- * marker segment present up to EOI; BMP: the pixel array fits the file). Only then is it
- * decoded. Other formats stb knows (GIF, TGA, PSD, PNM, HDR, PIC) are refused because they
- * cannot be checked this way. The stb flip setters are never called. */
+ * marker segment present up to EOI, each scan long enough for its blocks; BMP: the pixel array
+ * fits the file). The header's width and height are checked against the caller's pixel limit
+ * as soon as they are read, so a tiny file claiming 30000x30000 costs no allocation. Only then
+ * is it decoded. Other formats stb knows (GIF, TGA, PSD, PNM, HDR, PIC) are refused because
+ * they cannot be checked this way. The stb flip setters are never called. */
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -29,6 +31,7 @@ typedef struct png_info {
     int color;   /* IHDR colour type: 0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA */
 } png_info;
 
+static uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
 static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 static uint32_t le32(const uint8_t *p) { return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]; }
 
@@ -90,11 +93,52 @@ static int sniff(const char *path, const uint8_t *b, size_t n, enum fmt *fmt)
     return 0;
 }
 
+/* "144.0 Mpx", or "1200 px" for small limits that would print as 0.0 Mpx. */
+static void count_px(char *out, size_t n, double px)
+{
+    if (px >= 1e5) snprintf(out, n, "%.1f Mpx", px / 1e6);
+    else snprintf(out, n, "%.0f px", px);
+}
+
+/* The header's size against the limit, before anything is allocated for the pixels. */
+static int check_size(const char *path, int64_t w, int64_t h, int64_t max_px)
+{
+    if (w <= 0 || h <= 0)
+        return mn_error(MN_EFORMAT, "%s: corrupt image header: %lldx%lld pixels (sizes must be positive)", path,
+                        (long long)w, (long long)h);
+    if (w > max_px / h) { /* w * h > max_px without forming the product (PNG sizes reach 2^32) */
+        char size[32], limit[32];
+        count_px(size, sizeof size, (double)w * (double)h);
+        count_px(limit, sizeof limit, (double)max_px);
+        return mn_error(MN_EFORMAT,
+                        "%s: image is %lldx%lld (%s), above the limit of %s (data.max_pixels / --max-pixels raises it)",
+                        path, (long long)w, (long long)h, size, limit);
+    }
+    return 0;
+}
+
+/* Deflate expands at most 1032:1 (a 258-byte match in two bits), so compressed data too short
+ * for the scan lines cannot be a whole image. stb would first allocate the full scan-line
+ * buffer for it, then fail or fill the rest with zeros. */
+static int check_png_data(const char *path, const png_info *info, size_t idat_bytes)
+{
+    static const int samples[7] = {1, 0, 3, 1, 2, 0, 4}; /* per colour type; 0: invalid (stb refuses) */
+    if (info->color < 0 || info->color > 6 || !samples[info->color] || info->depth < 1 || info->depth > 16) return 0;
+    /* the smallest possible scan-line data (not interlaced): a filter byte per row plus the samples */
+    uint64_t row = 1 + ((uint64_t)info->w * (uint64_t)samples[info->color] * (uint64_t)info->depth + 7) / 8;
+    double raw = (double)row * (double)info->h;
+    if (raw > 1032.0 * ((double)idat_bytes + 64))
+        return mn_error(MN_EFORMAT,
+                        "%s: truncated PNG: %zu bytes of image data cannot hold %ux%u pixels (%.0f bytes of scan lines)",
+                        path, idat_bytes, info->w, info->h, raw);
+    return 0;
+}
+
 /* Walks the chunks: IHDR first, valid CRCs on critical chunks (ancillary ones are skipped as
  * libpng does), at least one IDAT, and IEND before the data runs out. */
-static int check_png(const char *path, const uint8_t *b, size_t n, png_info *info)
+static int check_png(const char *path, const uint8_t *b, size_t n, int64_t max_px, png_info *info)
 {
-    size_t at = 8;
+    size_t at = 8, idat_bytes = 0;
     bool seen_ihdr = false, seen_idat = false;
     for (;;) {
         if (n - at < 12)
@@ -117,22 +161,107 @@ static int check_png(const char *path, const uint8_t *b, size_t n, png_info *inf
             info->depth = b[at + 16];
             info->color = b[at + 17];
             seen_ihdr = true;
+            int rc = check_size(path, info->w, info->h, max_px);
+            if (rc) return rc;
         } else if (!memcmp(type, "IDAT", 4)) {
             seen_idat = true;
+            idat_bytes += len;
         } else if (!memcmp(type, "IEND", 4)) {
             if (!seen_idat) return mn_error(MN_EFORMAT, "%s: corrupt PNG: IEND before any image data", path);
-            return 0;
+            return check_png_data(path, info, idat_bytes);
         }
         at += 12 + (size_t)len;
     }
 }
 
-/* Walks the marker segments: every segment's declared length must fit and the entropy-coded
- * data of each scan must be followed by a marker, ending at EOI. */
-static int check_jpeg(const char *path, const uint8_t *b, size_t n)
+/* What a JPEG frame header (SOF) says, for bounding the size of its scans. */
+typedef struct jpeg_frame {
+    bool seen, progressive;
+    int64_t w, h;
+    int ncomp, hmax, vmax;
+    int id[4], hs[4], vs[4];
+} jpeg_frame;
+
+static int parse_sof(const char *path, const uint8_t *seg, size_t len, uint8_t code, int64_t max_px, jpeg_frame *f)
+{
+    /* seg: P(1) Y(2) X(2) Nf(1), then Nf x {id, H<<4|V, Tq} */
+    if (len < 6) return mn_error(MN_EFORMAT, "%s: corrupt JPEG: frame header cut short", path);
+    int64_t h = be16(seg + 1), w = be16(seg + 3);
+    if (h == 0) /* a DNL marker would give it later: stb does not support that */
+        return mn_error(MN_EFORMAT, "%s: corrupt JPEG: the frame header gives a height of 0", path);
+    int rc = check_size(path, w, h, max_px);
+    if (rc) return rc;
+    if (f->seen) return 0; /* stb reads the first frame */
+    f->seen = true;
+    f->progressive = code == 0xc2;
+    f->w = w;
+    f->h = h;
+    int nf = seg[5];
+    if (nf < 1 || nf > 4 || len < 6 + 3 * (size_t)nf) return 0; /* stb refuses these itself */
+    f->ncomp = nf;
+    f->hmax = f->vmax = 1;
+    for (int i = 0; i < nf; i++) {
+        f->id[i] = seg[6 + 3 * i];
+        f->hs[i] = seg[7 + 3 * i] >> 4;
+        f->vs[i] = seg[7 + 3 * i] & 15;
+        if (f->hs[i] < 1 || f->hs[i] > 4 || f->vs[i] < 1 || f->vs[i] > 4) {
+            f->ncomp = 0; /* bad sampling factors: stb refuses them, no bound here */
+            return 0;
+        }
+        if (f->hs[i] > f->hmax) f->hmax = f->hs[i];
+        if (f->vs[i] > f->vmax) f->vmax = f->vs[i];
+    }
+    return 0;
+}
+
+static uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+/* The fewest bytes of entropy-coded data a valid scan can have: every 8x8 block of a
+ * sequential scan costs at least two Huffman codes (DC and end-of-block, 1 bit or more each),
+ * every block of a progressive DC scan at least one bit; progressive AC scans can cover many
+ * blocks with one end-of-band run, so they get no bound. A file cut short and patched with an
+ * end marker decodes to grey blocks in stb without complaint; this catches the gross cases
+ * (the 792-byte "12000x12000" JPEG) without decoding. seg is the SOS segment body. */
+static uint64_t scan_min_bytes(const jpeg_frame *f, const uint8_t *seg, size_t len)
+{
+    if (!f->seen || !f->ncomp || len < 1) return 0;
+    int ns = seg[0];
+    if (ns < 1 || ns > 4 || len < 1 + 2 * (size_t)ns + 3) return 0;
+    int ss = seg[1 + 2 * ns];
+    if (f->progressive && ss != 0) return 0;
+    uint64_t blocks = 0;
+    if (ns == 1) {
+        /* a non-interleaved scan covers the component's own blocks, without MCU padding */
+        int k = -1;
+        for (int i = 0; i < f->ncomp; i++)
+            if (f->id[i] == seg[1]) k = i;
+        if (k < 0) return 0;
+        uint64_t cw = ceil_div((uint64_t)f->w * (uint64_t)f->hs[k], (uint64_t)f->hmax);
+        uint64_t ch = ceil_div((uint64_t)f->h * (uint64_t)f->vs[k], (uint64_t)f->vmax);
+        blocks = ceil_div(cw, 8) * ceil_div(ch, 8);
+    } else {
+        uint64_t per_mcu = 0;
+        for (int j = 0; j < ns; j++) {
+            int k = -1;
+            for (int i = 0; i < f->ncomp; i++)
+                if (f->id[i] == seg[1 + 2 * j]) k = i;
+            if (k < 0) return 0;
+            per_mcu += (uint64_t)(f->hs[k] * f->vs[k]);
+        }
+        blocks = ceil_div((uint64_t)f->w, 8 * (uint64_t)f->hmax) * ceil_div((uint64_t)f->h, 8 * (uint64_t)f->vmax) *
+                 per_mcu;
+    }
+    return blocks * (f->progressive ? 1 : 2) / 8;
+}
+
+/* Walks the marker segments: every segment's declared length must fit, the frame header's
+ * size must be within the limit, and the entropy-coded data of each scan must be followed by
+ * a marker, ending at EOI (bytes after EOI are ignored, as decoders do). */
+static int check_jpeg(const char *path, const uint8_t *b, size_t n, int64_t max_px)
 {
     size_t at = 2;
     bool seen_sos = false;
+    jpeg_frame frame = {0};
     for (;;) {
         /* a marker: 0xff (possibly repeated as fill) then a code; stray bytes before it are
          * skipped as libjpeg does (with a warning there) */
@@ -153,9 +282,17 @@ static int check_jpeg(const char *path, const uint8_t *b, size_t n)
         if (seg < 2 || seg > n - at)
             return mn_error(MN_EFORMAT, "%s: truncated JPEG: segment 0x%02x at byte %zu needs %zu bytes", path, code,
                             at - 2, seg);
+        const uint8_t *body = b + at + 2;
+        /* SOF0..SOF15 except DHT (c4), JPG (c8) and DAC (cc) */
+        if (code >= 0xc0 && code <= 0xcf && code != 0xc4 && code != 0xc8 && code != 0xcc) {
+            int rc = parse_sof(path, body, seg - 2, code, max_px, &frame);
+            if (rc) return rc;
+        }
         at += seg;
         if (code == 0xda) {
             seen_sos = true;
+            uint64_t need = scan_min_bytes(&frame, body, seg - 2);
+            size_t start = at;
             /* entropy-coded data: 0xff is stuffed as ff 00; ff d0..d7 are restart markers */
             for (;;) {
                 while (at < n && b[at] != 0xff) at++;
@@ -167,12 +304,18 @@ static int check_jpeg(const char *path, const uint8_t *b, size_t n)
                 }
                 break;
             }
+            if ((uint64_t)(at - start) < need)
+                return mn_error(MN_EFORMAT,
+                                "%s: truncated JPEG: the scan at byte %zu has %zu bytes of data, a %lldx%lld image "
+                                "needs at least %llu",
+                                path, start, at - start, (long long)frame.w, (long long)frame.h,
+                                (unsigned long long)need);
         }
     }
 }
 
 /* The uncompressed pixel array stb reads must lie inside the file (stb would read zeros). */
-static int check_bmp(const char *path, const uint8_t *b, size_t n)
+static int check_bmp(const char *path, const uint8_t *b, size_t n, int64_t max_px)
 {
     if (n < 30) return mn_error(MN_EFORMAT, "%s: truncated BMP header", path);
     uint32_t off = le32(b + 10), hsize = le32(b + 14);
@@ -191,8 +334,10 @@ static int check_bmp(const char *path, const uint8_t *b, size_t n)
         if (comp != 0 && comp != 3 && comp != 6)
             return mn_error(MN_EFORMAT, "%s: compressed BMP (method %u) is not supported", path, comp);
     }
-    if (h < 0) h = -h;
-    if (w <= 0 || h == 0 || (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 16 && bpp != 24 && bpp != 32))
+    if (h < 0) h = -h; /* negative: rows stored top-down */
+    int rc = check_size(path, w, h, max_px);
+    if (rc) return rc;
+    if (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 16 && bpp != 24 && bpp != 32)
         return mn_error(MN_EFORMAT, "%s: corrupt BMP header (%lldx%lld, %d bits)", path, (long long)w, (long long)h, bpp);
     uint64_t stride = ((uint64_t)w * (uint64_t)bpp + 31) / 32 * 4;
     uint64_t need = (uint64_t)off + stride * (uint64_t)h;
@@ -202,14 +347,15 @@ static int check_bmp(const char *path, const uint8_t *b, size_t n)
     return 0;
 }
 
-static int check_container(const char *path, const uint8_t *b, size_t n, enum fmt *fmt, png_info *png)
+static int check_container(const char *path, const uint8_t *b, size_t n, int64_t max_px, enum fmt *fmt,
+                           png_info *png)
 {
     int rc = sniff(path, b, n, fmt);
     if (rc) return rc;
     switch (*fmt) {
-    case FMT_PNG: return check_png(path, b, n, png);
-    case FMT_JPEG: return check_jpeg(path, b, n);
-    case FMT_BMP: return check_bmp(path, b, n);
+    case FMT_PNG: return check_png(path, b, n, max_px, png);
+    case FMT_JPEG: return check_jpeg(path, b, n, max_px);
+    case FMT_BMP: return check_bmp(path, b, n, max_px);
     }
     return 0;
 }
@@ -230,9 +376,10 @@ static int decode(const char *path, const uint8_t *b, size_t n, int channels, mn
     return 0;
 }
 
-int mn_image_load(const char *path, int channels, mn_image *out)
+int mn_image_load_max(const char *path, int channels, int64_t max_pixels, mn_image *out)
 {
     memset(out, 0, sizeof *out);
+    if (max_pixels <= 0) max_pixels = MN_IMAGE_DEFAULT_MAX_PIXELS;
     if (channels != 0 && channels != 1 && channels != 3 && channels != 4)
         return mn_error(MN_EINVAL, "%s: cannot load with %d channels (0, 1, 3 or 4)", path, channels);
     uint8_t *b;
@@ -241,10 +388,15 @@ int mn_image_load(const char *path, int channels, mn_image *out)
     if (rc) return rc;
     enum fmt fmt;
     png_info png;
-    rc = check_container(path, b, n, &fmt, &png);
+    rc = check_container(path, b, n, max_pixels, &fmt, &png);
     if (!rc) rc = decode(path, b, n, channels, out);
     free(b);
     return rc;
+}
+
+int mn_image_load(const char *path, int channels, mn_image *out)
+{
+    return mn_image_load_max(path, channels, 0, out);
 }
 
 /* A copy of a palette PNG relabelled as greyscale of the same bit depth: the filtered scan lines
@@ -277,16 +429,17 @@ static int palette_as_grey(const char *path, const uint8_t *b, size_t n, uint8_t
     return 0;
 }
 
-int mn_image_load_labels(const char *path, mn_image *out)
+int mn_image_load_labels_max(const char *path, int64_t max_pixels, mn_image *out)
 {
     memset(out, 0, sizeof *out);
+    if (max_pixels <= 0) max_pixels = MN_IMAGE_DEFAULT_MAX_PIXELS;
     uint8_t *b;
     size_t n;
     int rc = read_whole(path, &b, &n);
     if (rc) return rc;
     enum fmt fmt;
     png_info png = {0};
-    rc = check_container(path, b, n, &fmt, &png);
+    rc = check_container(path, b, n, max_pixels, &fmt, &png);
     if (!rc && fmt != FMT_PNG)
         rc = mn_error(MN_EFORMAT, "%s: label images must be PNG files (%s would not keep class indices exact)", path,
                       fmt == FMT_JPEG ? "JPEG is lossy and" : "this format");
@@ -324,6 +477,8 @@ int mn_image_load_labels(const char *path, mn_image *out)
     }
     return 0;
 }
+
+int mn_image_load_labels(const char *path, mn_image *out) { return mn_image_load_labels_max(path, 0, out); }
 
 typedef struct write_ctx {
     FILE *f;

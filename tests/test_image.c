@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -478,4 +479,389 @@ Test(image, alloc_checks_sizes)
     cr_assert_null(a.data);
     mn_image_free(&a); /* twice is harmless */
     mn_image_free(NULL);
+}
+
+/* --- hostile input: truncation at every point, headers claiming huge sizes --- */
+
+/* Writes the first `keep` bytes of b to a file and asserts that every loader refuses it
+ * with MN_EFORMAT and the path in the message (labels too when `labels`). */
+static void expect_cut_refused(const uint8_t *b, size_t n, size_t keep, const char *name, bool labels)
+{
+    char q[300];
+    path_of(q, sizeof q, name);
+    write_bytes(q, b, keep);
+    mn_image img;
+    int rc = mn_image_load(q, 3, &img);
+    cr_assert_neq(rc, 0, "%s cut to %zu of %zu bytes was accepted", name, keep, n);
+    cr_assert_null(img.data);
+    cr_assert(strstr(mn_last_error(), q), "cut at %zu: message \"%s\" does not name the file", keep, mn_last_error());
+    if (labels) {
+        rc = mn_image_load_labels(q, &img);
+        cr_assert_neq(rc, 0, "%s cut to %zu of %zu bytes was accepted as labels", name, keep, n);
+        cr_assert(strstr(mn_last_error(), q), "%s", mn_last_error());
+    }
+}
+
+static void expect_every_cut_refused(const char *saved, const char *name, bool labels)
+{
+    size_t n;
+    uint8_t *b = read_bytes(saved, &n);
+    for (int k = 0; k < 10; k++) expect_cut_refused(b, n, n * (size_t)k / 10, name, labels);
+    expect_cut_refused(b, n, n - 1, name, labels);
+    free(b);
+}
+
+Test(image, every_truncation_point_is_refused)
+{
+    mn_image a;
+    random_image(&a, 64, 48, 3, 21);
+    char p[300];
+    path_of(p, sizeof p, "full.png");
+    cr_assert_eq(mn_image_save(p, &a, 0), 0, "%s", mn_last_error());
+    expect_every_cut_refused(p, "cut.png", false);
+    path_of(p, sizeof p, "full.jpg");
+    cr_assert_eq(mn_image_save(p, &a, 85), 0, "%s", mn_last_error());
+    expect_every_cut_refused(p, "cut.jpg", false);
+    mn_image_free(&a);
+    random_image(&a, 64, 48, 1, 22);
+    path_of(p, sizeof p, "lab.png");
+    cr_assert_eq(mn_image_save(p, &a, 0), 0, "%s", mn_last_error());
+    expect_every_cut_refused(p, "cutlab.png", true);
+    mn_image_free(&a);
+}
+
+/* A w x h 24-bit bottom-up BMP header (54 bytes) followed by `pixels` bytes of data. */
+static uint8_t *bmp_file(int32_t w, int32_t h, size_t pixels, size_t *n)
+{
+    *n = 54 + pixels;
+    uint8_t *b = calloc(*n, 1);
+    cr_assert_not_null(b);
+    b[0] = 'B';
+    b[1] = 'M';
+    uint32_t fields[][2] = {{2, (uint32_t)*n}, {10, 54}, {14, 40}, {18, (uint32_t)w}, {22, (uint32_t)h}};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        for (int k = 0; k < 4; k++) b[fields[i][0] + k] = (uint8_t)(fields[i][1] >> (8 * k));
+    b[26] = 1;  /* planes */
+    b[28] = 24; /* bits per pixel */
+    for (size_t i = 54; i < *n; i++) b[i] = (uint8_t)(i * 7);
+    return b;
+}
+
+Test(image, truncated_bmp_is_refused_at_every_point)
+{
+    size_t n;
+    uint8_t *b = bmp_file(20, 10, 60 * 10, &n); /* rows of 60 bytes, already a multiple of 4 */
+    char p[300];
+    path_of(p, sizeof p, "full.bmp");
+    write_bytes(p, b, n);
+    mn_image img;
+    cr_assert_eq(mn_image_load(p, 3, &img), 0, "%s", mn_last_error());
+    cr_assert(img.w == 20 && img.h == 10);
+    mn_image_free(&img);
+    for (int k = 0; k < 10; k++) expect_cut_refused(b, n, n * (size_t)k / 10, "cut.bmp", false);
+    expect_cut_refused(b, n, n - 1, "cut.bmp", false);
+    free(b);
+}
+
+/* Copies a small JPEG written by mn_image_save into buf and returns its size; *sof is the
+ * offset of its frame header's height field. */
+static size_t small_jpeg(uint8_t *buf, size_t cap, int w, int h, size_t *sof)
+{
+    mn_image a;
+    random_image(&a, w, h, 3, 31);
+    char p[300];
+    path_of(p, sizeof p, "small.jpg");
+    cr_assert_eq(mn_image_save(p, &a, 75), 0, "%s", mn_last_error());
+    mn_image_free(&a);
+    size_t n;
+    uint8_t *b = read_bytes(p, &n);
+    cr_assert_leq(n, cap);
+    memcpy(buf, b, n);
+    free(b);
+    *sof = 0;
+    for (size_t i = 2; i + 9 < n; i++)
+        if (buf[i] == 0xff && buf[i + 1] == 0xc0) {
+            *sof = i + 5; /* marker(2) length(2) precision(1), then height and width */
+            break;
+        }
+    cr_assert_neq(*sof, 0, "no SOF0 in the saved JPEG");
+    return n;
+}
+
+static void put16(uint8_t *p, int v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+/* A PNG of w x h RGB whose IDAT holds only `rows` filtered rows of zeros (stored deflate). */
+static size_t short_png(uint8_t *out, uint32_t w, uint32_t h, size_t raw_n)
+{
+    uint8_t *z = calloc(raw_n + 16, 1);
+    size_t k = 0;
+    z[k++] = 0x78;
+    z[k++] = 0x01;
+    z[k++] = 1;
+    z[k++] = (uint8_t)raw_n;
+    z[k++] = (uint8_t)(raw_n >> 8);
+    z[k++] = (uint8_t)~raw_n;
+    z[k++] = (uint8_t)(~raw_n >> 8);
+    k += raw_n; /* zeros: filter 0, black pixels */
+    k += put32(z + k, (uint32_t)((raw_n % 65521) << 16 | 1)); /* adler32 of zeros */
+    memcpy(out, "\x89PNG\r\n\x1a\n", 8);
+    size_t n = 8;
+    uint8_t ihdr[13] = {0};
+    put32(ihdr, w);
+    put32(ihdr + 4, h);
+    ihdr[8] = 8;
+    ihdr[9] = 2;
+    n += put_chunk(out + n, "IHDR", ihdr, 13);
+    n += put_chunk(out + n, "IDAT", z, k);
+    n += put_chunk(out + n, "IEND", NULL, 0);
+    free(z);
+    return n;
+}
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Loads path expecting the pixel-limit error for a w x h header, in well under a second. */
+static void expect_limit(const char *path, int w, int h, int64_t max_pixels, bool labels)
+{
+    mn_image img;
+    double t0 = seconds_now();
+    int rc = labels ? mn_image_load_labels_max(path, max_pixels, &img) : mn_image_load_max(path, 3, max_pixels, &img);
+    double dt = seconds_now() - t0;
+    cr_assert_eq(rc, MN_EFORMAT, "%s: %d (%s)", path, rc, mn_last_error());
+    cr_assert_null(img.data);
+    char want[400], size[32], limit[32];
+    int64_t lim = max_pixels > 0 ? max_pixels : MN_IMAGE_DEFAULT_MAX_PIXELS;
+    if ((double)w * h >= 1e5) snprintf(size, sizeof size, "%.1f Mpx", (double)w * h / 1e6);
+    else snprintf(size, sizeof size, "%d px", w * h);
+    if (lim >= 100000) snprintf(limit, sizeof limit, "%.1f Mpx", (double)lim / 1e6);
+    else snprintf(limit, sizeof limit, "%lld px", (long long)lim);
+    snprintf(want, sizeof want, "%s: image is %dx%d (%s), above the limit of %s (data.max_pixels / --max-pixels raises it)",
+             path, w, h, size, limit);
+    cr_assert_str_eq(mn_last_error(), want);
+    cr_assert_lt(dt, 2.0, "refusing %s took %.2f s: it decoded first", path, dt);
+}
+
+Test(image, limit_message_reads_well_at_both_ends)
+{
+    char p[300];
+    uint8_t *png = malloc(4096);
+    size_t n = short_png(png, 12000, 12000, 1024);
+    path_of(p, sizeof p, "huge.png");
+    write_bytes(p, png, n);
+    free(png);
+    mn_image img;
+    cr_assert_eq(mn_image_load(p, 3, &img), MN_EFORMAT);
+    char want[600];
+    snprintf(want, sizeof want,
+             "%s: image is 12000x12000 (144.0 Mpx), above the limit of 64.0 Mpx (data.max_pixels / --max-pixels "
+             "raises it)",
+             p);
+    cr_assert_str_eq(mn_last_error(), want);
+    cr_assert_eq(mn_image_load_max(p, 3, 5000, &img), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "(144.0 Mpx), above the limit of 5000 px"), "%s", mn_last_error());
+}
+
+Test(image, huge_headers_are_refused_before_decoding)
+{
+    char p[300];
+    /* PNG: a valid file whose IHDR claims the size (the 140 KB file of the report) */
+    uint8_t *png = malloc(4096);
+    for (int s = 0; s < 2; s++) {
+        int side = s ? 30000 : 12000;
+        size_t n = short_png(png, (uint32_t)side, (uint32_t)side, 1024);
+        path_of(p, sizeof p, "huge.png");
+        write_bytes(p, png, n);
+        expect_limit(p, side, side, 0, false);
+        expect_limit(p, side, side, 0, true);
+    }
+    free(png);
+    /* JPEG: a real 32x24 file with its frame header patched (the 792-byte file of the report) */
+    uint8_t jpg[16384];
+    size_t sof, n = small_jpeg(jpg, sizeof jpg, 32, 24, &sof);
+    for (int s = 0; s < 2; s++) {
+        int side = s ? 30000 : 12000;
+        put16(jpg + sof, side);
+        put16(jpg + sof + 2, side);
+        path_of(p, sizeof p, "huge.jpg");
+        write_bytes(p, jpg, n);
+        expect_limit(p, side, side, 0, false);
+    }
+    /* BMP: the header alone */
+    for (int s = 0; s < 2; s++) {
+        int side = s ? 30000 : 12000;
+        size_t bn;
+        uint8_t *bmp = bmp_file(side, side, 64, &bn);
+        path_of(p, sizeof p, "huge.bmp");
+        write_bytes(p, bmp, bn);
+        expect_limit(p, side, side, 0, false);
+        /* top-down rows (negative height) are the same size */
+        bmp = realloc(bmp, bn);
+        for (int k = 0; k < 4; k++) bmp[22 + k] = (uint8_t)((uint32_t)-side >> (8 * k));
+        write_bytes(p, bmp, bn);
+        expect_limit(p, side, side, 0, false);
+        free(bmp);
+    }
+    /* just past the default: 8000 x 8001 */
+    path_of(p, sizeof p, "edge.bmp");
+    size_t bn;
+    uint8_t *bmp = bmp_file(8000, 8001, 64, &bn);
+    write_bytes(p, bmp, bn);
+    expect_limit(p, 8000, 8001, 0, false);
+    free(bmp);
+}
+
+Test(image, raised_limit_still_refuses_small_files_claiming_huge_images)
+{
+    /* with the limit raised, the size checks of the data catch the same files without decoding */
+    char p[300];
+    uint8_t *png = malloc(4096);
+    size_t n = short_png(png, 12000, 12000, 1024);
+    path_of(p, sizeof p, "huge.png");
+    write_bytes(p, png, n);
+    free(png);
+    mn_image img;
+    double t0 = seconds_now();
+    cr_assert_eq(mn_image_load_max(p, 3, 200000000, &img), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "truncated PNG: 1035 bytes of image data cannot hold 12000x12000 pixels"), "%s",
+              mn_last_error());
+    uint8_t jpg[16384];
+    size_t sof, jn = small_jpeg(jpg, sizeof jpg, 32, 24, &sof);
+    put16(jpg + sof, 12000);
+    put16(jpg + sof + 2, 12000);
+    path_of(p, sizeof p, "huge.jpg");
+    write_bytes(p, jpg, jn);
+    cr_assert_eq(mn_image_load_max(p, 3, 200000000, &img), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "truncated JPEG: the scan at byte") &&
+                  strstr(mn_last_error(), "a 12000x12000 image needs at least"),
+              "%s", mn_last_error());
+    size_t bn;
+    uint8_t *bmp = bmp_file(12000, 12000, 64, &bn);
+    path_of(p, sizeof p, "huge.bmp");
+    write_bytes(p, bmp, bn);
+    free(bmp);
+    cr_assert_eq(mn_image_load_max(p, 3, 200000000, &img), MN_EFORMAT);
+    cr_assert(strstr(mn_last_error(), "truncated BMP: pixel data needs 432000054 bytes"), "%s", mn_last_error());
+    cr_assert_lt(seconds_now() - t0, 2.0);
+}
+
+Test(image, pixel_limit_is_configurable_per_call)
+{
+    mn_image a, b;
+    random_image(&a, 40, 30, 1, 23);
+    char p[300];
+    path_of(p, sizeof p, "small.png");
+    cr_assert_eq(mn_image_save(p, &a, 0), 0, "%s", mn_last_error());
+    /* 1200 pixels: refused at 1199, loaded at 1200 and with the default (0 or negative) */
+    expect_limit(p, 40, 30, 1199, false);
+    expect_limit(p, 40, 30, 1199, true);
+    cr_assert_eq(mn_image_load_max(p, 0, 1200, &b), 0, "%s", mn_last_error());
+    cr_assert(b.w == 40 && b.h == 30 && !memcmp(a.data, b.data, 1200));
+    mn_image_free(&b);
+    cr_assert_eq(mn_image_load_max(p, 0, 0, &b), 0, "%s", mn_last_error());
+    mn_image_free(&b);
+    cr_assert_eq(mn_image_load_labels_max(p, -5, &b), 0, "%s", mn_last_error());
+    mn_image_free(&b);
+    cr_assert_eq(mn_image_load_labels_max(p, 1200, &b), 0, "%s", mn_last_error());
+    mn_image_free(&b);
+    mn_image_free(&a);
+}
+
+Test(image, zero_sizes_in_headers_are_refused)
+{
+    char p[300];
+    uint8_t *png = malloc(4096);
+    size_t n = short_png(png, 0, 10, 16);
+    path_of(p, sizeof p, "zero.png");
+    write_bytes(p, png, n);
+    expect_load_error(p, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "corrupt image header: 0x10 pixels (sizes must be positive)"), "%s",
+              mn_last_error());
+    expect_load_error(p, MN_EFORMAT, true);
+    n = short_png(png, 10, 0, 16);
+    write_bytes(p, png, n);
+    expect_load_error(p, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "10x0 pixels"), "%s", mn_last_error());
+    /* IHDR sizes are unsigned 32-bit: 2^32 - 1 is a size, refused by the limit */
+    n = short_png(png, 0xffffffffu, 0xffffffffu, 16);
+    write_bytes(p, png, n);
+    expect_load_error(p, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "image is 4294967295x4294967295"), "%s", mn_last_error());
+    free(png);
+
+    uint8_t jpg[16384];
+    size_t sof, jn = small_jpeg(jpg, sizeof jpg, 32, 24, &sof);
+    put16(jpg + sof, 0);
+    path_of(p, sizeof p, "zero.jpg");
+    write_bytes(p, jpg, jn);
+    expect_load_error(p, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "the frame header gives a height of 0"), "%s", mn_last_error());
+    put16(jpg + sof, 24);
+    put16(jpg + sof + 2, 0);
+    write_bytes(p, jpg, jn);
+    expect_load_error(p, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "corrupt image header: 0x24 pixels"), "%s", mn_last_error());
+
+    size_t bn;
+    uint8_t *bmp = bmp_file(0, 10, 64, &bn);
+    path_of(p, sizeof p, "zero.bmp");
+    write_bytes(p, bmp, bn);
+    expect_load_error(p, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "0x10 pixels"), "%s", mn_last_error());
+    free(bmp);
+    bmp = bmp_file(-4, 10, 64, &bn);
+    write_bytes(p, bmp, bn);
+    expect_load_error(p, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "-4x10 pixels"), "%s", mn_last_error());
+    free(bmp);
+}
+
+Test(image, jpeg_scan_cut_short_before_its_end_marker_is_refused)
+{
+    /* a cut file "repaired" with an end marker: every segment is intact, but stb would fill
+     * the missing blocks with grey without complaint */
+    mn_image a;
+    random_image(&a, 256, 256, 3, 41);
+    char p[300];
+    path_of(p, sizeof p, "full.jpg");
+    cr_assert_eq(mn_image_save(p, &a, 90), 0, "%s", mn_last_error());
+    mn_image_free(&a);
+    size_t n;
+    uint8_t *b = read_bytes(p, &n);
+    size_t sos = 0;
+    for (size_t i = 2; i + 4 < n; i++)
+        if (b[i] == 0xff && b[i + 1] == 0xda) {
+            sos = i + 2 + ((size_t)b[i + 2] << 8 | b[i + 3]);
+            break;
+        }
+    cr_assert_neq(sos, 0);
+    uint8_t *cut = malloc(sos + 64);
+    memcpy(cut, b, sos + 60);
+    if (cut[sos + 59] == 0xff) cut[sos + 59] = 0; /* do not leave half a marker */
+    cut[sos + 60] = 0xff;
+    cut[sos + 61] = 0xd9;
+    path_of(p, sizeof p, "patched.jpg");
+    write_bytes(p, cut, sos + 62);
+    expect_load_error(p, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "truncated JPEG: the scan at byte"), "%s", mn_last_error());
+    cr_assert(strstr(mn_last_error(), "has 60 bytes of data, a 256x256 image needs at least"), "%s", mn_last_error());
+    free(cut);
+    /* bytes after the end marker are ignored, as decoders do (camera trailers) */
+    uint8_t *more = malloc(n + 100);
+    memcpy(more, b, n);
+    memset(more + n, 0xab, 100);
+    write_bytes(p, more, n + 100);
+    cr_assert_eq(mn_image_load(p, 3, &a), 0, "%s", mn_last_error());
+    cr_assert(a.w == 256 && a.h == 256);
+    mn_image_free(&a);
+    free(more);
+    free(b);
 }
