@@ -17,7 +17,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mutualnet predict --checkpoint FILE --out DIR [--budget MACS | --width W --size S|HxW]\n"
-               "                         [--alpha A] [--score-threshold T] [--format png|jpg] IMAGE...\n\n"
+               "                         [--alpha A] [--score-threshold T] [--format png|jpg] [--max-pixels N]\n"
+               "                         IMAGE...\n\n"
                "Runs the model on each IMAGE. A segmenter writes DIR/<name>_labels.png (class index per pixel, at\n"
                "the image's own size) and DIR/<name>_overlay.<format> (the image blended with the class colours, a\n"
                "legend of the classes present). A detector writes DIR/<name>_boxes.json (every detection scoring at\n"
@@ -27,7 +28,11 @@ static void usage(FILE *f)
                "configuration that fits; --width/--size pick one directly (default: full width at data.eval_size,\n"
                "or at det.short_side for a detector, whose --size is one short side S). --alpha: segmentation\n"
                "overlay opacity (0.55). A classifier writes DIR/<name>_classes.json: its five most probable\n"
-               "classes with their probabilities, most probable first.\n");
+               "classes with their probabilities, most probable first.\n\n"
+               "Outputs are named by the image's file stem, so two images with the same stem (a/x.jpg, b/x.png) are\n"
+               "refused before any work. An image that cannot be read (missing, truncated, corrupt, or larger than\n"
+               "--max-pixels, default 64M = 64 million pixels, checked from its header) is reported by name; the\n"
+               "others are still predicted and the exit status is 1.\n");
 }
 
 static void stem_of(const char *path, char *out, size_t n)
@@ -37,6 +42,58 @@ static void stem_of(const char *path, char *out, size_t n)
     const char *b = basename(tmp);
     const char *dot = strrchr(b, '.');
     snprintf(out, n, "%.*s", (int)(dot && dot != b ? dot - b : (long)strlen(b)), b);
+}
+
+typedef struct stem_entry {
+    char stem[512];
+    int index;        /* in the command line's image list */
+} stem_entry;
+
+static int cmp_stem(const void *a, const void *b)
+{
+    const stem_entry *x = a, *y = b;
+    int c = strcmp(x->stem, y->stem);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* Outputs are DIR/<stem>_*: two images of one stem would overwrite each other's, so they are
+ * refused before anything is loaded or written. Sorting keeps this n log n for long globs. */
+static int check_stems(const char *const *images, int n, const char *out)
+{
+    stem_entry *e = malloc(sizeof *e * (size_t)n);
+    if (!e) {
+        fprintf(stderr, "mutualnet predict: out of memory\n");
+        return MN_EXIT_FAIL;
+    }
+    for (int i = 0; i < n; i++) {
+        stem_of(images[i], e[i].stem, sizeof e[i].stem);
+        e[i].index = i;
+    }
+    qsort(e, (size_t)n, sizeof *e, cmp_stem);
+    int status = MN_EXIT_OK;
+    for (int i = 1; i < n && status == MN_EXIT_OK; i++) {
+        if (strcmp(e[i - 1].stem, e[i].stem)) continue;
+        const char *a = images[e[i - 1].index], *b = images[e[i].index];
+        if (!strcmp(a, b))
+            fprintf(stderr, "mutualnet predict: %s is given twice; give each image once\n", a);
+        else
+            fprintf(stderr,
+                    "mutualnet predict: %s and %s would both write %s/%s_* (outputs are named by the file stem); "
+                    "rename one, or run predict twice into different --out folders\n",
+                    a, b, out, e[i].stem);
+        status = MN_EXIT_USAGE;
+    }
+    free(e);
+    return status;
+}
+
+/* The closing line when some images failed: the others' outputs were written. */
+static int report_failures(int failures, int n_images)
+{
+    if (!failures) return MN_EXIT_OK;
+    fprintf(stderr, "mutualnet predict: %d of %d image%s failed (named above); the outputs of the others are written\n",
+            failures, n_images, n_images == 1 ? "" : "s");
+    return MN_EXIT_FAIL;
 }
 
 /* Writes the detections scoring at least thr as JSON, atomically. */
@@ -81,7 +138,7 @@ static int write_boxes(const char *path, const char *image, const mn_image *img,
 }
 
 static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, const char *format, double thr,
-                       const char *const *images, int n_images)
+                       int64_t max_pixels, const char *const *images, int n_images)
 {
     mn_det_model m;
     if (mn_det_model_open(&m, ckpt)) {
@@ -110,7 +167,7 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
         int n = 0;
         char stem[512], path[1600];
         stem_of(images[i], stem, sizeof stem);
-        int rc = mn_image_load(images[i], 3, &img);
+        int rc = mn_image_load_max(images[i], 3, max_pixels, &img);
         if (!rc) rc = mn_det_predict(&m, &t, &img, width, side, &d, &n);
         if (!rc) {
             snprintf(path, sizeof path, "%s/%s_boxes.json", out, stem);
@@ -152,7 +209,7 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
     }
     mn_tape_free(&t);
     mn_det_model_free(&m);
-    return failures ? MN_EXIT_FAIL : MN_EXIT_OK;
+    return report_failures(failures, n_images);
 }
 
 /* Index of the largest entry of p (n) not yet taken. */
@@ -164,7 +221,8 @@ static int next_best(const float *p /* (n) */, const bool *taken /* (n) */, int 
     return best;
 }
 
-static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, const char **images, int n_images)
+static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, int64_t max_pixels, const char **images,
+                       int n_images)
 {
     mn_cls_model m;
     if (mn_cls_model_open(&m, ckpt)) {
@@ -185,7 +243,7 @@ static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, c
         char stem[512], path[1600];
         stem_of(images[i], stem, sizeof stem);
         snprintf(path, sizeof path, "%s/%s_classes.json", out, stem);
-        int rc = mn_image_load(images[i], 3, &img);
+        int rc = mn_image_load_max(images[i], 3, max_pixels, &img);
         if (!rc) rc = mn_cls_predict(&m, &t, &img, width, h, w, probs);
         FILE *f = rc ? NULL : fopen(path, "w");
         if (!rc && !f) rc = mn_error(MN_EIO, "%s: cannot write", path);
@@ -214,13 +272,13 @@ static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, c
     free(taken);
     mn_cls_model_free(&m);
     if (pick) return pick == -2 ? MN_EXIT_USAGE : MN_EXIT_FAIL;
-    return failures ? MN_EXIT_FAIL : MN_EXIT_OK;
+    return report_failures(failures, n_images);
 }
 
 int mn_cmd_predict(int argc, char **argv)
 {
     const char *ckpt = NULL, *out = NULL, *format = "png";
-    double alpha = 0.55, thr = 0.5;
+    double alpha = 0.55, thr = 0.5, max_px = 0;
     mn_choice ch = {0};
     const char **images = malloc(sizeof(char *) * (size_t)argc);
     int n_images = 0, status = MN_EXIT_USAGE;
@@ -246,6 +304,12 @@ int mn_cmd_predict(int argc, char **argv)
             }
         } else if (!strcmp(a, "--score-threshold")) {
             if (!(v = mn_arg_value("predict", argc, argv, &i)) || !mn_arg_float("predict", a, v, 0, 1, &thr)) goto done;
+        } else if (!strcmp(a, "--max-pixels")) {
+            if (!(v = mn_arg_value("predict", argc, argv, &i)) || !mn_arg_count("predict", a, v, &max_px)) goto done;
+            if (max_px < 1 || max_px > 9e15) {
+                fprintf(stderr, "mutualnet predict: --max-pixels %s is outside 1..9e15\n", v);
+                goto done;
+            }
         } else if (!strcmp(a, "--alpha")) {
             if (!(v = mn_arg_value("predict", argc, argv, &i)) || !mn_arg_float("predict", a, v, 0, 1, &alpha)) goto done;
         } else if (a[0] == '-' && a[1]) {
@@ -259,6 +323,9 @@ int mn_cmd_predict(int argc, char **argv)
         fprintf(stderr, "mutualnet predict: --checkpoint FILE, --out DIR and at least one IMAGE are required\n");
         goto done;
     }
+    if ((status = check_stems(images, n_images, out)) != MN_EXIT_OK) goto done;
+    status = MN_EXIT_USAGE;
+    int64_t max_pixels = (int64_t)max_px;
     if (mkdir(out, 0777) && errno != EEXIST) {
         fprintf(stderr, "mutualnet predict: %s: cannot create the output folder: %s\n", out, strerror(errno));
         status = MN_EXIT_FAIL;
@@ -271,11 +338,11 @@ int mn_cmd_predict(int argc, char **argv)
         goto done;
     }
     if (task == MN_TASK_DETECTION) {
-        status = predict_det(ckpt, &ch, out, format, thr, images, n_images);
+        status = predict_det(ckpt, &ch, out, format, thr, max_pixels, images, n_images);
         goto done;
     }
     if (task == MN_TASK_CLASSIFICATION) {
-        status = predict_cls(ckpt, &ch, out, images, n_images);
+        status = predict_cls(ckpt, &ch, out, max_pixels, images, n_images);
         goto done;
     }
     mn_seg_model m;
@@ -303,7 +370,7 @@ int mn_cmd_predict(int argc, char **argv)
         mn_image img = {0}, lab = {0}, ov = {0};
         char stem[512], path[1600];
         stem_of(images[i], stem, sizeof stem);
-        int rc = mn_image_load(images[i], 3, &img);
+        int rc = mn_image_load_max(images[i], 3, max_pixels, &img);
         if (!rc) rc = mn_image_alloc(&lab, img.w, img.h, 1);
         if (!rc) rc = mn_seg_predict(&m, &t, &img, width, h, w, lab.data);
         if (!rc) {
@@ -327,7 +394,7 @@ int mn_cmd_predict(int argc, char **argv)
     }
     mn_tape_free(&t);
     mn_seg_model_free(&m);
-    status = failures ? MN_EXIT_FAIL : MN_EXIT_OK;
+    status = report_failures(failures, n_images);
 done:
     free(images);
     return status;
