@@ -31,6 +31,7 @@ typedef struct cityscapes {
     char images[1024], labels[1024];   /* leftImg8bit/<split>, gtFine/<split> */
     mn_ds_files files;                 /* "<city>/<name>" without the suffix */
     uint8_t train_id[256];             /* label id -> train id or 255 */
+    int64_t max_pixels;                /* 0: the image layer's default */
 } cityscapes;
 
 static int push_name(mn_ds_files *f, const char *name, const char *where)
@@ -90,6 +91,7 @@ static int cityscapes_open(void **state, const mn_dataset_options *o)
     if (!c) return mn_error(MN_ENOMEM, "%s: out of memory", o->root);
     *state = c;
     memset(c->train_id, MN_IGNORE_LABEL, sizeof c->train_id);
+    c->max_pixels = o->max_pixels;
     for (int t = 0; t < N_TRAIN; t++) c->train_id[label_of_train[t]] = (uint8_t)t;
     mn_ds_path(c->images, sizeof c->images, o->root, "leftImg8bit/{split}", o->split);
     mn_ds_path(c->labels, sizeof c->labels, o->root, "gtFine/{split}", o->split);
@@ -130,10 +132,10 @@ static int cityscapes_get(void *state, int i, mn_sample *out)
     out->image_id = i;
     char path[2100];
     snprintf(path, sizeof path, "%s/%s%s", c->images, entry, suffix_image);
-    int rc = mn_image_load(path, 3, &out->image);
+    int rc = mn_image_load_max(path, 3, c->max_pixels, &out->image);
     if (rc) return rc;
     snprintf(path, sizeof path, "%s/%s%s", c->labels, entry, suffix_label);
-    rc = mn_image_load_labels(path, &out->label);
+    rc = mn_image_load_labels_max(path, c->max_pixels, &out->label);
     if (rc) return rc;
     if (out->label.w != out->image.w || out->label.h != out->image.h)
         return mn_error(MN_ESHAPE, "%s: label is %dx%d but its image is %dx%d", path, out->label.w, out->label.h,

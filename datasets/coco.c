@@ -6,14 +6,22 @@
  * Categories get contiguous labels 1..K in ascending category id (0 is background); the ids
  * come back through mn_dataset_category_id for writing results. Boxes [x, y, w, h] become
  * x1, y1, x2, y2 clipped to the image. Annotations that cannot be used (unknown image or
- * category, zero or negative size, entirely outside the image) are dropped at open time with
- * one warning per reason giving the count. Crowd boxes stay in the sample with crowd = true:
- * the detector excludes them from its targets. Images without annotations are samples with
- * no boxes. Polygons and RLE (uncompressed counts or COCO's compressed string) are checked
- * and stored compactly for mn_dataset_mask.
+ * category, zero or negative size, no area left inside the image) are dropped at open time with
+ * one warning per reason giving the count, and counted for mn_dataset_box_stats. Numbers that
+ * are not finite (1e999 reads as infinity) in a bbox, area or polygon are errors naming the
+ * annotation, never clamped. Crowd boxes stay in the sample with crowd = true: the detector
+ * excludes them from its targets. Images without annotations are samples with no boxes.
+ * Polygons and RLE (uncompressed counts or COCO's compressed string) are checked and stored
+ * compactly for mn_dataset_mask.
+ *
+ * file_name is a path below the images folder: absolute paths and ".." that climbs out of the
+ * folder are refused (a data set's JSON must not make the loader read files elsewhere), as is a
+ * width x height above the pixel limit (masks are allocated from those numbers). Every image
+ * file must exist at open.
  *
  * Everything is read at open; get() only reads the state, so it is safe from several
  * threads. Samples follow the order of the JSON's "images" array. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +56,9 @@ typedef struct coco_image {
 
 typedef struct coco {
     char json[1024], images[1024];
+    int64_t max_pixels;  /* pixel limit (resolved), for the JSON's sizes and the image files */
+    bool check_files;    /* stat every image at open (off only for the fuzz target) */
+    mn_box_stats stats;
     coco_image *imgs;
     int n_imgs;
     coco_ann *anns;
@@ -197,6 +208,27 @@ static int load_categories(coco *c, const cJSON *arr, id_index **table)
     return rc;
 }
 
+/* file_name must stay below the images folder: relative, and no ".." climbing above its start. The
+ * whole path must also fit the loader's buffers (a cut path would name another file). */
+static int check_file_name(const coco *c, const char *file, int i)
+{
+    if (strlen(c->images) + 1 + strlen(file) >= 2048)
+        return mn_error(MN_EFORMAT, "%s: images[%d]: file_name is too long (%zu bytes)", c->json, i, strlen(file));
+    int depth = 0;
+    bool escapes = file[0] == '/';
+    for (const char *p = file; *p && !escapes;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') escapes = --depth < 0;
+        else if (n > 0 && !(n == 1 && p[0] == '.')) depth++;
+        p += n;
+        while (*p == '/') p++;
+    }
+    if (escapes)
+        return mn_error(MN_EFORMAT, "%s: images[%d]: file_name \"%s\" is outside the images folder %s (give paths "
+                        "relative to it, without \"..\" above it)", c->json, i, file, c->images);
+    return 0;
+}
+
 static int load_images(coco *c, const cJSON *arr, id_index **table)
 {
     int n = cJSON_GetArraySize(arr), i = 0, rc = 0;
@@ -213,6 +245,10 @@ static int load_images(coco *c, const cJSON *arr, id_index **table)
         if (!rc) rc = need_string(&file, e, "file_name", c->json, "images", i);
         if (!rc) rc = need_int(&w, e, "width", 1, 65535, c->json, "images", i);
         if (!rc) rc = need_int(&h, e, "height", 1, 65535, c->json, "images", i);
+        if (!rc && w * h > c->max_pixels)
+            rc = mn_error(MN_EFORMAT, "%s: images[%d] (id %lld) is %lldx%lld, above the limit of %lld pixels", c->json,
+                          i, (long long)im->id, (long long)w, (long long)h, (long long)c->max_pixels);
+        if (!rc) rc = check_file_name(c, file, i);
         if (rc) break;
         im->w = (int)w;
         im->h = (int)h;
@@ -220,7 +256,7 @@ static int load_images(coco *c, const cJSON *arr, id_index **table)
         c->n_imgs = i + 1;
         snprintf(path, sizeof path, "%s/%s", c->images, file);
         struct stat sb;
-        if (!rc && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)))
+        if (!rc && c->check_files && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)))
             rc = mn_error(MN_EIO, "%s: image file missing (images[%d] of %s)", path, i, c->json);
         t[i] = (id_index){im->id, i};
     }
@@ -350,6 +386,31 @@ static int parse_segmentation(coco *c, coco_ann *a, const cJSON *seg, const coco
 
 /* ---- annotations ---- */
 
+/* "<json>: annotations[i] (id N)" for messages (the id when the annotation has a usable one). */
+static void ann_where(char *out, size_t size, const coco *c, const cJSON *e, int i)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+    if (cJSON_IsNumber(id) && fabs(id->valuedouble) <= EXACT_INT && id->valuedouble == floor(id->valuedouble))
+        snprintf(out, size, "%s: annotations[%d] (id %lld)", c->json, i, (long long)id->valuedouble);
+    else snprintf(out, size, "%s: annotations[%d]", c->json, i);
+}
+
+/* Polygon coordinates must be finite in float, the type they are stored in; checked for every
+ * annotation, used or dropped, so a file never holds an infinity unnoticed. */
+static int check_polygon_numbers(const cJSON *seg, const char *where)
+{
+    if (!cJSON_IsArray(seg)) return 0;
+    int j = 0;
+    for (const cJSON *p = seg->child; p; p = p->next, j++) {
+        int k = 0;
+        for (const cJSON *v = cJSON_IsArray(p) ? p->child : NULL; v; v = v->next, k++)
+            if (cJSON_IsNumber(v) && !(fabs(v->valuedouble) <= FLT_MAX))
+                return mn_error(MN_ENUMERIC, "%s: \"segmentation\"[%d][%d] is %g, not a finite number", where, j, k,
+                                v->valuedouble);
+    }
+    return 0;
+}
+
 enum { DROP_IMAGE, DROP_CATEGORY, DROP_EMPTY, DROP_OUTSIDE, N_DROP };
 
 typedef struct pending {
@@ -377,13 +438,23 @@ static int load_annotations(coco *c, const cJSON *arr, const id_index *imgs, con
         const cJSON *bb = cJSON_GetObjectItemCaseSensitive(e, "bbox");
         double xywh[4];
         int k = 0;
+        char where[1200];
+        if (!rc) ann_where(where, sizeof where, c, e, i);
         if (!rc && !cJSON_IsArray(bb))
-            rc = mn_error(MN_EFORMAT, "%s: annotations[%d]: key \"bbox\" is %s", c->json, i,
-                          bb ? "not an array [x, y, w, h]" : "missing");
+            rc = mn_error(MN_EFORMAT, "%s: key \"bbox\" is %s", where, bb ? "not an array [x, y, w, h]" : "missing");
         for (const cJSON *v = bb ? bb->child : NULL; !rc && v; v = v->next, k++)
             if (k < 4 && cJSON_IsNumber(v)) xywh[k] = v->valuedouble;
-            else rc = mn_error(MN_EFORMAT, "%s: annotations[%d]: \"bbox\" must hold 4 numbers", c->json, i);
-        if (!rc && k != 4) rc = mn_error(MN_EFORMAT, "%s: annotations[%d]: \"bbox\" must hold 4 numbers", c->json, i);
+            else rc = mn_error(MN_EFORMAT, "%s: \"bbox\" must hold 4 numbers", where);
+        if (!rc && k != 4) rc = mn_error(MN_EFORMAT, "%s: \"bbox\" must hold 4 numbers", where);
+        for (k = 0; !rc && k < 4; k++)
+            if (!isfinite(xywh[k]))
+                rc = mn_error(MN_ENUMERIC, "%s: \"bbox\"[%d] is %g, not a finite number", where, k, xywh[k]);
+        const cJSON *area = cJSON_GetObjectItemCaseSensitive(e, "area");
+        if (!rc && area && !(cJSON_IsNumber(area) && isfinite(area->valuedouble)))
+            rc = cJSON_IsNumber(area) ? mn_error(MN_ENUMERIC, "%s: \"area\" is %g, not a finite number", where,
+                                                 area->valuedouble)
+                                      : mn_error(MN_EFORMAT, "%s: \"area\" must be a number", where);
+        if (!rc) rc = check_polygon_numbers(cJSON_GetObjectItemCaseSensitive(e, "segmentation"), where);
         if (rc) break;
 
         int img = find_id(imgs, c->n_imgs, image_id), cat = find_id(cats, c->n_cats, cat_id);
@@ -400,14 +471,20 @@ static int load_annotations(coco *c, const cJSON *arr, const id_index *imgs, con
             continue;
         }
         const coco_image *im = &c->imgs[imgs[img].index];
-        double x1 = fmax(xywh[0], 0), y1 = fmax(xywh[1], 0);
-        double x2 = fmin(xywh[0] + xywh[2], im->w), y2 = fmin(xywh[1] + xywh[3], im->h);
+        double dx1 = fmax(xywh[0], 0), dy1 = fmax(xywh[1], 0);
+        double dx2 = fmin(xywh[0] + xywh[2], im->w), dy2 = fmin(xywh[1] + xywh[3], im->h);
+        /* then in float, as the box is stored: a sliver thinner than float's spacing is empty too */
+        bool inside = dx2 > dx1 && dy2 > dy1;
+        float x1 = inside ? (float)dx1 : 0, y1 = inside ? (float)dy1 : 0;
+        float x2 = inside ? (float)dx2 : 0, y2 = inside ? (float)dy2 : 0;
         if (!(x2 > x1) || !(y2 > y1)) {
             dropped[DROP_OUTSIDE]++;
             continue;
         }
+        if (crowd) c->stats.crowd++;
+        else c->stats.usable++;
         p->img = imgs[img].index;
-        p->box = (mn_box){(float)x1, (float)y1, (float)x2, (float)y2, cat + 1, crowd != 0};
+        p->box = (mn_box){x1, y1, x2, y2, cat + 1, crowd != 0};
         p->seg = cJSON_GetObjectItemCaseSensitive(e, "segmentation");
         c->imgs[p->img].n++;
         c->n_anns++;
@@ -432,11 +509,16 @@ static int load_annotations(coco *c, const cJSON *arr, const id_index *imgs, con
     }
     free(pd);
     if (rc) return rc;
+    c->stats.annotations = n;
+    c->stats.unknown_image = dropped[DROP_IMAGE];
+    c->stats.unknown_category = dropped[DROP_CATEGORY];
+    c->stats.degenerate = dropped[DROP_EMPTY] + dropped[DROP_OUTSIDE];
+    for (int m = 0; m < c->n_imgs; m++) c->stats.images_with_boxes += c->imgs[m].n > 0;
     static const char *const why[N_DROP] = {
         "their image_id is not in \"images\"",
         "their category_id is not in \"categories\"",
         "their box has zero or negative width or height",
-        "their box lies outside the image",
+        "their box has no area inside the image",
     };
     for (int k = 0; k < N_DROP; k++)
         if (dropped[k]) mn_warn("%s: dropped %d annotations: %s", c->json, dropped[k], why[k]);
@@ -461,22 +543,13 @@ static void coco_close(void *state)
     free(c);
 }
 
-static int coco_open(void **state, const mn_dataset_options *o)
+/* Everything but reading the file: the JSON text into c (json and images already set). */
+static int coco_parse(coco *c, const char *text, size_t len)
 {
-    coco *c = calloc(1, sizeof *c);
-    if (!c) return mn_error(MN_ENOMEM, "%s: out of memory", o->root);
-    *state = c;
-    mn_ds_path(c->json, sizeof c->json, o->root, o->annotations ? o->annotations : "annotations/instances_{split}.json",
-               o->split);
-    mn_ds_path(c->images, sizeof c->images, o->root, o->images ? o->images : "images/{split}", o->split);
-    char *text = NULL;
-    size_t len = 0;
     cJSON *root = NULL;
     id_index *imgs = NULL, *cats = NULL;
     const cJSON *a_imgs = NULL, *a_cats = NULL, *a_anns = NULL;
-    int rc = read_text(c->json, &text, &len);
-    if (!rc) rc = mn_json_parse(text, len, c->json, &root);
-    free(text);
+    int rc = mn_json_parse(text, len, c->json, &root);
     if (!rc && !cJSON_IsObject(root)) rc = mn_error(MN_EFORMAT, "%s: the top level must be an object", c->json);
     if (!rc) rc = need_array(&a_imgs, root, "images", c->json);
     if (!rc) rc = need_array(&a_cats, root, "categories", c->json);
@@ -487,6 +560,41 @@ static int coco_open(void **state, const mn_dataset_options *o)
     free(imgs);
     free(cats);
     cJSON_Delete(root);
+    return rc;
+}
+
+int mn_ds_coco_parse(void **state, const char *text, size_t len, const char *json, const char *images,
+                     int64_t max_pixels)
+{
+    coco *c = calloc(1, sizeof *c);
+    *state = c;
+    if (!c) return mn_error(MN_ENOMEM, "%s: out of memory", json);
+    snprintf(c->json, sizeof c->json, "%s", json);
+    snprintf(c->images, sizeof c->images, "%s", images);
+    c->max_pixels = max_pixels;
+    int rc = coco_parse(c, text, len);
+    if (rc) {
+        coco_close(c);
+        *state = NULL;
+    }
+    return rc;
+}
+
+static int coco_open(void **state, const mn_dataset_options *o)
+{
+    coco *c = calloc(1, sizeof *c);
+    if (!c) return mn_error(MN_ENOMEM, "%s: out of memory", o->root);
+    *state = c;
+    mn_ds_path(c->json, sizeof c->json, o->root, o->annotations ? o->annotations : "annotations/instances_{split}.json",
+               o->split);
+    mn_ds_path(c->images, sizeof c->images, o->root, o->images ? o->images : "images/{split}", o->split);
+    c->max_pixels = o->max_pixels > 0 ? o->max_pixels : MN_IMAGE_DEFAULT_MAX_PIXELS;
+    c->check_files = true;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_text(c->json, &text, &len);
+    if (!rc) rc = coco_parse(c, text, len);
+    free(text);
     if (rc) {
         coco_close(c);
         *state = NULL;
@@ -503,7 +611,7 @@ static int coco_get(void *state, int i, mn_sample *out)
     out->image_id = im->id;
     char path[2100];
     snprintf(path, sizeof path, "%s/%s", c->images, im->file);
-    int rc = mn_image_load(path, 3, &out->image);
+    int rc = mn_image_load_max(path, 3, c->max_pixels, &out->image);
     if (rc) return rc;
     if (out->image.w != im->w || out->image.h != im->h)
         return mn_error(MN_ESHAPE, "%s: image is %dx%d but %s says %dx%d", path, out->image.w, out->image.h, c->json,
@@ -571,6 +679,20 @@ static const char *coco_class_name(const void *state, int k)
     return k > 0 && k <= c->n_cats ? c->cat_names[k - 1] : "?";
 }
 
+int mn_ds_coco_boxes(const void *state, int i, mn_box *out, int cap)
+{
+    const coco *c = state;
+    const coco_image *im = &c->imgs[i];
+    for (int j = 0; j < im->n && j < cap; j++) out[j] = c->anns[im->first + j].box;
+    return im->n;
+}
+
+static int coco_box_stats(const void *state, mn_box_stats *out)
+{
+    *out = ((const coco *)state)->stats;
+    return 0;
+}
+
 static int coco_category_id(const void *state, int k)
 {
     const coco *c = state;
@@ -587,4 +709,5 @@ const mn_dataset_kind mn_dataset_coco = {
     .close = coco_close,
     .category_id = coco_category_id,
     .mask = coco_mask,
+    .box_stats = coco_box_stats,
 };

@@ -29,6 +29,9 @@ int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o)
 {
     *out = NULL;
     if (!o->kind || !o->root || !o->split) return mn_error(MN_EINVAL, "data set options need kind, root and split");
+    if (o->max_pixels < 0)
+        return mn_error(MN_EINVAL, "%s: max_pixels is %lld; it must be positive (or 0 for the default)", o->root,
+                        (long long)o->max_pixels);
     for (int i = 0; i < N_KINDS; i++) {
         if (strcmp(o->kind, kinds[i]->name)) continue;
         mn_dataset *d = calloc(1, sizeof *d);
@@ -77,6 +80,13 @@ const char *mn_dataset_kind_name(const mn_dataset *d) { return d->kind->name; }
 int mn_dataset_category_id(const mn_dataset *d, int k)
 {
     return d->kind->category_id ? d->kind->category_id(d->state, k) : k;
+}
+
+int mn_dataset_box_stats(const mn_dataset *d, mn_box_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!d->kind->box_stats) return mn_error(MN_EINVAL, "the %s kind has no boxes", d->kind->name);
+    return d->kind->box_stats(d->state, out);
 }
 
 int mn_dataset_mask(mn_dataset *d, int i, int j, mn_image *out)

@@ -10,47 +10,23 @@ typedef struct folder {
     char images[1024], labels[1024];
     mn_ds_files files;
     int num_classes, void_index;
+    int64_t max_pixels;      /* 0: the image layer's default */
     char names[256][64];
 } folder;
 
+/* Indices 0..254 (255 is ignore); indices the list leaves out get the name "class<k>". */
 static int read_classes(folder *f, const char *path)
 {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return mn_error(MN_EIO, "%s: cannot open the class list", path);
-    char line[256];
-    int lineno = 0, next = 0, rc = 0;
-    f->num_classes = 0;
-    while (fgets(line, sizeof line, fp) && !rc) {
-        lineno++;
-        line[strcspn(line, "\r\n")] = 0;
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (!*p || *p == '#') continue;
-        int idx = next;
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end != p && (*end == ' ' || *end == '\t')) { /* "index name" */
-            idx = (int)v;
-            p = end;
-            while (*p == ' ' || *p == '\t') p++;
-        }
-        if (idx < 0 || idx > 254) {
-            rc = mn_error(MN_EFORMAT, "%s:%d: class index %d outside [0, 254]", path, lineno, idx);
-            break;
-        }
-        if (strlen(p) >= sizeof f->names[idx]) {
-            rc = mn_error(MN_EFORMAT, "%s:%d: class name longer than %zu characters", path, lineno, sizeof f->names[idx] - 1);
-            break;
-        }
-        snprintf(f->names[idx], sizeof f->names[idx], "%s", p);
-        if (idx + 1 > f->num_classes) f->num_classes = idx + 1;
-        next = idx + 1;
+    mn_ds_classes list;
+    int rc = mn_ds_classes_read(&list, path, MN_DS_CLASSES_INDEXED, 255);
+    if (rc) return rc;
+    f->num_classes = list.n;
+    for (int k = 0; k < list.n; k++) {
+        if (list.names[k]) snprintf(f->names[k], sizeof f->names[k], "%s", list.names[k]);
+        else snprintf(f->names[k], sizeof f->names[k], "class%d", k);
     }
-    fclose(fp);
-    if (!rc && f->num_classes == 0) rc = mn_error(MN_EFORMAT, "%s: the class list is empty", path);
-    for (int k = 0; !rc && k < f->num_classes; k++)
-        if (!f->names[k][0]) snprintf(f->names[k], sizeof f->names[k], "class%d", k);
-    return rc;
+    mn_ds_classes_free(&list);
+    return 0;
 }
 
 static void folder_close(void *state)
@@ -76,6 +52,7 @@ static int folder_open(void **state, const mn_dataset_options *o)
     if (probe) fclose(probe);
     else if (o->classes) snprintf(classes, sizeof classes, "%s", o->classes);
     f->void_index = o->void_index;
+    f->max_pixels = o->max_pixels;
     int rc = read_classes(f, classes);
     if (!rc) rc = mn_ds_list_images(f->images, &f->files);
     for (int i = 0; !rc && i < f->files.n; i++) {
@@ -110,10 +87,10 @@ static int folder_get(void *state, int i, mn_sample *out)
     snprintf(out->name, sizeof out->name, "%s", stem);
     out->image_id = i;
     snprintf(path, sizeof path, "%s/%s", f->images, f->files.names[i]);
-    int rc = mn_image_load(path, 3, &out->image);
+    int rc = mn_image_load_max(path, 3, f->max_pixels, &out->image);
     if (rc) return rc;
     snprintf(path, sizeof path, "%s/%s.png", f->labels, stem);
-    rc = mn_image_load_labels(path, &out->label);
+    rc = mn_image_load_labels_max(path, f->max_pixels, &out->label);
     if (rc) return rc;
     if (out->label.w != out->image.w || out->label.h != out->image.h)
         return mn_error(MN_ESHAPE, "%s: label is %dx%d but its image is %dx%d", path, out->label.w, out->label.h,

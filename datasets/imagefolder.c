@@ -17,6 +17,7 @@ typedef struct imagefolder {
     int *cls;                  /* (n) class of each sample */
     char **files;              /* (n) file name of each sample inside its class folder */
     int n, cap;
+    int64_t max_pixels;        /* 0: the image layer's default */
 } imagefolder;
 
 static int add_class(imagefolder *f, const char *name, const char *where)
@@ -40,34 +41,19 @@ static int find_class(const imagefolder *f, const char *name)
     return -1;
 }
 
-/* One class name per line; blank and '#' lines skipped; "index name" accepted when the index
- * is the line's class position (so a list written with indices cannot silently reorder). */
-static int read_classes(imagefolder *f, const char *path, FILE *fp)
+/* One class name per line, or "index name" when the index is the line's class position (so a list
+ * written with indices cannot silently reorder). Names are folder names: no '/', "." or "..". */
+static int read_classes(imagefolder *f, const char *path)
 {
-    char line[1024];
-    int lineno = 0, rc = 0;
-    while (!rc && fgets(line, sizeof line, fp)) {
-        lineno++;
-        line[strcspn(line, "\r\n")] = 0;
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (!*p || *p == '#') continue;
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end != p && (*end == ' ' || *end == '\t')) { /* "index name" */
-            if (v != f->num_classes) {
-                rc = mn_error(MN_EFORMAT, "%s:%d: class index %ld but this is class %d of the list", path, lineno, v,
-                              f->num_classes);
-                break;
-            }
-            p = end;
-            while (*p == ' ' || *p == '\t') p++;
-        }
-        size_t len = strlen(p);
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) p[--len] = 0;
-        if (find_class(f, p) >= 0) rc = mn_error(MN_EFORMAT, "%s:%d: class \"%s\" is listed twice", path, lineno, p);
-        else rc = add_class(f, p, path);
+    mn_ds_classes list;
+    int rc = mn_ds_classes_read(&list, path, MN_DS_CLASSES_ORDERED, 1 << 20);
+    for (int k = 0; !rc && k < list.n; k++) {
+        const char *name = list.names[k];
+        if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+            rc = mn_error(MN_EFORMAT, "%s:%d: class \"%s\" cannot be a folder name", path, list.line[k], name);
+        else rc = add_class(f, name, path);
     }
+    mn_ds_classes_free(&list);
     return rc;
 }
 
@@ -120,6 +106,7 @@ static int imagefolder_open(void **state, const mn_dataset_options *o)
     imagefolder *f = calloc(1, sizeof *f);
     if (!f) return mn_error(MN_ENOMEM, "out of memory");
     *state = f;
+    f->max_pixels = o->max_pixels;
     char classes[1024];
     mn_ds_path(f->dir, sizeof f->dir, o->root, o->images ? o->images : "{split}", o->split);
     mn_ds_path(classes, sizeof classes, o->root, o->classes ? o->classes : "classes.txt", o->split);
@@ -130,13 +117,14 @@ static int imagefolder_open(void **state, const mn_dataset_options *o)
         fp = fopen(classes, "r");
     }
     bool listed = fp != NULL;
+    if (fp) fclose(fp);
     /* the conventional name (every configuration's default) may be absent; any other must exist */
     bool required = o->classes && strcmp(o->classes, "classes.txt");
     mn_ds_files subs = {0};
     int rc = required && !listed ? mn_error(MN_EIO, "%s: cannot open the class list", classes)
                                    : mn_ds_list_folders(f->dir, &subs);
     if (!rc && listed) {
-        rc = read_classes(f, classes, fp);
+        rc = read_classes(f, classes);
         if (!rc && f->num_classes == 0) rc = mn_error(MN_EFORMAT, "%s: the class list is empty (for %s)", classes, f->dir);
         for (int i = 0; !rc && i < subs.n; i++)
             if (find_class(f, subs.names[i]) < 0)
@@ -146,7 +134,6 @@ static int imagefolder_open(void **state, const mn_dataset_options *o)
         for (int i = 0; !rc && i < subs.n; i++) rc = add_class(f, subs.names[i], f->dir);
         if (!rc && f->num_classes == 0) rc = mn_error(MN_EFORMAT, "%s: no class folders", f->dir);
     }
-    if (fp) fclose(fp);
     mn_ds_files_free(&subs);
     for (int k = 0; !rc && k < f->num_classes; k++) rc = add_images(f, k);
     if (!rc && f->n == 0) rc = mn_error(MN_EFORMAT, "%s: no images in any class folder", f->dir);
@@ -176,7 +163,7 @@ static int imagefolder_get(void *state, int i, mn_sample *out)
     out->image_id = i;
     out->class_id = f->cls[i];
     snprintf(path, sizeof path, "%s/%s/%s", f->dir, cls, f->files[i]);
-    return mn_image_load(path, 3, &out->image);
+    return mn_image_load_max(path, 3, f->max_pixels, &out->image);
 }
 
 const mn_dataset_kind mn_dataset_imagefolder = {

@@ -28,6 +28,7 @@ typedef struct voc {
     int num_classes;
     char names[MAX_CLASSES][64];
     uint32_t colour[MAX_CLASSES + 1];  /* 0xRRGGBB of each class, then of the boundary (ignore) */
+    int64_t max_pixels;                /* 0: the image layer's default */
 } voc;
 
 static const char *const voc_names[21] = {
@@ -79,39 +80,19 @@ static int push_name(mn_ds_files *f, const char *name, const char *where)
     return 0;
 }
 
-/* Trims leading and trailing blanks (and the line end) in place. */
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t') s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = 0;
-    return s;
-}
-
 static int read_class_names(voc *v, const char *path)
 {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return mn_error(MN_EIO, "%s: cannot open the class list", path);
-    char line[256];
-    int rc = 0, lineno = 0;
-    v->num_classes = 0;
-    while (!rc && fgets(line, sizeof line, fp)) {
-        lineno++;
-        char *name = trim(line);
-        if (!*name) continue;
-        if (v->num_classes == MAX_CLASSES)
-            rc = mn_error(MN_EFORMAT, "%s:%d: more than %d classes (label PNGs hold 8-bit indices, 255 is ignore)",
-                          path, lineno, MAX_CLASSES);
-        else
-            snprintf(v->names[v->num_classes++], sizeof v->names[0], "%s", name);
-    }
-    fclose(fp);
-    if (!rc && v->num_classes == 0) rc = mn_error(MN_EFORMAT, "%s: the class list is empty", path);
-    return rc;
+    mn_ds_classes list;
+    int rc = mn_ds_classes_read(&list, path, MN_DS_CLASSES_NAMES, MAX_CLASSES);
+    if (rc) return rc;
+    v->num_classes = list.n;
+    for (int k = 0; k < list.n; k++) snprintf(v->names[k], sizeof v->names[k], "%s", list.names[k]);
+    mn_ds_classes_free(&list);
+    return 0;
 }
 
 /* The image file of an id: VOC uses .jpg; .jpeg and .png are accepted too. */
-static int find_image(const voc *v, const char *id, char *name, size_t size)
+static bool find_image(const voc *v, const char *id, char *name, size_t size)
 {
     static const char *const ext[] = {".jpg", ".jpeg", ".png"};
     char path[1400];
@@ -119,31 +100,32 @@ static int find_image(const voc *v, const char *id, char *name, size_t size)
         snprintf(path, sizeof path, "%s/%s%s", v->images, id, ext[e]);
         if (is_file(path)) {
             snprintf(name, size, "%s%s", id, ext[e]);
-            return 0;
+            return true;
         }
     }
-    return mn_error(MN_EIO, "%s/%s.jpg: image listed in the split is missing", v->images, id);
+    return false;
 }
 
 static int read_split(voc *v, const char *list)
 {
-    FILE *fp = fopen(list, "r");
-    if (!fp) return mn_error(MN_EIO, "%s: cannot open the split list", list);
-    char line[512], name[300], path[1400];
-    int rc = 0;
-    while (!rc && fgets(line, sizeof line, fp)) {
-        char *id = trim(line);
-        if (!*id) continue;
-        id[strcspn(id, " \t")] = 0; /* detection lists carry a second column; the id comes first */
-        rc = find_image(v, id, name, sizeof name);
-        if (!rc) {
-            snprintf(path, sizeof path, "%s/%s.png", v->labels, id);
-            if (!is_file(path))
-                rc = mn_error(MN_EIO, "%s: label PNG missing for image %s (listed in %s)", path, id, list);
-        }
+    char *text, name[300], path[1400];
+    size_t len;
+    int rc = mn_ds_read_list(list, "split list", &text, &len), *lines = NULL;
+    mn_ds_files ids = {0};
+    if (!rc) rc = mn_ds_split_parse(&ids, &lines, text, len, list);
+    free(text);
+    for (int i = 0; !rc && i < ids.n; i++) {
+        const char *id = ids.names[i];
+        if (!find_image(v, id, name, sizeof name))
+            rc = mn_error(MN_EIO, "%s/%s.jpg: image listed in the split is missing (%s:%d)", v->images, id, list,
+                          lines[i]);
+        snprintf(path, sizeof path, "%s/%s.png", v->labels, id);
+        if (!rc && !is_file(path))
+            rc = mn_error(MN_EIO, "%s: label PNG missing for image %s (listed in %s:%d)", path, id, list, lines[i]);
         if (!rc) rc = push_name(&v->files, name, list);
     }
-    fclose(fp);
+    mn_ds_files_free(&ids);
+    free(lines);
     return rc;
 }
 
@@ -176,6 +158,7 @@ static int voc_open(void **state, const mn_dataset_options *o)
     voc *v = calloc(1, sizeof *v);
     if (!v) return mn_error(MN_ENOMEM, "%s: out of memory", o->root);
     *state = v;
+    v->max_pixels = o->max_pixels;
     char path[1400];
     int rc = 0;
     mn_ds_path(v->images, sizeof v->images, o->root, "JPEGImages", o->split);
@@ -232,7 +215,7 @@ static int load_label(const voc *v, const char *path, mn_image *out)
 {
     int type = png_colour_type(path);
     if (type != 2 && type != 3 && type != 6) {
-        int rc = mn_image_load_labels(path, out);
+        int rc = mn_image_load_labels_max(path, v->max_pixels, out);
         if (rc) return rc;
         int64_t n = (int64_t)out->w * out->h;
         for (int64_t k = 0; k < n; k++) {
@@ -244,7 +227,7 @@ static int load_label(const voc *v, const char *path, mn_image *out)
         return 0;
     }
     mn_image rgb;
-    int rc = mn_image_load(path, 3, &rgb);
+    int rc = mn_image_load_max(path, 3, v->max_pixels, &rgb);
     if (rc) return rc;
     rc = mn_image_alloc(out, rgb.w, rgb.h, 1);
     int64_t n = (int64_t)rgb.w * rgb.h;
@@ -279,7 +262,7 @@ static int voc_get(void *state, int i, mn_sample *out)
     const char *stem = out->name;
     out->image_id = i;
     snprintf(path, sizeof path, "%s/%s", v->images, v->files.names[i]);
-    int rc = mn_image_load(path, 3, &out->image);
+    int rc = mn_image_load_max(path, 3, v->max_pixels, &out->image);
     if (rc) return rc;
     snprintf(path, sizeof path, "%s/%s.png", v->labels, stem);
     rc = load_label(v, path, &out->label);

@@ -268,6 +268,68 @@ Test(folder, camvid_train_subset)
     mn_dataset_close(d);
 }
 
+
+/* Opening a folder data set must fail with MN_EFORMAT and a message holding every fragment. */
+static void expect_classes_error(const char *classes, const char *const *frags)
+{
+    write_text("classes.txt", classes);
+    mn_dataset_options o = {.kind = "folder", .root = dir, .split = "train", .void_index = -1};
+    mn_dataset *d = NULL;
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT, "%s: %s", classes, mn_last_error());
+    cr_assert_null(d);
+    for (const char *const *f = frags; *f; f++)
+        cr_expect(strstr(mn_last_error(), *f), "class list \"%s\": message \"%s\" lacks \"%s\"", classes,
+                  mn_last_error(), *f);
+}
+
+#define FRAGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+Test(folder, class_list_repeats_and_garbage_name_file_and_line)
+{
+    folder_tree("0 background\n1 cat\n2 dog\n");
+    /* a repeated index used to rename class 1 silently */
+    expect_classes_error("0 background\n1 cat\n1 dog\n", FRAGS("classes.txt:3", "index 1", "twice", "line 2", "cat"));
+    expect_classes_error("# names\nbackground\ncat\n1 dog\n", FRAGS("classes.txt:4", "index 1", "twice"));
+    expect_classes_error("0 background\n1 cat\n2 cat\n", FRAGS("classes.txt:3", "\"cat\"", "twice", "line 2"));
+    expect_classes_error("background\ncat\n\ndog\ncat\n", FRAGS("classes.txt:5", "\"cat\"", "first at line 2"));
+    expect_classes_error("0 background\n-1 cat\n", FRAGS("classes.txt:2", "-1", "outside [0, 254]"));
+    expect_classes_error("0 background\n255 cat\n", FRAGS("classes.txt:2", "255", "outside [0, 254]"));
+    expect_classes_error("0 bg\n99999999999999999999 cat\n", FRAGS("classes.txt:2", "outside [0, 254]"));
+    expect_classes_error("0 background\n1x cat\n", FRAGS("classes.txt:2", "\"1x\" is not a class index"));
+    expect_classes_error("0 background\n1.5 cat\n", FRAGS("classes.txt:2", "\"1.5\" is not a class index"));
+    expect_classes_error("0 background\n1 cat\x01\n", FRAGS("classes.txt:2", "control character 0x01"));
+    expect_classes_error("# empty\n\n   \n", FRAGS("classes.txt", "empty"));
+    char line[2100];
+    memset(line, 'a', 2000);
+    snprintf(line + 2000, 100, "\n1 cat\n");
+    expect_classes_error(line, FRAGS("classes.txt:1", "longer than"));
+    expect_classes_error("0 background\n1 abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmn\n",
+                         FRAGS("classes.txt:2", "longer than 63"));
+    write_text("classes.txt", "0 background\n1 cat\n");
+    char path[512];
+    path_in(path, sizeof path, "classes.txt");
+    FILE *f = fopen(path, "ab");
+    fwrite("2 d\0g\n", 1, 6, f); /* a NUL byte: a binary file, not a list */
+    fclose(f);
+    mn_dataset_options o = {.kind = "folder", .root = dir, .split = "train", .void_index = -1};
+    mn_dataset *d = NULL;
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_expect(strstr(mn_last_error(), "classes.txt:3") && strstr(mn_last_error(), "NUL"), "%s", mn_last_error());
+
+    /* still accepted: gaps (named class<k>), CRLF, blanks around, tabs, one-word numeric names */
+    write_text("classes.txt", "0 background\r\n\t2  dog \r\n");
+    d = open_ok(&o);
+    cr_assert_eq(mn_dataset_num_classes(d), 3);
+    cr_expect_str_eq(mn_dataset_class_name(d, 1), "class1");
+    cr_expect_str_eq(mn_dataset_class_name(d, 2), "dog");
+    mn_dataset_close(d);
+    write_text("classes.txt", "7\n8\n9\n");
+    d = open_ok(&o);
+    cr_expect_str_eq(mn_dataset_class_name(d, 0), "7", "a one-word line is a name, digits or not");
+    cr_expect_str_eq(mn_dataset_class_name(d, 2), "9");
+    mn_dataset_close(d);
+}
+
 /* ======================================================================================== */
 /* voc kind                                                                                 */
 /* ======================================================================================== */
@@ -491,6 +553,53 @@ Test(voc, open_errors_and_missing_split_list)
     cr_assert(strstr(mn_last_error(), "SegmentationClass"), "%s", mn_last_error());
 }
 
+
+Test(voc, split_and_class_lists_refuse_repeats_and_paths)
+{
+    voc_tree();
+    char root[512];
+    path_in(root, sizeof root, "voc");
+    mn_dataset_options o = {.kind = "voc", .root = root, .split = "train", .void_index = -1};
+    mn_dataset *d = NULL;
+    static const struct { const char *list, *frag1, *frag2; } bad[] = {
+        {"x1\nx2\nx1\n", "train.txt:3", "\"x1\" is listed twice (first at line 1)"},
+        {"x1\n../JPEGImages/x2\n", "train.txt:2", "not an image id"},
+        {"x1\n..\n", "train.txt:2", "not an image id"},
+        {"x1\nx\x7f" "2\n", "train.txt:2", "control character 0x7f"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        write_text("voc/ImageSets/Segmentation/train.txt", bad[k].list);
+        cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT, "%s: %s", bad[k].list, mn_last_error());
+        cr_expect(strstr(mn_last_error(), bad[k].frag1) && strstr(mn_last_error(), bad[k].frag2), "%s",
+                  mn_last_error());
+    }
+    /* a missing image names the list's line */
+    write_text("voc/ImageSets/Segmentation/train.txt", "x1\n\nx9 1\n");
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EIO);
+    cr_expect(strstr(mn_last_error(), "x9") && strstr(mn_last_error(), "train.txt:3"), "%s", mn_last_error());
+    /* a line longer than any id is one error, not two ids (fgets used to cut it in two) */
+    char list[1500];
+    memset(list, 'x', 1200);
+    snprintf(list + 1200, 100, "\nx1\n");
+    write_text("voc/ImageSets/Segmentation/train.txt", list);
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_expect(strstr(mn_last_error(), "train.txt:1") && strstr(mn_last_error(), "longer than"), "%s", mn_last_error());
+
+    /* labelme's class_names.txt: a repeated name is refused, digits are names */
+    write_text("voc/ImageSets/Segmentation/train.txt", "x2\nx3\n");
+    write_text("voc/class_names.txt", "_background_\nperson\ncar\nperson\n");
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_expect(strstr(mn_last_error(), "class_names.txt:4") && strstr(mn_last_error(), "\"person\" is given twice"),
+              "%s", mn_last_error());
+    write_text("voc/class_names.txt",
+               "_background_\n1 person\n2x car\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n20\n");
+    d = open_ok(&o);
+    cr_expect_eq(mn_dataset_num_classes(d), 21);
+    cr_expect_str_eq(mn_dataset_class_name(d, 1), "1 person");
+    cr_expect_str_eq(mn_dataset_class_name(d, 2), "2x car");
+    mn_dataset_close(d);
+}
+
 /* ======================================================================================== */
 /* cityscapes kind                                                                          */
 /* ======================================================================================== */
@@ -640,8 +749,19 @@ Test(coco, boxes_labels_drops_and_masks)
     cr_assert(strstr(err, "dropped 1 annotations: their image_id"), "%s", err);
     cr_assert(strstr(err, "dropped 2 annotations: their category_id"), "%s", err);
     cr_assert(strstr(err, "dropped 2 annotations: their box has zero or negative"), "%s", err);
-    cr_assert(strstr(err, "dropped 2 annotations: their box lies outside"), "%s", err);
+    cr_assert(strstr(err, "dropped 2 annotations: their box has no area inside the image"), "%s", err);
     free(err);
+    /* 12 annotations: 1 unknown image, 2 unknown categories, 4 degenerate (zero, negative, two outside),
+     * 5 kept of which 1 crowd; images 100, 7 and 3 hold boxes */
+    mn_box_stats st;
+    cr_assert_eq(mn_dataset_box_stats(d, &st), 0, "%s", mn_last_error());
+    cr_expect_eq(st.annotations, 12);
+    cr_expect_eq(st.usable, 4);
+    cr_expect_eq(st.crowd, 1);
+    cr_expect_eq(st.degenerate, 4);
+    cr_expect_eq(st.unknown_image, 1);
+    cr_expect_eq(st.unknown_category, 2);
+    cr_expect_eq(st.images_with_boxes, 3);
 
     cr_assert_eq(mn_dataset_size(d), 4);
     cr_assert_eq(mn_dataset_num_classes(d), 4);
@@ -786,6 +906,151 @@ Test(coco, malformed_files_name_the_file_and_key)
     cr_assert(strstr(mn_last_error(), "images/train/a.jpg") && strstr(mn_last_error(), "30x24"), "%s",
               mn_last_error());
     mn_dataset_close(d);
+}
+
+#define ANN_BB(id, bbox, extra) \
+    "{\"id\": " #id ", \"image_id\": 1, \"category_id\": 1, \"bbox\": " bbox extra "}"
+#define ONE_IMAGE(anns) "{\"images\": [" IMG "], \"categories\": [" CAT "], \"annotations\": [" anns "]}"
+
+Test(coco, non_finite_numbers_are_refused_with_the_annotation)
+{
+    /* 1e999 reads as infinity: it used to be clamped to the image edge */
+    expect_open_error(ONE_IMAGE(ANN_BB(1, "[1, 2, 3, 4]", "") ", " ANN_BB(7, "[1, 2, 1e999, 4]", "")), MN_ENUMERIC,
+                      "instances_train.json: annotations[1] (id 7)", "\"bbox\"[2] is inf, not a finite number");
+    expect_open_error(ONE_IMAGE(ANN_BB(3, "[-1e999, 2, 3, 4]", "")), MN_ENUMERIC, "annotations[0] (id 3)",
+                      "\"bbox\"[0] is -inf");
+    expect_open_error(ONE_IMAGE("{\"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 1, 1e400]}"), MN_ENUMERIC,
+                      "annotations[0]:", "\"bbox\"[3]");
+    expect_open_error(ONE_IMAGE(ANN_BB(4, "[1, 2, 3, 4]", ", \"area\": -1e999")), MN_ENUMERIC, "annotations[0] (id 4)",
+                      "\"area\" is -inf");
+    expect_open_error(ONE_IMAGE(ANN_BB(4, "[1, 2, 3, 4]", ", \"area\": \"12\"")), MN_EFORMAT, "annotations[0] (id 4)",
+                      "\"area\" must be a number");
+    /* polygons are stored as float: 1e39 would become infinity there */
+    expect_open_error(ONE_IMAGE(ANN_BB(5, "[1, 2, 3, 4]", ", \"segmentation\": [[1, 2, 3, 4, 1e39, 6]]")), MN_ENUMERIC,
+                      "annotations[0] (id 5)", "\"segmentation\"[0][4] is 1e+39");
+    /* checked on annotations that are dropped anyway (unknown image): the file is wrong either way */
+    expect_open_error(ONE_IMAGE("{\"id\": 6, \"image_id\": 99, \"category_id\": 1, \"bbox\": [0, 0, 1e999, 1]}"),
+                      MN_ENUMERIC, "annotations[0] (id 6)", "\"bbox\"[2]");
+}
+
+Test(coco, degenerate_boxes_are_skipped_and_counted)
+{
+    /* image 32x24. Kept: [1, 2, 3, 4] and a crowd. Degenerate: zero width, negative height, a box right of
+     * the image, one entirely above it, and a sliver of 1e-10 px whose clipped edges are equal in float
+     * (it used to become a zero-width training box) */
+    coco_tree(ONE_IMAGE(ANN_BB(1, "[1, 2, 3, 4]", "") ", " ANN_BB(2, "[5, 5, 6, 6]", ", \"iscrowd\": 1") ", "
+                        ANN_BB(3, "[1, 2, 0, 4]", "") ", " ANN_BB(4, "[1, 2, 3, -4]", "") ", "
+                        ANN_BB(5, "[40, 2, 3, 4]", "") ", " ANN_BB(6, "[1, -10, 3, 4]", "") ", "
+                        ANN_BB(7, "[20, 2, 1e-10, 4]", "")));
+    char root[512];
+    path_in(root, sizeof root, "coco");
+    mn_dataset_options o = {.kind = "coco", .root = root, .split = "train", .void_index = -1};
+    mn_dataset *d = NULL;
+    int rc;
+    char *err = open_capturing(&d, &o, &rc);
+    cr_assert_eq(rc, 0, "%s", mn_last_error());
+    cr_expect(strstr(err, "dropped 3 annotations: their box has no area inside the image"), "%s", err);
+    free(err);
+    mn_box_stats st;
+    cr_assert_eq(mn_dataset_box_stats(d, &st), 0);
+    cr_expect_eq(st.annotations, 7);
+    cr_expect_eq(st.usable, 1);
+    cr_expect_eq(st.crowd, 1);
+    cr_expect_eq(st.degenerate, 5);
+    cr_expect_eq(st.images_with_boxes, 1);
+    mn_sample s;
+    get_ok(d, 0, &s);
+    cr_assert_eq(s.n_boxes, 2);
+    for (int j = 0; j < s.n_boxes; j++)
+        cr_expect(s.boxes[j].x2 > s.boxes[j].x1 && s.boxes[j].y2 > s.boxes[j].y1, "box %d is empty", j);
+    mn_sample_free(&s);
+    mn_dataset_close(d);
+
+    /* no annotations at all: a valid split with nothing to train a detector on, which the counts show */
+    coco_tree(ONE_IMAGE(""));
+    d = open_ok(&o);
+    cr_assert_eq(mn_dataset_box_stats(d, &st), 0);
+    cr_expect(st.annotations == 0 && st.usable == 0 && st.images_with_boxes == 0);
+    mn_dataset_close(d);
+    /* only crowds: still nothing usable */
+    coco_tree(ONE_IMAGE(ANN_BB(1, "[1, 2, 3, 4]", ", \"iscrowd\": 1")));
+    d = open_ok(&o);
+    cr_assert_eq(mn_dataset_box_stats(d, &st), 0);
+    cr_expect(st.usable == 0 && st.crowd == 1 && st.images_with_boxes == 1);
+    mn_dataset_close(d);
+    /* kinds without boxes say so */
+    folder_tree("0 background\n1 cat\n2 dog\n");
+    mn_dataset_options of = {.kind = "folder", .root = dir, .split = "train", .void_index = -1};
+    d = open_ok(&of);
+    cr_expect_eq(mn_dataset_box_stats(d, &st), MN_EINVAL);
+    cr_expect(strstr(mn_last_error(), "folder") && strstr(mn_last_error(), "no boxes"), "%s", mn_last_error());
+    cr_expect_eq(st.usable, 0);
+    mn_dataset_close(d);
+}
+
+#define IMG_FILE(name) "{\"id\": 1, \"file_name\": \"" name "\", \"width\": 32, \"height\": 24}"
+
+Test(coco, file_names_stay_inside_the_images_folder)
+{
+    static const char *const bad[] = {"../a.jpg", "/etc/passwd", "sub/../../train/a.jpg", "./../x.png", "..",
+                                      "sub/./../.."};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"images\": [" IMG ", {\"id\": 2, \"file_name\": \"%s\", \"width\": 32, \"height\": 24}], "
+                 "\"categories\": [" CAT "], \"annotations\": []}", bad[k]);
+        char frag[64];
+        snprintf(frag, sizeof frag, "file_name \"%s\" is outside the images folder", bad[k]);
+        expect_open_error(json, MN_EFORMAT, "images[1]", frag);
+    }
+    /* ".." that stays inside, "." and doubled slashes are fine */
+    coco_tree("{\"images\": [" IMG_FILE("sub/../a.jpg") ", {\"id\": 2, \"file_name\": \"./sub//b.png\", "
+              "\"width\": 32, \"height\": 24}], \"categories\": [" CAT "], \"annotations\": []}");
+    char root[512];
+    path_in(root, sizeof root, "coco");
+    mn_dataset_options o = {.kind = "coco", .root = root, .split = "train", .void_index = -1};
+    mn_dataset *d = open_ok(&o);
+    mn_sample s;
+    get_ok(d, 0, &s);
+    cr_expect_str_eq(s.name, "a");
+    mn_sample_free(&s);
+    get_ok(d, 1, &s);
+    cr_expect_str_eq(s.name, "b");
+    mn_sample_free(&s);
+    mn_dataset_close(d);
+    /* a file_name too long for a path is refused rather than cut to another file's name */
+    char json[4096], name[2100];
+    memset(name, 'n', 2050);
+    name[2050] = 0;
+    snprintf(json, sizeof json, "{\"images\": [{\"id\": 1, \"file_name\": \"%s\", \"width\": 32, \"height\": 24}], "
+             "\"categories\": [" CAT "], \"annotations\": []}", name);
+    expect_open_error(json, MN_EFORMAT, "images[0]", "too long");
+}
+
+Test(coco, image_sizes_above_the_pixel_limit_are_refused)
+{
+    /* the JSON's own sizes are checked at open (masks are allocated from them) */
+    coco_tree(ONE_IMAGE(""));
+    char root[512];
+    path_in(root, sizeof root, "coco");
+    mn_dataset_options o = {.kind = "coco", .root = root, .split = "train", .void_index = -1, .max_pixels = 700};
+    mn_dataset *d = NULL;
+    cr_assert_eq(mn_dataset_open(&d, &o), MN_EFORMAT);
+    cr_expect(strstr(mn_last_error(), "images[0] (id 1) is 32x24") && strstr(mn_last_error(), "limit of 700"), "%s",
+              mn_last_error());
+    o.max_pixels = 768; /* exactly 32 x 24 */
+    d = open_ok(&o);
+    mn_sample s;
+    get_ok(d, 0, &s);
+    mn_sample_free(&s);
+    mn_dataset_close(d);
+    /* 65535 x 65535 in the JSON: over the default limit, refused before any mask could be allocated */
+    expect_open_error("{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\", \"width\": 65535, \"height\": 65535}], "
+                      "\"categories\": [" CAT "], \"annotations\": []}",
+                      MN_EFORMAT, "images[0] (id 1) is 65535x65535", "above the limit");
+    o.max_pixels = -1;
+    cr_expect_eq(mn_dataset_open(&d, &o), MN_EINVAL);
+    cr_expect(strstr(mn_last_error(), "max_pixels"), "%s", mn_last_error());
 }
 
 Test(coco, coco128)
@@ -1544,5 +1809,75 @@ Test(imagefolder, other_kinds_leave_class_id_unset)
     cr_assert_eq(bt->n, 2);
     cr_assert(bt->classes[0] == -1 && bt->classes[1] == -1, "classes %d %d", bt->classes[0], bt->classes[1]);
     mn_loader_close(l);
+    mn_dataset_close(d);
+}
+
+/* ======================================================================================== */
+/* pixel limits across kinds                                                                */
+/* ======================================================================================== */
+
+TestSuite(limits, .init = make_dir, .fini = remove_dir);
+
+/* mn_dataset_get of sample i fails with the image layer's limit message naming `file`. */
+static void expect_get_over_limit(mn_dataset *d, int i, const char *file)
+{
+    mn_sample s;
+    cr_assert_eq(mn_dataset_get(d, i, &s), MN_EFORMAT);
+    cr_expect(strstr(mn_last_error(), file) && strstr(mn_last_error(), "above the limit"), "%s", mn_last_error());
+}
+
+Test(limits, max_pixels_reaches_every_loader)
+{
+    /* folder: 8x6 images (48 px) */
+    folder_tree("0 background\n1 cat\n2 dog\n");
+    mn_dataset_options o = {.kind = "folder", .root = dir, .split = "train", .void_index = -1, .max_pixels = 47};
+    mn_dataset *d = open_ok(&o);
+    expect_get_over_limit(d, 0, "images/train/a.png");
+    mn_dataset_close(d);
+    o.max_pixels = 48;
+    d = open_ok(&o);
+    mn_sample s;
+    get_ok(d, 0, &s);
+    mn_sample_free(&s);
+    mn_dataset_close(d);
+    /* the label goes through the same limit: a label larger than its image */
+    save_random("labels/train/a.png", 8, 7, 1, 1, 2);
+    d = open_ok(&o);
+    expect_get_over_limit(d, 0, "labels/train/a.png");
+    mn_dataset_close(d);
+
+    /* voc: 10x4 images */
+    voc_tree();
+    char root[512];
+    path_in(root, sizeof root, "voc");
+    mn_dataset_options ov = {.kind = "voc", .root = root, .split = "train", .void_index = -1, .max_pixels = 39};
+    d = open_ok(&ov);
+    expect_get_over_limit(d, 0, "JPEGImages/x2.jpg");
+    mn_dataset_close(d);
+
+    /* cityscapes: 16x16 */
+    city_image("bremen", "bremen_000000_000019", 7);
+    path_in(root, sizeof root, "cs");
+    mn_dataset_options oc = {.kind = "cityscapes", .root = root, .split = "train", .void_index = -1,
+                             .max_pixels = 255};
+    d = open_ok(&oc);
+    expect_get_over_limit(d, 0, "bremen_000000_000019_leftImg8bit.png");
+    mn_dataset_close(d);
+
+    /* imagefolder */
+    save_random("ifl/train/cat/a.png", 5, 5, 3, 1, 255);
+    path_in(root, sizeof root, "ifl");
+    mn_dataset_options oi = {.kind = "imagefolder", .root = root, .split = "train", .max_pixels = 24};
+    d = open_ok(&oi);
+    expect_get_over_limit(d, 0, "cat/a.png");
+    mn_dataset_close(d);
+
+    /* coco: the image file itself larger than its JSON says and than the limit */
+    save_random("coco/images/train/a.jpg", 40, 24, 3, 1, 255);
+    write_text("coco/annotations/instances_train.json", ONE_IMAGE(""));
+    path_in(root, sizeof root, "coco");
+    mn_dataset_options oo = {.kind = "coco", .root = root, .split = "train", .void_index = -1, .max_pixels = 800};
+    d = open_ok(&oo);
+    expect_get_over_limit(d, 0, "images/train/a.jpg");
     mn_dataset_close(d);
 }

@@ -54,9 +54,24 @@ typedef struct mn_dataset_options {
     /* coco kind: the instances JSON (NULL: "annotations/instances_{split}.json"); images
      * come from `images` */
     const char *annotations;
+    /* Largest width x height of an image (and label) file, checked from its header before
+     * decoding; 0: the image layer's default. The coco kind also refuses JSON image sizes above
+     * it at open. */
+    int64_t max_pixels;
 } mn_dataset_options;
 
 typedef struct mn_dataset mn_dataset;
+
+/* What a split's box annotations give (kinds with boxes: coco), counted at open. */
+typedef struct mn_box_stats {
+    int64_t annotations;       /* entries of the annotations array */
+    int64_t usable;            /* boxes a detector trains on: not crowd, positive area inside the image */
+    int64_t crowd;             /* crowd regions kept (not targets; they only excuse detections) */
+    int64_t degenerate;        /* skipped: zero or negative width or height, or no area inside the image */
+    int64_t unknown_image;     /* skipped: image_id not in "images" */
+    int64_t unknown_category;  /* skipped: category_id not in "categories" */
+    int64_t images_with_boxes; /* images holding at least one kept box (usable or crowd) */
+} mn_box_stats;
 
 typedef struct mn_dataset_kind {
     const char *name;
@@ -71,6 +86,8 @@ typedef struct mn_dataset_kind {
      * and the instance mask of box j of sample i (same contract as mn_dataset_mask) */
     int (*category_id)(const void *state, int k);
     int (*mask)(void *state, int i, int j, mn_image *out);
+    /* optional: the box counts of mn_dataset_box_stats */
+    int (*box_stats)(const void *state, mn_box_stats *out);
 } mn_dataset_kind;
 
 MN_API int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o);
@@ -89,6 +106,9 @@ MN_API int mn_dataset_category_id(const mn_dataset *d, int k);
  * annotation's polygons or RLE. Errors for kinds without masks and for annotations that have
  * no segmentation. Safe to call from several threads. */
 MN_API int mn_dataset_mask(mn_dataset *d, int i, int j, mn_image *out);
+/* The box counts of a split, for refusing one with nothing to train on (out->usable == 0) or
+ * reporting what was skipped. MN_EINVAL (and *out zeroed) for kinds without boxes. */
+MN_API int mn_dataset_box_stats(const mn_dataset *d, mn_box_stats *out);
 
 /* ---- transforms (datasets/transforms.c) ---- */
 
