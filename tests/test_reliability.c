@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 
 #include "common.h"
@@ -495,4 +496,46 @@ Test(reliability, a_full_disk_stops_the_run_and_keeps_the_files)
     cr_assert_eq(ckpt_iteration(last), 2);
     free(before);
     free(after);
+}
+
+/* A COCO split whose boxes are all unusable used to train without a warning. */
+Test(reliability, a_detection_split_without_usable_boxes_is_refused)
+{
+    char src[128], root[128], ann[300];
+    snprintf(src, sizeof src, "%s/shapes", dir);
+    snprintf(root, sizeof root, "%s/noboxes", dir);
+    copy_tree(src, root);
+    snprintf(ann, sizeof ann, "%s/annotations/instances_train.json", root);
+    char *text = NULL;
+    size_t n = 0;
+    cr_assert_eq(mn_read_file(ann, 1 << 26, "annotations", &text, &n), 0);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    int boxes = 0;
+    cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(j, "annotations"))
+    {
+        cJSON *bbox = cJSON_GetObjectItem(a, "bbox");
+        cJSON_ReplaceItemInArray(bbox, 2, cJSON_CreateNumber(0)); /* zero width */
+        boxes++;
+    }
+    cr_assert_gt(boxes, 4);
+    char *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    cr_assert_eq(mn_write_file_atomic(ann, out, strlen(out)), 0);
+    free(out);
+    mn_config c;
+    tiny_config(&c, "noboxes_run");
+    snprintf(c.data.root, sizeof c.data.root, "%s", root);
+    c.task = MN_TASK_DETECTION;
+    strcpy(c.data.kind, "coco");
+    c.det.short_side = c.det.max_side = 64;
+    c.det.fpn_channels = 16;
+    c.det.box_hidden = 32;
+    mn_train_options o = {0};
+    cr_assert_eq(train(&c, &o), MN_EINVAL);
+    char want[200];
+    snprintf(want, sizeof want, "the train split has no usable box (%d annotations: 0 crowd, %d with no area inside the image",
+             boxes, boxes);
+    cr_assert(strstr(mn_last_error(), want), "%s", mn_last_error());
 }

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "mn/config.h"
+#include "mn/image.h"
 #include "mn/json.h"
 
 enum kind { K_STR, K_INT, K_FLOAT, K_BOOL, K_ENUM, K_INT2, K_FLOAT2, K_FLOATS, K_U64 };
@@ -46,6 +47,8 @@ static const key keys[] = {
     {"data.scale_range", K_FLOAT2, F(data.scale_range), 0.1, 8, NULL, "random rescale [min, max] before cropping"},
     {"data.hflip", K_BOOL, F(data.hflip), 0, 0, NULL, "random horizontal flips"},
     {"data.workers", K_INT, F(data.workers), 0, 64, NULL, "background loading threads"},
+    {"data.max_pixels", K_INT, F(data.max_pixels), 1, 2147483647, NULL,
+     "largest width x height of an image or label file, checked from its header before decoding"},
     {"mutual.mode", K_ENUM, F(mutual.mode), 0, 0, "mutualnet|usnet|independent",
      "mutualnet: widths x scales; usnet: widths at full scale; independent: one configuration"},
     {"mutual.width_min", K_FLOAT, F(mutual.width_min), 0.05, 1, NULL, "narrowest width trained"},
@@ -119,6 +122,7 @@ void mn_config_default(mn_config *c)
     c->data.scale_range[1] = 2.0f;
     c->data.hflip = true;
     c->data.workers = 2;
+    c->data.max_pixels = (int)MN_IMAGE_DEFAULT_MAX_PIXELS;
     c->mutual.mode = MN_MODE_MUTUALNET;
     c->mutual.width_min = 0.35f;
     c->mutual.width_max = 1.0f;
@@ -536,7 +540,7 @@ char *mn_config_to_json(const mn_config *c)
 /* Keys that change what gets reported or where, never what a training run computes: a resumed
  * run may change these freely. model.init only seeds a fresh run's weights. */
 static const char *const run_neutral[] = {
-    "train.out_dir", "train.log_every", "train.checkpoint_every", "train.eval_every", "data.workers",
+    "train.out_dir", "train.log_every", "train.checkpoint_every", "train.eval_every", "data.workers", "data.max_pixels",
     "data.val_split", "data.eval_size", "calibrate.batches", "calibrate.width_step", "model.init",
     "det.score_thresh", "det.detections_per_img", "det.rpn_pre_nms_test", "det.rpn_post_nms_test",
 };
@@ -576,7 +580,8 @@ void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset
 {
     *o = (mn_dataset_options){.kind = c->data.kind, .root = c->data.root, .split = split, .images = c->data.images,
                               .labels = c->data.labels, .classes = c->data.classes,
-                              .annotations = c->data.annotations, .void_index = c->data.void_index};
+                              .annotations = c->data.annotations, .void_index = c->data.void_index,
+                              .max_pixels = c->data.max_pixels};
 }
 
 void mn_config_describe(FILE *f)

@@ -94,6 +94,29 @@ static int check_task(drv_run *run)
     return 0;
 }
 
+/* A split without one usable box would train the RPN and box head on background alone; the
+ * boxes a loader skips are worth a word before hours are spent. */
+static int check_boxes(const mn_dataset *d, const char *split, const mn_config *c)
+{
+    mn_box_stats b;
+    int rc = mn_dataset_box_stats(d, &b);
+    if (rc) return rc;
+    int64_t skipped = b.degenerate + b.unknown_image + b.unknown_category;
+    if (b.usable == 0)
+        return mn_error(MN_EINVAL,
+                        "%s: the %s split has no usable box (%lld annotations: %lld crowd, %lld with no area inside "
+                        "the image, %lld on unknown images, %lld in unknown categories): a detector has nothing to "
+                        "learn; check data.annotations",
+                        c->data.root, split, (long long)b.annotations, (long long)b.crowd, (long long)b.degenerate,
+                        (long long)b.unknown_image, (long long)b.unknown_category);
+    if (skipped)
+        mn_warn("%s: the %s split: %lld of %lld annotations skipped (%lld with no area inside the image, %lld on "
+                "unknown images, %lld in unknown categories)",
+                c->data.root, split, (long long)skipped, (long long)b.annotations, (long long)b.degenerate,
+                (long long)b.unknown_image, (long long)b.unknown_category);
+    return 0;
+}
+
 static int open_data(trainer *tr)
 {
     drv_run *run = &tr->run;
@@ -101,6 +124,7 @@ static int open_data(trainer *tr)
     if (strcmp(c->data.kind, "coco"))
         return mn_error(MN_EINVAL, "detection needs data.kind \"coco\" (COCO instances JSON), not \"%s\"", c->data.kind);
     int rc = drv_open_splits(run);
+    if (!rc) rc = check_boxes(run->train, c->data.train_split, c);
     if (rc) return rc;
     mn_det_annotations_path(tr->val_annotations, sizeof tr->val_annotations, c, c->data.val_split);
     mn_det_aug_default(&tr->aug, c->det.short_side, c->det.max_side, c->data.hflip);

@@ -40,6 +40,7 @@ typedef struct mn_config {
         float scale_range[2];   /* random rescale in augmentation */
         bool hflip;
         int workers;
+        int max_pixels;         /* largest width x height of an image file, checked from its header */
     } data;
     struct {
         enum mn_mode mode;
