@@ -32,6 +32,11 @@ int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o)
     if (o->max_pixels < 0)
         return mn_error(MN_EINVAL, "%s: max_pixels is %lld; it must be positive (or 0 for the default)", o->root,
                         (long long)o->max_pixels);
+    /* said first: every kind would otherwise report the first file it misses inside it */
+    struct stat sb;
+    if (stat(o->root, &sb) != 0)
+        return mn_error(MN_EIO, "%s: the data set folder (data.root) does not exist", o->root);
+    if (!S_ISDIR(sb.st_mode)) return mn_error(MN_EINVAL, "%s: the data set root (data.root) is not a folder", o->root);
     for (int i = 0; i < N_KINDS; i++) {
         if (strcmp(o->kind, kinds[i]->name)) continue;
         mn_dataset *d = calloc(1, sizeof *d);

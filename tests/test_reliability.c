@@ -539,3 +539,16 @@ Test(reliability, a_detection_split_without_usable_boxes_is_refused)
              boxes, boxes);
     cr_assert(strstr(mn_last_error(), want), "%s", mn_last_error());
 }
+
+/* A missing data.root used to be reported as a missing class list inside it. */
+Test(reliability, a_missing_data_root_is_named_as_such)
+{
+    mn_config c;
+    tiny_config(&c, "noroot");
+    snprintf(c.data.root, sizeof c.data.root, "%s/no_such_folder", dir);
+    mn_train_options o = {0};
+    cr_assert_eq(train(&c, &o), MN_EIO);
+    char want[200];
+    snprintf(want, sizeof want, "%s/no_such_folder: the data set folder (data.root) does not exist", dir);
+    cr_assert_str_eq(mn_last_error(), want);
+}
