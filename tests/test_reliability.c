@@ -552,3 +552,30 @@ Test(reliability, a_missing_data_root_is_named_as_such)
     snprintf(want, sizeof want, "%s/no_such_folder: the data set folder (data.root) does not exist", dir);
     cr_assert_str_eq(mn_last_error(), want);
 }
+
+/* An edited class list used to resume silently, renaming what the weights had learnt. */
+Test(reliability, resume_refuses_a_changed_class_list)
+{
+    char src[128], root[128], list[200];
+    snprintf(src, sizeof src, "%s/shapes", dir);
+    snprintf(root, sizeof root, "%s/renamed", dir);
+    copy_tree(src, root);
+    mn_config c;
+    tiny_config(&c, "renamed_run");
+    snprintf(c.data.root, sizeof c.data.root, "%s", root);
+    mn_train_options o = {.stop_at = 2};
+    cr_assert_eq(train(&c, &o), 0, "%s", mn_last_error());
+    /* same count, two names swapped */
+    snprintf(list, sizeof list, "%s/classes.txt", root);
+    const char *swapped = "background\ncircle\nsquare\nstar\ntriangle\nring\n";
+    cr_assert_eq(mn_write_file_atomic(list, swapped, strlen(swapped)), 0);
+    char last[700];
+    out_path(last, sizeof last, &c, "last.safetensors");
+    o = (mn_train_options){.resume = last};
+    cr_assert_eq(train(&c, &o), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "the training split's classes differ from the checkpoint's (class 3 is \"triangle\" in "
+                                      "the checkpoint, \"star\" in the data)"),
+              "%s", mn_last_error());
+    o.allow_changes = true;
+    cr_assert_eq(train(&c, &o), 0, "%s", mn_last_error());
+}

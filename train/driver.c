@@ -351,15 +351,16 @@ static int check_fresh_folder(drv_run *run, bool overwrite)
 
 /* Refuses to resume under a configuration that would compute another run than the checkpoint's,
  * listing the keys; allow_changes turns that into a warning. */
-static int check_resume_config(drv_run *run, const char *resume, bool allow_changes)
+static int check_resume_config(drv_run *run, const char *resume, bool allow_changes, char **classes)
 {
     mn_safetensors st;
     int rc = mn_st_read(resume, &st);
     if (rc) return rc;
-    const char *stored = drv_ckpt_meta(&st, "config");
+    const char *stored = drv_ckpt_meta(&st, "config"), *names = mn_st_meta(&st, "classes");
     mn_config old;
     mn_config_default(&old);
     rc = stored ? mn_config_parse(stored, resume, &old) : MN_EFORMAT;
+    if (!rc && names && !(*classes = strdup(names))) rc = mn_error(MN_ENOMEM, "out of memory");
     mn_st_free(&st);
     if (rc) return rc;
     char diff[2048];
@@ -372,6 +373,37 @@ static int check_resume_config(drv_run *run, const char *resume, bool allow_chan
                         "new values",
                         resume, n, diff);
     mn_warn("%s: continuing with %d changed key(s): %s", resume, n, diff);
+    return 0;
+}
+
+/* The class list is data, not configuration: the same data.classes file may have been edited, or
+ * the data set replaced, between the checkpoint and the resume. The checkpoint's names (stored
+ * JSON list, at most 31 bytes each; a detector's index 0 is its "background") must be the
+ * training split's. */
+static int check_resume_classes(drv_run *run, const char *resume, const char *stored, bool allow_changes)
+{
+    cJSON *list = stored ? cJSON_Parse(stored) : NULL;
+    if (!cJSON_IsArray(list)) {
+        cJSON_Delete(list);
+        return 0; /* nothing to compare with: the weights' shapes still are */
+    }
+    int n = cJSON_GetArraySize(list), K = mn_dataset_num_classes(run->train), k = 0;
+    char diff[512] = "";
+    if (n != K) snprintf(diff, sizeof diff, "%d classes in the checkpoint, %d in the data", n, K);
+    bool detection = run->c->task == MN_TASK_DETECTION;
+    for (cJSON *e = list->child; e && !diff[0] && k < K; e = e->next, k++) {
+        const char *now = mn_dataset_class_name(run->train, k), *was = cJSON_IsString(e) ? e->valuestring : "";
+        if ((detection && k == 0) || !now || !strncmp(now, was, 31)) continue;
+        snprintf(diff, sizeof diff, "class %d is \"%s\" in the checkpoint, \"%.64s\" in the data", k, was, now);
+    }
+    cJSON_Delete(list);
+    if (!diff[0]) return 0;
+    if (!allow_changes)
+        return mn_error(MN_EINVAL,
+                        "%s: the training split's classes differ from the checkpoint's (%s); resume on the data it "
+                        "was trained on, or pass --allow-config-change",
+                        resume, diff);
+    mn_warn("%s: continuing with other classes (%s)", resume, diff);
     return 0;
 }
 
@@ -542,8 +574,13 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
     if (!rc) rc = mn_mkdirs(c->train.out_dir);
     if (!rc) rc = lock_folder(run);
     if (!rc) remove_stale_temps(run);
-    if (!rc) rc = o->resume ? check_resume_config(run, o->resume, o->allow_changes) : check_fresh_folder(run, o->overwrite);
+    char *classes = NULL;
+    if (!rc)
+        rc = o->resume ? check_resume_config(run, o->resume, o->allow_changes, &classes)
+                       : check_fresh_folder(run, o->overwrite);
     if (!rc) rc = ops->open(run);
+    if (!rc && o->resume) rc = check_resume_classes(run, o->resume, classes, o->allow_changes);
+    free(classes);
     mn_sgd_config oc = {c->optim.lr, c->optim.momentum, 0.0f, c->optim.nesterov, c->optim.weight_decay};
     if (!rc) rc = mn_sgd_init(&run->opt, run->ps, &oc);
     int64_t start = 0;
