@@ -52,6 +52,14 @@ typedef struct line_iter {
     int lineno;
 } line_iter;
 
+/* Lines of text; a UTF-8 byte-order mark (Windows editors write one) is not part of the first. */
+static line_iter lines_of(const char *text, size_t len)
+{
+    line_iter it = {text, text + len, 0};
+    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) it.p += 3;
+    return it;
+}
+
 /* The next line without its end and with blanks trimmed at both ends, copied into buf (NUL-ended);
  * 0 at the end of the text, 1 for a line, negative for a line no list may hold. */
 static int next_line(line_iter *it, char *buf, size_t size, const char *path)
@@ -181,7 +189,7 @@ int mn_ds_classes_parse(mn_ds_classes *out, const char *text, size_t len, const 
                         enum mn_ds_class_format format, int max_classes)
 {
     memset(out, 0, sizeof *out);
-    line_iter it = {text, text + len, 0};
+    line_iter it = lines_of(text, len);
     char buf[1024];
     int cap = 0, next = 0, rc = 0, got;
     while (!rc && (got = next_line(&it, buf, sizeof buf, path)) != 0) {
@@ -258,7 +266,7 @@ int mn_ds_split_parse(mn_ds_files *out, int **lines, const char *text, size_t le
 {
     memset(out, 0, sizeof *out);
     *lines = NULL;
-    line_iter it = {text, text + len, 0};
+    line_iter it = lines_of(text, len);
     char buf[1024];
     int rc = 0, got;
     while (!rc && (got = next_line(&it, buf, sizeof buf, path)) != 0) {

@@ -323,6 +323,10 @@ Test(folder, class_list_repeats_and_garbage_name_file_and_line)
     cr_expect_str_eq(mn_dataset_class_name(d, 1), "class1");
     cr_expect_str_eq(mn_dataset_class_name(d, 2), "dog");
     mn_dataset_close(d);
+    write_text("classes.txt", "\xef\xbb\xbf" "background\ncat\n");
+    d = open_ok(&o);
+    cr_expect_str_eq(mn_dataset_class_name(d, 0), "background", "a UTF-8 byte-order mark is not part of the name");
+    mn_dataset_close(d);
     write_text("classes.txt", "7\n8\n9\n");
     d = open_ok(&o);
     cr_expect_str_eq(mn_dataset_class_name(d, 0), "7", "a one-word line is a name, digits or not");
