@@ -26,7 +26,8 @@ for budget in 0.3G 0.04G; do
 done
 
 step "5/7 overlays of validation images at both budgets"
-imgs=$(ls "$out"/shapes/images/val/*.jpg | head -n 4)
+# sed reads to the end: head would exit early and, under pipefail, fail the step with SIGPIPE
+imgs=$(ls "$out"/shapes/images/val/*.jpg | sed -n 1,4p)
 for budget in 0.3G 0.04G; do
   $mn predict --checkpoint "$out/seg/calibrated.safetensors" --budget "$budget" --out "$out/seg/overlays_$budget" $imgs
 done

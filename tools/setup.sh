@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(gcc meson ninja-build pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev libcriterion-dev)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "mutualnet: installing ${missing[*]}"
