@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mn/fileio.h"
@@ -86,5 +87,19 @@ int mn_write_file_atomic(const char *path, const void *data, size_t n)
         return mn_error(MN_EIO, "%s: write failed: %s (the previous file, if any, is unchanged)", path, strerror(err));
     }
     mn_sync_parent_dir(path);
+    return 0;
+}
+
+int mn_mkdirs(const char *dir)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return mn_error(MN_EINVAL, "%s: path too long", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
     return 0;
 }

@@ -6,7 +6,7 @@
 
 #include "mn/cls_model.h"
 #include "mn/ops.h"
-#include "mn/train.h"
+#include "mn/progress.h"
 
 int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, float width, int h, int w,
                    float *probs /* (num_classes) */)

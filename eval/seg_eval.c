@@ -5,7 +5,7 @@
 #include "mn/miou.h"
 #include "mn/ops.h"
 #include "mn/seg_eval.h"
-#include "mn/train.h"
+#include "mn/progress.h"
 
 int mn_seg_predict(mn_seg_model *m, mn_tape *t, const mn_image *img, float width, int h, int w, uint8_t *labels)
 {

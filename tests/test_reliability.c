@@ -579,3 +579,23 @@ Test(reliability, resume_refuses_a_changed_class_list)
     o.allow_changes = true;
     cr_assert_eq(train(&c, &o), 0, "%s", mn_last_error());
 }
+
+/* A file that turns out unreadable in the middle of a run: named, with where the run stands. */
+Test(reliability, an_unreadable_image_stops_the_run_with_its_name)
+{
+    char src[128], root[128], cmd[700];
+    snprintf(src, sizeof src, "%s/shapes", dir);
+    snprintf(root, sizeof root, "%s/cut", dir);
+    copy_tree(src, root);
+    snprintf(cmd, sizeof cmd, "f=$(ls %s/images/train/*.png | sed -n 3p); head -c 300 \"$f\" > %s/x && mv %s/x \"$f\"",
+             root, dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    mn_config c;
+    tiny_config(&c, "cut_run");
+    snprintf(c.data.root, sizeof c.data.root, "%s", root);
+    c.train.iterations = 8; /* one epoch: every image is read */
+    mn_train_options o = {0};
+    cr_assert_neq(train(&c, &o), 0);
+    const char *e = mn_last_error();
+    cr_assert(strstr(e, "stopped at iteration ") && strstr(e, "/cut/images/train/") && strstr(e, ": truncated PNG"), "%s", e);
+}

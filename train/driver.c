@@ -600,7 +600,11 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
     for (int64_t it = start; !rc && it < end; it++) {
         const void *b = NULL;
         rc = next_batch(run, ops, it, per_epoch, &b);
-        if (rc) break;
+        if (rc) { /* a file that cannot be read: say where the run stands */
+            mn_progress_end(&pg);
+            rc = stopped(run, it, rc);
+            break;
+        }
         mn_subnet sn[MN_MAX_SUBNETS];
         int ns = mn_sandwich(c, c->train.seed, it, sn);
         double loss[MN_MAX_SUBNETS];

@@ -48,24 +48,3 @@ int mn_sandwich(const mn_config *c, uint64_t seed, int64_t iter, mn_subnet *out)
     if (n > 2) qsort(out + 1, (size_t)(n - 1), sizeof *out, by_width_desc);
     return n;
 }
-
-double mn_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-int mn_mkdirs(const char *dir)
-{
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return mn_error(MN_EINVAL, "%s: path too long", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
-    return 0;
-}

@@ -15,6 +15,9 @@ MN_API int mn_read_file(const char *path, size_t max_bytes, const char *what, ch
  * the temp file is removed and the message names path and the system's reason. */
 MN_API int mn_write_file_atomic(const char *path, const void *data, size_t n);
 
+/* Creates dir and any missing parents (a run folder); error naming the folder. */
+MN_API int mn_mkdirs(const char *dir);
+
 /* Fsyncs the folder holding path so that a rename into it survives a power cut (best effort:
  * some file systems refuse to sync a folder). */
 MN_API void mn_sync_parent_dir(const char *path);

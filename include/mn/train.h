@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "fileio.h"   /* mn_mkdirs, for the tools that make run folders */
+#include "progress.h"
 #include "rng.h"
 
 #define MN_MAX_SUBNETS 16
@@ -26,28 +28,6 @@ MN_API int mn_sandwich(const mn_config *c, uint64_t seed, int64_t iter, mn_subne
 /* Learning rate at iteration iter (0-based): linear warm-up from lr * warmup_factor, then
  * cosine to 0 or poly (1 - t / T)^power over the remaining iterations. */
 MN_API float mn_lr_at(const mn_config *c, int64_t iter);
-
-/* A progress line on standard error: a bar with rate and ETA on a terminal, plain lines
- * (one every `every` updates) otherwise. */
-typedef struct mn_progress {
-    char what[32];
-    int64_t total, start, done;
-    double t0, last_print;
-    bool tty;
-    int every;
-} mn_progress;
-
-MN_API void mn_progress_begin(mn_progress *p, const char *what, int64_t total, int64_t start, int every);
-/* done: units finished so far; items_per_unit: images per unit for the images/s figure (0 leaves the
- * figure out, for units of no fixed image count); extra: free text. */
-MN_API void mn_progress_update(mn_progress *p, int64_t done, double items_per_unit, const char *extra);
-MN_API void mn_progress_end(mn_progress *p);
-
-/* Creates dir and any missing parents (a run folder); error naming the folder. */
-MN_API int mn_mkdirs(const char *dir);
-
-/* Monotonic seconds. */
-MN_API double mn_now(void);
 
 /* How a training run starts and stops (mn_train). */
 typedef struct mn_train_options {

@@ -1,8 +1,9 @@
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "mn/train.h"
+#include "mn/progress.h"
 
 void mn_progress_begin(mn_progress *p, const char *what, int64_t total, int64_t start, int every)
 {
@@ -53,4 +54,11 @@ void mn_progress_update(mn_progress *p, int64_t done, double items_per_unit, con
 void mn_progress_end(mn_progress *p)
 {
     if (p->tty) fputc('\n', stderr);
+}
+
+double mn_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
