@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mn/cls_model.h"
+#include "mn/cls_eval.h"
 #include "mn/ops.h"
 #include "mn/progress.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mn/det_model.h"
+#include "mn/det_eval.h"
 #include "mn/progress.h"
 
 int mn_det_predict(mn_det_model *m, mn_tape *t, const mn_image *img, float width, int short_side, mn_detection **out,

@@ -10,7 +10,9 @@
 #include <criterion/criterion.h>
 
 #include "common.h"
+#include "mn/cls_eval.h"
 #include "mn/cls_model.h"
+#include "mn/det_eval.h"
 #include "mn/det_model.h"
 #include "mn/synth.h"
 #include "mn/train.h"

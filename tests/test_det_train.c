@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 
 #include "common.h"
+#include "mn/det_eval.h"
 #include "mn/det_model.h"
 #include "mn/safetensors.h"
 #include "mn/seg_model.h"

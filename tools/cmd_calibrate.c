@@ -7,7 +7,10 @@
 #include "args.h"
 #include "commands.h"
 #include "mn/calibrate.h"
+#include "mn/seg_eval.h"
+#include "mn/cls_eval.h"
 #include "mn/cls_model.h"
+#include "mn/det_eval.h"
 #include "mn/det_model.h"
 
 static void calibrate_usage(FILE *f)

@@ -5,7 +5,9 @@
 
 #include "args.h"
 #include "commands.h"
+#include "mn/cls_eval.h"
 #include "mn/cls_model.h"
+#include "mn/det_eval.h"
 #include "mn/det_model.h"
 #include "mn/seg_eval.h"
 #include "select.h"

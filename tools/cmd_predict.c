@@ -9,6 +9,8 @@
 
 #include "args.h"
 #include "commands.h"
+#include "mn/cls_eval.h"
+#include "mn/det_eval.h"
 #include "mn/det_model.h"
 #include "mn/seg_eval.h"
 #include "mn/viz.h"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mn/cls_eval.h"
 #include "mn/cls_model.h"
 #include "mn/dataset.h"
 #include "mn/ops.h"

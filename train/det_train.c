@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "mn/dataset.h"
+#include "mn/det_eval.h"
 #include "mn/det_model.h"
 #include "mn/ops.h"
 #include "mn/train.h"

@@ -19,198 +19,6 @@
 #include "mn/ops.h"
 #include "train/driver.h"
 
-/* ---- checkpoints ---- */
-
-int drv_ckpt_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
-                  const char *task, const char *const *keys /* (n_keys) */, const char *const *vals /* (n_keys) */,
-                  int n_keys, const mn_sgd *opt, int64_t iteration)
-{
-    int n_extra = 0, rc = 0;
-    mn_st_item *extra = calloc((size_t)(ps->n + table->n + 1), sizeof *extra);
-    char **names = calloc((size_t)(ps->n + table->n + 1), sizeof *names);
-    int64_t *shapes = calloc((size_t)(table->n + 1), sizeof *shapes);
-    char *config = mn_config_to_json(cfg), *table_s = mn_query_to_json(table);
-    const char **meta_keys = calloc((size_t)(n_keys + 6), sizeof *meta_keys);
-    const char **meta_vals = calloc((size_t)(n_keys + 6), sizeof *meta_vals);
-    if (!extra || !names || !shapes || !config || !table_s || !meta_keys || !meta_vals) {
-        rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    if (opt)
-        for (int i = 0; i < ps->n; i++) {
-            mn_tensor b = mn_sgd_momentum(opt, i);
-            if (!b.data) continue;
-            names[n_extra] = malloc(strlen(ps->items[i]->name) + 8);
-            if (!names[n_extra]) {
-                rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-                goto done;
-            }
-            sprintf(names[n_extra], "optim.%s", ps->items[i]->name);
-            extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, b.ndim, ps->items[i]->var.val.shape, b.data};
-            n_extra++;
-        }
-    for (int i = 0; i < table->n; i++) {
-        if (!(names[n_extra] = malloc(32))) {
-            rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-            goto done;
-        }
-        snprintf(names[n_extra], 32, "bn_bank.%d", i);
-        shapes[i] = table->n_stats;
-        extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, 1, &shapes[i], table->e[i].bn_stats};
-        n_extra++;
-    }
-    char iter_s[32], steps_s[32];
-    snprintf(iter_s, sizeof iter_s, "%lld", (long long)iteration);
-    snprintf(steps_s, sizeof steps_s, "%lld", (long long)(opt ? mn_sgd_steps(opt) : 0));
-    /* the order of the keys is the order in the file's header */
-    int n_meta = 0;
-    meta_keys[n_meta] = "format", meta_vals[n_meta++] = "mutualnet-1";
-    meta_keys[n_meta] = "task", meta_vals[n_meta++] = task;
-    meta_keys[n_meta] = "config", meta_vals[n_meta++] = config;
-    for (int i = 0; i < n_keys; i++) meta_keys[n_meta] = keys[i], meta_vals[n_meta++] = vals[i];
-    meta_keys[n_meta] = "iteration", meta_vals[n_meta++] = iter_s;
-    meta_keys[n_meta] = "optim_steps", meta_vals[n_meta++] = steps_s;
-    meta_keys[n_meta] = "query_table", meta_vals[n_meta++] = table_s;
-    rc = mn_checkpoint_save(path, ps, extra, n_extra, meta_keys, meta_vals, n_meta);
-done:
-    for (int i = 0; names && i < n_extra; i++) free(names[i]);
-    free(names);
-    free(extra);
-    free(shapes);
-    free(config);
-    free(table_s);
-    free(meta_keys);
-    free(meta_vals);
-    return rc;
-}
-
-const char *drv_ckpt_meta(const mn_safetensors *st, const char *key)
-{
-    const char *v = mn_st_meta(st, key);
-    if (!v) mn_error(MN_EFORMAT, "%s: metadata \"%s\" is missing (not a mutualnet checkpoint?)", st->path, key);
-    return v;
-}
-
-int drv_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
-                   const char *task, const char *names /* (n, stride) */, size_t stride, int n, const mn_sgd *opt,
-                   int64_t iteration)
-{
-    cJSON *list = cJSON_CreateArray();
-    for (int k = 0; list && k < n; k++) cJSON_AddItemToArray(list, cJSON_CreateString(names + (size_t)k * stride));
-    char *list_s = cJSON_PrintUnformatted(list);
-    cJSON_Delete(list);
-    if (!list_s) return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    char count[16];
-    snprintf(count, sizeof count, "%d", n);
-    const char *keys[] = {"classes", "num_classes"};
-    const char *vals[] = {list_s, count};
-    int rc = drv_ckpt_save(path, ps, table, cfg, task, keys, vals, 2, opt, iteration);
-    free(list_s);
-    return rc;
-}
-
-int drv_named_open(const char *path, const char *task, int lo, int hi, size_t stride, mn_safetensors *st, mn_config *cfg,
-                   char **names /* (*n, stride) */, int *n, const char **table_json)
-{
-    *names = NULL;
-    int rc = mn_st_read(path, st);
-    if (rc) return rc;
-    const char *kind = drv_ckpt_meta(st, "task"), *config = kind ? drv_ckpt_meta(st, "config") : NULL,
-               *classes = config ? drv_ckpt_meta(st, "classes") : NULL;
-    *table_json = classes ? drv_ckpt_meta(st, "query_table") : NULL;
-    if (!*table_json) rc = MN_EFORMAT;
-    else if (strcmp(kind, task)) rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a %s one", path, kind, task);
-    if (!rc) {
-        mn_config_default(cfg);
-        rc = mn_config_parse(config, path, cfg);
-    }
-    cJSON *list = rc ? NULL : cJSON_Parse(classes);
-    *n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
-    if (!rc && (*n < lo || *n > hi))
-        rc = mn_error(MN_EFORMAT, "%s: metadata \"classes\" is not a list of %d to %d names", path, lo, hi);
-    if (!rc && !(*names = calloc((size_t)*n, stride))) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-    int k = 0;
-    for (cJSON *c = rc ? NULL : list->child; c; c = c->next, k++)
-        snprintf(*names + (size_t)k * stride, stride, "%s", cJSON_IsString(c) ? c->valuestring : "?");
-    cJSON_Delete(list);
-    if (rc) {
-        free(*names);
-        *names = NULL;
-        mn_st_free(st);
-    }
-    return rc;
-}
-
-/* Tensors of a checkpoint that are not the model's parameters. */
-static const char *const extra_prefixes[] = {"optim.", "bn_bank."};
-
-int drv_ckpt_load(const mn_safetensors *st, mn_param_set *ps, mn_slim_bn *const *bns /* (nb) */, int nb,
-                  float *train_stats /* (table->n_stats) */, mn_query_table *table, const char *table_json)
-{
-    int rc = mn_checkpoint_apply(st, ps, extra_prefixes, 2);
-    if (rc) return rc;
-    mn_query_save_stats(train_stats, bns, nb);
-    int64_t n_stats = table->n_stats;
-    mn_query_free(table);
-    rc = mn_query_from_json(table, table_json, n_stats);
-    for (int i = 0; !rc && i < table->n; i++) {
-        char name[32];
-        mn_tensor t;
-        snprintf(name, sizeof name, "bn_bank.%d", i);
-        int64_t shape[1] = {n_stats};
-        rc = mn_st_get_f32(st, name, 1, shape, &t);
-        if (!rc) rc = mn_check_finite(t.data, n_stats, st->path, name);
-        if (!rc && !(table->e[i].bn_stats = malloc(sizeof(float) * (size_t)n_stats)))
-            rc = mn_error(MN_ENOMEM, "%s: out of memory", st->path);
-        if (!rc) memcpy(table->e[i].bn_stats, t.data, sizeof(float) * (size_t)n_stats);
-    }
-    return rc;
-}
-
-int drv_ckpt_resume(const char *path, const char *task, mn_param_set *ps, mn_sgd *opt, int64_t *iteration)
-{
-    mn_safetensors st;
-    int rc = mn_st_read(path, &st);
-    if (rc) return rc;
-    const char *kind = task ? drv_ckpt_meta(&st, "task") : NULL;
-    if (kind && strcmp(kind, task)) rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a %s one", path, kind, task);
-    else if (task && !kind) rc = MN_EFORMAT;
-    if (!rc) rc = mn_checkpoint_apply(&st, ps, extra_prefixes, 2);
-    const char *it = rc ? NULL : drv_ckpt_meta(&st, "iteration"), *steps = it ? drv_ckpt_meta(&st, "optim_steps") : NULL;
-    if (!rc && (!it || !steps)) rc = MN_EFORMAT;
-    for (int i = 0; !rc && i < ps->n; i++) {
-        mn_tensor b = mn_sgd_momentum(opt, i);
-        if (!b.data) continue;
-        char name[128];
-        mn_tensor t;
-        snprintf(name, sizeof name, "optim.%s", ps->items[i]->name);
-        rc = mn_st_get_f32(&st, name, b.ndim, b.shape, &t);
-        if (!rc) rc = mn_check_finite(t.data, mn_tensor_numel(&t), path, name);
-        if (!rc) memcpy(b.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
-    }
-    if (!rc) {
-        *iteration = atoll(it);
-        rc = mn_sgd_set_steps(opt, atoll(steps));
-    }
-    mn_st_free(&st);
-    return rc;
-}
-
-int drv_backbone_init(mn_param_set *ps, const char *path, const char *backbone)
-{
-    int copied = 0;
-    int rc = mn_checkpoint_apply_prefixed(path, ps, "backbone.", &copied);
-    if (!rc) mn_info("%s: initialised %d %s backbone tensors", path, copied, backbone);
-    return rc;
-}
-
-int drv_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, int nb, float **train_stats)
-{
-    table->n_stats = mn_query_stats_size(bns, nb);
-    *train_stats = malloc(sizeof(float) * (size_t)(table->n_stats + 1)); /* + 1: never malloc(0) */
-    return *train_stats ? 0 : mn_error(MN_ENOMEM, "out of memory");
-}
-
 /* ---- the training loop ---- */
 
 int drv_open_splits(drv_run *run)
@@ -237,19 +45,9 @@ mn_loader_options drv_loader_options(const mn_config *c)
                                .workers = c->data.workers, .prefetch = 2, .seed = c->train.seed};
 }
 
-mn_seg_aug drv_seg_aug(const mn_config *c, bool train)
-{
-    mn_seg_aug aug;
-    mn_seg_aug_default(&aug, c->data.crop[0], c->data.crop[1], train);
-    aug.scale_min = c->data.scale_range[0];
-    aug.scale_max = c->data.scale_range[1];
-    aug.hflip = train && c->data.hflip;
-    return aug;
-}
-
 int drv_open_image_loader(drv_run *run)
 {
-    mn_seg_aug aug = drv_seg_aug(run->c, true);
+    mn_seg_aug aug = mn_config_seg_aug(run->c, true);
     mn_loader_options lo = drv_loader_options(run->c);
     return mn_loader_open(&run->loader, run->train, &aug, &lo);
 }
@@ -356,10 +154,11 @@ static int check_resume_config(drv_run *run, const char *resume, bool allow_chan
     mn_safetensors st;
     int rc = mn_st_read(resume, &st);
     if (rc) return rc;
-    const char *stored = drv_ckpt_meta(&st, "config"), *names = mn_st_meta(&st, "classes");
+    const char *stored = mn_st_meta(&st, "config"), *names = mn_st_meta(&st, "classes");
     mn_config old;
     mn_config_default(&old);
-    rc = stored ? mn_config_parse(stored, resume, &old) : MN_EFORMAT;
+    rc = stored ? mn_config_parse(stored, resume, &old)
+                : mn_error(MN_EFORMAT, "%s: metadata \"config\" is missing (not a mutualnet checkpoint?)", resume);
     if (!rc && names && !(*classes = strdup(names))) rc = mn_error(MN_ENOMEM, "out of memory");
     mn_st_free(&st);
     if (rc) return rc;
@@ -659,76 +458,4 @@ int mn_train(const mn_config *c, const mn_train_options *o)
     return c->task == MN_TASK_SEGMENTATION ? drv_train_segmentation(c, o)
            : c->task == MN_TASK_DETECTION  ? drv_train_detection(c, o)
                                            : drv_train_classification(c, o);
-}
-
-/* ---- the calibration loop ---- */
-
-int drv_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb, float width, int h, int w, int batches,
-                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net)
-{
-    for (int i = 0; i < nb; i++) mn_slim_bn_reset(bns[i]);
-    mn_tape t;
-    mn_tape_init(&t, 0);
-    mn_tape_set_grad(&t, false);
-    int rc = mn_loader_start(ld, 0, 0);
-    for (int b = 0; b < batches && !rc; b++) {
-        const mn_seg_batch *bt;
-        rc = mn_loader_next(ld, &bt);
-        if (!rc && !bt) { /* fewer batches than asked: the epoch is over, start again */
-            rc = mn_loader_start(ld, b, 0);
-            if (!rc) rc = mn_loader_next(ld, &bt);
-            if (!rc && !bt) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
-        }
-        if (rc) break;
-        mn_tape_reset(&t);
-        mn_var *x = mn_var_wrap(&t, mn_tensor_4d(bt->images, bt->n, 3, bt->h, bt->w));
-        if (bt->h != h || bt->w != w) x = mn_resize_bilinear(&t, x, h, w, true);
-        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
-        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
-        rc = x ? forward(net, &r, x) : mn_last_error_code();
-    }
-    mn_tape_free(&t);
-    return rc;
-}
-
-int drv_calib_table(const drv_calib_ops *ops, void *self, mn_query_table *table, mn_slim_bn *const *bns /* (nb) */,
-                    int nb, const float *train_stats /* (table->n_stats) */, mn_dataset *train_set,
-                    const mn_calib_config *g, int batch_size, int workers, uint64_t seed)
-{
-    float *stats = malloc(sizeof(float) * (size_t)(table->n_stats + 1)); /* + 1: never malloc(0) */
-    if (!stats) return mn_error(MN_ENOMEM, "calibration: out of memory");
-    mn_loader_options lo = {.batch_size = batch_size, .shuffle = true, .drop_last = true, .workers = workers,
-                            .prefetch = 2, .seed = seed};
-    if (mn_dataset_size(train_set) < batch_size) lo.batch_size = mn_dataset_size(train_set);
-    mn_loader *ld = NULL;
-    int rc = ops->open(self, train_set, &lo, &ld);
-    int64_t n_stats = table->n_stats;
-    mn_query_free(table);
-    mn_query_init(table, ops->metric);
-    table->n_stats = n_stats;
-    mn_progress pg;
-    int total = g->n_widths * g->n_sizes, done = 0;
-    mn_progress_begin(&pg, "calibrate", total, 0, 1);
-    for (int s = 0; s < g->n_sizes && !rc; s++)
-        for (int k = 0; k < g->n_widths && !rc; k++) {
-            float w = g->widths[k];
-            int64_t macs = 0;
-            double score = 0;
-            rc = ops->point(self, ld, w, g->sizes[s], g->batches, &macs, &score);
-            double shown = rc ? 0.0 : score;
-            if (!rc) {
-                mn_query_save_stats(stats, bns, nb);
-                rc = mn_query_add(table, w, g->sizes[s][0], g->sizes[s][1], macs, score, stats);
-            }
-            char size[48], extra[96];
-            ops->size_text(size, sizeof size, g->sizes[s]);
-            snprintf(extra, sizeof extra, "width %.2f %s %s %.2f%%", (double)w, size, ops->metric, 100 * shown);
-            mn_progress_update(&pg, ++done, 0, extra); /* a configuration is no fixed number of images */
-        }
-    mn_progress_end(&pg);
-    /* leave the model with the statistics it was trained with */
-    mn_query_load_stats(train_stats, bns, nb);
-    mn_loader_close(ld);
-    free(stats);
-    return rc;
 }

@@ -17,39 +17,6 @@
 #include "mn/tape.h"
 #include "mn/train.h"
 
-/* ---- checkpoints ---- */
-
-/* Writes ps, the optimiser's momentum buffers ("optim.<name>", with opt) and the table's BN
- * statistics ("bn_bank.<i>") to path, with the metadata "format", "task", "config", then the
- * task's own n_keys pairs, then "iteration", "optim_steps" and "query_table". */
-int drv_ckpt_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
-                  const char *task, const char *const *keys /* (n_keys) */, const char *const *vals /* (n_keys) */,
-                  int n_keys, const mn_sgd *opt, int64_t iteration);
-/* The metadata value of key; NULL and an error naming the file when it is missing. */
-const char *drv_ckpt_meta(const mn_safetensors *st, const char *key);
-/* Into a model just built from the checkpoint's configuration: the weights, those BN statistics
- * as the trained ones (train_stats), and the query table from its JSON and "bn_bank.<i>". */
-int drv_ckpt_load(const mn_safetensors *st, mn_param_set *ps, mn_slim_bn *const *bns /* (nb) */, int nb,
-                  float *train_stats /* (table->n_stats) */, mn_query_table *table, const char *table_json);
-/* Restores weights, momentum buffers and step count from path and returns the iteration saved;
- * with task, refuses another task's checkpoint first. */
-int drv_ckpt_resume(const char *path, const char *task, mn_param_set *ps, mn_sgd *opt, int64_t *iteration);
-/* The checkpoint of a model that a task name and a class list describe (segmentation,
- * classification): drv_ckpt_save with the metadata "classes" (a JSON list of the n names, stride
- * bytes apart from names) and "num_classes". */
-int drv_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
-                   const char *task, const char *names /* (n, stride) */, size_t stride, int n, const mn_sgd *opt,
-                   int64_t iteration);
-/* Reads such a checkpoint into *st (freed on error) after checking its task: the configuration
- * over the defaults into cfg, lo..hi class names into *names (malloc'd, *n of them, stride bytes
- * each, truncated), and *table_json (inside st). */
-int drv_named_open(const char *path, const char *task, int lo, int hi, size_t stride, mn_safetensors *st, mn_config *cfg,
-                   char **names /* (*n, stride) */, int *n, const char **table_json);
-/* Starts the backbone from a file of weights under torchvision's names. */
-int drv_backbone_init(mn_param_set *ps, const char *path, const char *backbone);
-/* Sizes the table's BN statistics for the layers and allocates the trained ones. */
-int drv_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, int nb, float **train_stats);
-
 /* ---- the training loop ---- */
 
 /* What every task's run holds. A task's trainer starts with one, so that the callbacks can
@@ -99,7 +66,6 @@ mn_loader_options drv_loader_options(const mn_config *c);
 /* For the tasks whose batches are whole images (segmentation, classification): the data
  * augmentation the configuration asks for (crop, rescale range, flip; train or eval), the
  * training loader (run->loader), its next-batch callback and a plain "subnets" metrics entry. */
-mn_seg_aug drv_seg_aug(const mn_config *c, bool train);
 int drv_open_image_loader(drv_run *run);
 int drv_next_image_batch(mn_loader *ld, const void **batch);
 void drv_metrics_subnet_plain(drv_run *run, FILE *f, const mn_subnet *sn, int k, double loss);
@@ -113,32 +79,5 @@ int drv_train_detection(const mn_config *c, const mn_train_options *o);
 int drv_train_classification(const mn_config *c, const mn_train_options *o);
 /* Flushes the metrics log; an error naming the file when the disk refused a line. */
 int drv_metrics_flush(drv_run *run);
-
-/* ---- the calibration loop ---- */
-
-typedef struct drv_calib_ops {
-    const char *metric; /* the table's: "mIoU" | "AP" */
-    /* Opens a loader of training batches with these options. */
-    int (*open)(void *self, mn_dataset *train_set, const mn_loader_options *lo, mn_loader **ld);
-    /* Calibrates the BN statistics at (width, size), then costs and scores that configuration. */
-    int (*point)(void *self, mn_loader *ld, float width, const int *size /* (2) */, int batches, int64_t *macs,
-                 double *score);
-    /* How a progress line names a size. */
-    void (*size_text)(char *buf, size_t n, const int *size /* (2) */);
-} drv_calib_ops;
-
-/* Calibrates, scores and costs every configuration of g into a fresh table of ops->metric,
- * keyed by (width, g->sizes[s]), and leaves the BN layers with the trained statistics. */
-int drv_calib_table(const drv_calib_ops *ops, void *self, mn_query_table *table, mn_slim_bn *const *bns /* (nb) */,
-                    int nb, const float *train_stats /* (table->n_stats) */, mn_dataset *train_set,
-                    const mn_calib_config *g, int batch_size, int workers, uint64_t seed);
-/* Resets the BN layers, then sets their statistics to the exact average over `batches` batches of
- * an image loader (started afresh, wrapping round when it has fewer) resized to h x w and run by
- * forward at width in training mode without gradients. */
-int drv_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb, float width, int h, int w, int batches,
-                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net);
-/* The input scales a calibration grid spans: scales (n_scales) when given, else those the run
- * trained at (a MutualNet's list, 1 for the other modes), their count into *n_scales. */
-const float *drv_calib_scales(const mn_config *c, const float *scales, int *n_scales);
 
 #endif

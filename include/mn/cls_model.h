@@ -42,23 +42,8 @@ MN_API int mn_cls_model_select(mn_cls_model *m, float width, int h, int w);
 /* Multiply-accumulates per image at (width, h x w), classifier included. */
 MN_API int mn_cls_model_flops(mn_cls_model *m, float width, int h, int w, int64_t *macs);
 
-typedef struct mn_cls_scores {
-    double top1, top5;            /* fractions in [0, 1] */
-    int n;                        /* images scored */
-} mn_cls_scores;
-
-/* Class probabilities of an RGB image resized (bilinear) to h x w: probs (num_classes). The
- * caller selects BN statistics (mn_cls_model_select) and width. */
-MN_API int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, float width, int h, int w,
-                          float *probs /* (num_classes) */);
-/* Top-1 and top-5 accuracy (top-k with k = min(5, num_classes)) at (width, h x w) on a data set
- * of image-level labels; max_images > 0 limits the count. Progress on stderr when asked. */
-MN_API int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images,
-                           bool show_progress, mn_cls_scores *out);
-
-/* Calibrates (BN statistics over `batches` training batches per configuration), scores (top-1)
- * and costs every configuration of g into m->table; prints the table to report when non-NULL. */
-MN_API int mn_cls_build_table(mn_cls_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
-                              int batch_size, int max_val_images, uint64_t seed, FILE *report);
+/* Resets every BN layer and averages the statistics of `batches` training batches seen at
+ * (width, h x w) without gradients. */
+MN_API int mn_cls_calibrate_one(mn_cls_model *m, mn_loader *train, float width, int h, int w, int batches);
 
 #endif

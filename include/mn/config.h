@@ -110,6 +110,9 @@ MN_API int mn_config_diff(const mn_config *a, const mn_config *b, bool run_keys_
 /* The data set options of split `split` as the configuration describes them. The strings
  * point into c, which must outlive *o. */
 MN_API void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset_options *o);
+/* The image augmentation of a whole-image task (segmentation, classification) as c asks for it:
+ * crop, rescale range and flips when train, a plain resize to the crop otherwise. */
+MN_API mn_seg_aug mn_config_seg_aug(const mn_config *c, bool train);
 /* Prints every key, its type, default and meaning (the README's reference). */
 MN_API void mn_config_describe(FILE *f);
 

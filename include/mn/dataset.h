@@ -14,14 +14,9 @@
 
 #include "image.h"
 #include "rng.h"
+#include "targets.h"
 
 #define MN_IGNORE_LABEL 255
-
-typedef struct mn_box {
-    float x1, y1, x2, y2;    /* pixels, x2 > x1, y2 > y1 */
-    int label;               /* contiguous class index 1..K (0 is background) */
-    bool crowd;              /* iscrowd: excluded from training targets */
-} mn_box;
 
 typedef struct mn_sample {
     mn_image image;          /* (H, W, 3) RGB */
@@ -134,14 +129,6 @@ MN_API int mn_seg_transform(const mn_seg_aug *a, const mn_sample *s, mn_rng *rng
  * resize (scale = min(min_size / short side, max_size / long side) in float32, output sides
  * floor(side * scale), bilinear with align_corners = False), normalisation, and zero padding
  * at the bottom and right to a multiple of size_divisible for the whole batch. */
-
-/* Where an image sits in its padded batch tensor. */
-typedef struct mn_det_image {
-    int h, w;                    /* valid (resized, unpadded) region, top-left of the padded image */
-    float scale;                 /* resize factor (float32, as torchvision computes it) */
-    bool flipped;                /* mirrored horizontally */
-    int orig_h, orig_w;          /* size of the original image (0: h / scale, w / scale) */
-} mn_det_image;
 
 typedef struct mn_det_aug {
     int min_size;                /* short side after resizing (torchvision 800) */

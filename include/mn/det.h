@@ -26,7 +26,7 @@
 #define MN_DET_H
 
 #include "backbone.h"
-#include "dataset.h" /* mn_box; mn_det_image (the transform produces it) */
+#include "targets.h" /* mn_box; mn_det_image (the data set transform produces it) */
 
 #define MN_DET_LEVELS 5     /* P2..P6 */
 #define MN_DET_MAX_CELL 8   /* anchor sizes x ratios per level */
@@ -84,7 +84,7 @@ MN_API const mn_det_config *mn_det_cfg(const mn_detector *d);
 /* Every BN layer (the backbone's: neck and heads have none), for calibration. */
 MN_API int mn_det_bn_layers(mn_detector *d, mn_slim_bn ***layers);
 
-/* mn_det_image (include/mn/dataset.h): per padded image, the valid (resized) region h x w, the
+/* mn_det_image (include/mn/targets.h): per padded image, the valid (resized) region h x w, the
  * resize factor, whether it was mirrored, and the original size that detections map back to. */
 
 typedef struct mn_det_targets {

@@ -1,6 +1,6 @@
 /* A detection model as a run knows it (configuration, class names and their COCO category ids,
- * parameters, detector, query table with per-configuration BN statistics), and what runs it:
- * COCO evaluation, BN calibration and the query table. The checkpoint carries all of it, so
+ * parameters, detector, query table with per-configuration BN statistics) and its BN
+ * calibration; include/mn/det_eval.h runs it (predictions, COCO evaluation, the query table). The checkpoint carries all of it, so
  * eval / predict / calibrate need nothing but the file (and the data set for scoring).
  *
  * Input sizes. A detector's input is set by a short side S and a long-side cap M (torchvision's
@@ -16,7 +16,6 @@
 #include <stdio.h>
 
 #include "calibrate.h"
-#include "coco_eval.h"
 #include "config.h"
 #include "det.h"
 #include "optim.h"
@@ -69,29 +68,7 @@ MN_API int mn_coco_median_size(const char *annotations_path, int *h, int *w);
 /* root/annotations with "{split}" replaced (the coco kind's rule). */
 MN_API void mn_det_annotations_path(char *out, size_t size, const mn_config *c, const char *split);
 
-/* ---- evaluation (eval/det_eval.c) ---- */
-
-typedef struct mn_det_scores {
-    double stats[MN_COCO_NSTATS]; /* AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl */
-    int n_images;                 /* images evaluated */
-    int64_t n_detections;
-} mn_det_scores;
-
-/* Detections of one decoded RGB image at (width, short side), boxes in the image's pixels, by
- * score descending; *out is malloc'd (NULL when none). The caller selects BN statistics. */
-MN_API int mn_det_predict(mn_det_model *m, mn_tape *t, const mn_image *img, float width, int short_side,
-                          mn_detection **out, int *n);
-
-/* Runs the detector at (width, short side) over the first max_images (0: all) images of a coco
- * data set, one image per pass; writes the COCO results JSON ([{image_id, category_id,
- * bbox [x, y, w, h], score}], original pixels, category ids from the data set) to results_path
- * when non-NULL, and scores the detections in memory against annotations_path (restricted to the
- * images evaluated). BN statistics are whatever the model holds (see mn_det_model_select). */
-MN_API int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path, float width,
-                           int short_side, int max_images, bool show_progress, const char *results_path,
-                           mn_det_scores *out);
-
-/* ---- calibration and the query table (train/det_calibrate.c) ---- */
+/* ---- BN calibration (model/calibrate.c) ---- */
 
 /* The grid of a detection run: widths as mn_calib_grid, sizes (det.short_side x each scale,
  * rounded; det.max_side) as (short, max) pairs; scales NULL means the run's training scales. */
@@ -99,11 +76,6 @@ MN_API int mn_det_calib_grid(const mn_config *c, const float *scales, int n_scal
 /* Resets every BN layer and averages the statistics of `batches` training batches resized to the
  * short side, seen at width without gradients (backbone and neck only: the heads have no BN). */
 MN_API int mn_det_calibrate_one(mn_det_model *m, mn_loader *train, float width, int short_side, int batches);
-/* Calibrates, scores (AP on val_set, at most max_val_images when > 0) and costs every
- * configuration of g into m->table; prints the table to report when non-NULL. */
-MN_API int mn_det_build_table(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_set,
-                              const char *val_annotations, const mn_calib_config *g, int batch_size,
-                              int max_val_images, uint64_t seed, FILE *report);
 /* Prints the table cheapest first with short side, typical input, GMACs and AP. */
 MN_API void mn_det_table_print(const mn_det_model *m, FILE *f);
 

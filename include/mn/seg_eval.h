@@ -2,6 +2,9 @@
 #ifndef MN_SEG_EVAL_H
 #define MN_SEG_EVAL_H
 
+#include <stdio.h>
+
+#include "calibrate.h"
 #include "dataset.h"
 #include "seg_model.h"
 
@@ -21,5 +24,10 @@ MN_API int mn_seg_predict(mn_seg_model *m, mn_tape *t, const mn_image *img, floa
  * resolution; max_images > 0 limits the count. Progress on stderr when show_progress. */
 MN_API int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images,
                            bool show_progress, mn_seg_scores *out);
+
+/* Calibrates, scores (mIoU on val_set, at most max_val_images when > 0) and costs every
+ * configuration of g into m->table; prints the table to report when non-NULL. */
+MN_API int mn_seg_build_table(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
+                              int batch_size, int max_val_images, uint64_t seed, FILE *report);
 
 #endif

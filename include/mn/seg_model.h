@@ -4,7 +4,9 @@
 #ifndef MN_SEG_MODEL_H
 #define MN_SEG_MODEL_H
 
+#include "calibrate.h"
 #include "config.h"
+#include "dataset.h"
 #include "optim.h"
 #include "query.h"
 #include "seg.h"
@@ -35,5 +37,9 @@ MN_API void mn_seg_model_free(mn_seg_model *m);
 /* Loads the BN statistics for (width, h x w): the query table entry's calibrated ones when
  * there is one, else the running statistics the model was trained with. */
 MN_API int mn_seg_model_select(mn_seg_model *m, float width, int h, int w);
+
+/* Resets every BN layer and averages the statistics of `batches` training batches seen at
+ * (width, h x w) without gradients. */
+MN_API int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches);
 
 #endif

@@ -576,6 +576,16 @@ int mn_config_diff(const mn_config *a, const mn_config *b, bool run_keys_only, c
     return count;
 }
 
+mn_seg_aug mn_config_seg_aug(const mn_config *c, bool train)
+{
+    mn_seg_aug aug;
+    mn_seg_aug_default(&aug, c->data.crop[0], c->data.crop[1], train);
+    aug.scale_min = c->data.scale_range[0];
+    aug.scale_max = c->data.scale_range[1];
+    aug.hflip = train && c->data.hflip;
+    return aug;
+}
+
 void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset_options *o)
 {
     *o = (mn_dataset_options){.kind = c->data.kind, .root = c->data.root, .split = split, .images = c->data.images,

@@ -8,7 +8,7 @@
 
 #include "mn/det_model.h"
 #include "mn/json.h"
-#include "train/driver.h"
+#include "model/internal.h"
 
 int mn_det_config_from(const mn_config *c, int num_classes, mn_det_config *out)
 {
@@ -44,7 +44,7 @@ static int build(mn_det_model *m, uint64_t seed)
     if (!rc) {
         mn_slim_bn **bns;
         int n = mn_det_bn_layers(m->net, &bns);
-        rc = drv_stats_alloc(&m->table, bns, n, &m->train_stats);
+        rc = mdl_stats_alloc(&m->table, bns, n, &m->train_stats);
     }
     return rc;
 }
@@ -81,7 +81,7 @@ int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes, 
     m->typical_h = typical_h;
     m->typical_w = typical_w;
     rc = build(m, seed);
-    if (!rc && cfg->model.init[0]) rc = drv_backbone_init(&m->ps, cfg->model.init, cfg->model.backbone);
+    if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, cfg->model.backbone);
     if (!rc) snapshot_stats(m);
     if (rc) mn_det_model_free(m);
     return rc;
@@ -113,7 +113,7 @@ int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt
     snprintf(typical, sizeof typical, "[%d, %d]", m->typical_h, m->typical_w);
     const char *keys[] = {"classes", "category_ids", "num_classes", "typical_size"};
     const char *vals[] = {classes_s, ids_s, ncls, typical};
-    if (!rc) rc = drv_ckpt_save(path, &m->ps, &m->table, &m->cfg, "detection", keys, vals, 4, opt, iteration);
+    if (!rc) rc = mdl_ckpt_save(path, &m->ps, &m->table, &m->cfg, "detection", keys, vals, 4, opt, iteration);
     free(classes_s);
     free(ids_s);
     return rc;
@@ -158,17 +158,17 @@ int mn_det_model_open(mn_det_model *m, const char *path)
     mn_safetensors st;
     int rc = mn_st_read(path, &st);
     if (rc) return rc;
-    const char *task = drv_ckpt_meta(&st, "task");
+    const char *task = mdl_ckpt_meta(&st, "task");
     if (task && strcmp(task, "detection")) {
         rc = mn_error(MN_EINVAL, "%s: a %s checkpoint, not a detection one", path, task); /* before task is freed */
         mn_st_free(&st);
         return rc;
     }
-    const char *config = task ? drv_ckpt_meta(&st, "config") : NULL,
-               *classes = config ? drv_ckpt_meta(&st, "classes") : NULL,
-               *ids = classes ? drv_ckpt_meta(&st, "category_ids") : NULL,
-               *typical = ids ? drv_ckpt_meta(&st, "typical_size") : NULL,
-               *table = typical ? drv_ckpt_meta(&st, "query_table") : NULL;
+    const char *config = task ? mdl_ckpt_meta(&st, "config") : NULL,
+               *classes = config ? mdl_ckpt_meta(&st, "classes") : NULL,
+               *ids = classes ? mdl_ckpt_meta(&st, "category_ids") : NULL,
+               *typical = ids ? mdl_ckpt_meta(&st, "typical_size") : NULL,
+               *table = typical ? mdl_ckpt_meta(&st, "query_table") : NULL;
     if (!table) {
         mn_st_free(&st);
         return MN_EFORMAT;
@@ -180,7 +180,7 @@ int mn_det_model_open(mn_det_model *m, const char *path)
     if (!rc) {
         mn_slim_bn **bns;
         int n = mn_det_bn_layers(m->net, &bns);
-        rc = drv_ckpt_load(&st, &m->ps, bns, n, m->train_stats, &m->table, table);
+        rc = mdl_ckpt_load(&st, &m->ps, bns, n, m->train_stats, &m->table, table);
     }
     mn_st_free(&st);
     if (rc) mn_det_model_free(m);
@@ -189,7 +189,7 @@ int mn_det_model_open(mn_det_model *m, const char *path)
 
 int mn_det_model_resume(mn_det_model *m, const char *path, mn_sgd *opt, int64_t *iteration)
 {
-    return drv_ckpt_resume(path, "detection", &m->ps, opt, iteration);
+    return mdl_ckpt_resume(path, "detection", &m->ps, opt, iteration);
 }
 
 int mn_det_model_select(mn_det_model *m, float width, int short_side)

@@ -6,7 +6,7 @@
 
 #include "mn/checkpoint.h"
 #include "mn/cls_model.h"
-#include "train/driver.h"
+#include "model/internal.h"
 
 static int build(mn_cls_model *m, uint64_t seed)
 {
@@ -21,7 +21,7 @@ static int build(mn_cls_model *m, uint64_t seed)
     if (!rc) {
         mn_slim_bn **bns;
         int n = mn_backbone_bn_layers(m->net, &bns);
-        rc = drv_stats_alloc(&m->table, bns, n, &m->train_stats);
+        rc = mdl_stats_alloc(&m->table, bns, n, &m->train_stats);
     }
     return rc;
 }
@@ -73,7 +73,7 @@ void mn_cls_model_free(mn_cls_model *m)
 
 int mn_cls_model_save(const mn_cls_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
 {
-    return drv_named_save(path, &m->ps, &m->table, &m->cfg, "classification", m->class_names[0],
+    return mdl_named_save(path, &m->ps, &m->table, &m->cfg, "classification", m->class_names[0],
                           sizeof m->class_names[0], m->num_classes, opt, iteration);
 }
 
@@ -83,7 +83,7 @@ int mn_cls_model_open(mn_cls_model *m, const char *path)
     mn_safetensors st;
     char *names;
     const char *table;
-    int rc = drv_named_open(path, "classification", 2, MN_CLS_MAX_CLASSES, sizeof m->class_names[0], &st, &m->cfg,
+    int rc = mdl_named_open(path, "classification", 2, MN_CLS_MAX_CLASSES, sizeof m->class_names[0], &st, &m->cfg,
                             &names, &m->num_classes, &table);
     if (rc) return rc;
     m->class_names = (char (*)[64])names;
@@ -91,7 +91,7 @@ int mn_cls_model_open(mn_cls_model *m, const char *path)
     if (!rc) {
         mn_slim_bn **bns;
         int n = mn_backbone_bn_layers(m->net, &bns);
-        rc = drv_ckpt_load(&st, &m->ps, bns, n, m->train_stats, &m->table, table);
+        rc = mdl_ckpt_load(&st, &m->ps, bns, n, m->train_stats, &m->table, table);
     }
     mn_st_free(&st);
     if (rc) mn_cls_model_free(m);
@@ -100,7 +100,7 @@ int mn_cls_model_open(mn_cls_model *m, const char *path)
 
 int mn_cls_model_resume(mn_cls_model *m, const char *path, mn_sgd *opt, int64_t *iteration)
 {
-    return drv_ckpt_resume(path, "classification", &m->ps, opt, iteration);
+    return mdl_ckpt_resume(path, "classification", &m->ps, opt, iteration);
 }
 
 int mn_cls_model_select(mn_cls_model *m, float width, int h, int w)

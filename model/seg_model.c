@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "mn/seg_model.h"
-#include "train/driver.h"
+#include "model/internal.h"
 
 static int build(mn_seg_model *m, uint64_t seed)
 {
@@ -24,7 +24,7 @@ static int build(mn_seg_model *m, uint64_t seed)
     if (!rc) {
         mn_slim_bn **bns;
         int n = mn_seg_bn_layers(m->net, &bns);
-        rc = drv_stats_alloc(&m->table, bns, n, &m->train_stats);
+        rc = mdl_stats_alloc(&m->table, bns, n, &m->train_stats);
     }
     return rc;
 }
@@ -48,7 +48,7 @@ int mn_seg_model_create(mn_seg_model *m, const mn_config *cfg, int num_classes, 
     for (int k = 0; k < num_classes; k++)
         snprintf(m->class_names[k], sizeof m->class_names[k], "%s", class_names && class_names[k] ? class_names[k] : "?");
     int rc = build(m, seed);
-    if (!rc && cfg->model.init[0]) rc = drv_backbone_init(&m->ps, cfg->model.init, cfg->model.backbone);
+    if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, cfg->model.backbone);
     if (!rc) snapshot_stats(m);
     if (rc) mn_seg_model_free(m);
     return rc;
@@ -65,7 +65,7 @@ void mn_seg_model_free(mn_seg_model *m)
 
 int mn_seg_model_save(const mn_seg_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
 {
-    return drv_named_save(path, &m->ps, &m->table, &m->cfg, "segmentation", m->class_names[0], sizeof m->class_names[0],
+    return mdl_named_save(path, &m->ps, &m->table, &m->cfg, "segmentation", m->class_names[0], sizeof m->class_names[0],
                           m->num_classes, opt, iteration);
 }
 
@@ -75,7 +75,7 @@ int mn_seg_model_open(mn_seg_model *m, const char *path)
     mn_safetensors st;
     char *names;
     const char *table;
-    int rc = drv_named_open(path, "segmentation", 1, 255, sizeof m->class_names[0], &st, &m->cfg, &names,
+    int rc = mdl_named_open(path, "segmentation", 1, 255, sizeof m->class_names[0], &st, &m->cfg, &names,
                             &m->num_classes, &table);
     if (rc) return rc;
     memcpy(m->class_names, names, sizeof m->class_names[0] * (size_t)m->num_classes);
@@ -84,7 +84,7 @@ int mn_seg_model_open(mn_seg_model *m, const char *path)
     if (!rc) {
         mn_slim_bn **bns;
         int n = mn_seg_bn_layers(m->net, &bns);
-        rc = drv_ckpt_load(&st, &m->ps, bns, n, m->train_stats, &m->table, table);
+        rc = mdl_ckpt_load(&st, &m->ps, bns, n, m->train_stats, &m->table, table);
     }
     mn_st_free(&st);
     if (rc) mn_seg_model_free(m);
@@ -94,7 +94,7 @@ int mn_seg_model_open(mn_seg_model *m, const char *path)
 int mn_seg_model_resume(mn_seg_model *m, const char *path, mn_sgd *opt, int64_t *iteration)
 {
     /* no check of the "task" metadata here: another task's checkpoint fails on its tensor names */
-    return drv_ckpt_resume(path, "segmentation", &m->ps, opt, iteration);
+    return mdl_ckpt_resume(path, "segmentation", &m->ps, opt, iteration);
 }
 
 int mn_seg_model_select(mn_seg_model *m, float width, int h, int w)

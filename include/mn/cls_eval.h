@@ -1,0 +1,29 @@
+/* Running a classifier: class probabilities of an image, top-1 / top-5 accuracy of a data set,
+ * and the query table built from a calibration grid (eval/cls_eval.c, eval/calibrate.c). */
+#ifndef MN_CLS_EVAL_H
+#define MN_CLS_EVAL_H
+
+#include <stdio.h>
+
+#include "cls_model.h"
+
+typedef struct mn_cls_scores {
+    double top1, top5;            /* fractions in [0, 1] */
+    int n;                        /* images scored */
+} mn_cls_scores;
+
+/* Class probabilities of an RGB image resized (bilinear) to h x w: probs (num_classes). The
+ * caller selects BN statistics (mn_cls_model_select) and width. */
+MN_API int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, float width, int h, int w,
+                          float *probs /* (num_classes) */);
+/* Top-1 and top-5 accuracy (top-k with k = min(5, num_classes)) at (width, h x w) on a data set
+ * of image-level labels; max_images > 0 limits the count. Progress on stderr when asked. */
+MN_API int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images,
+                           bool show_progress, mn_cls_scores *out);
+
+/* Calibrates (BN statistics over `batches` training batches per configuration), scores (top-1)
+ * and costs every configuration of g into m->table; prints the table to report when non-NULL. */
+MN_API int mn_cls_build_table(mn_cls_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
+                              int batch_size, int max_val_images, uint64_t seed, FILE *report);
+
+#endif

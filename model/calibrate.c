@@ -1,0 +1,202 @@
+/* Post-training BN calibration (spec §3, §7): the grid of (width, input size) configurations a
+ * query table covers, and for one configuration every BN layer's statistics recomputed as the
+ * exact average over a few training batches seen at it. Scoring the configurations and filling
+ * the table is evaluation's (eval/calibrate.c). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heads/det/internal.h" /* det_features: calibration needs no RPN or box head (no BN there) */
+#include "mn/calibrate.h"
+#include "mn/cls_model.h"
+#include "mn/det_model.h"
+#include "mn/ops.h"
+#include "mn/seg_model.h"
+#include "model/internal.h"
+
+static int round32(double v)
+{
+    int r = (int)(v / 32.0 + 0.5) * 32;
+    return r < 32 ? 32 : r;
+}
+
+const float *mdl_calib_scales(const mn_config *c, const float *scales, int *n_scales)
+{
+    if (scales) return scales;
+    *n_scales = c->mutual.mode == MN_MODE_MUTUALNET ? c->mutual.n_scales : 1;
+    return c->mutual.scales;
+}
+
+int mn_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_calib_config *g)
+{
+    memset(g, 0, sizeof *g);
+    float lo = c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_min;
+    float hi = c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max;
+    /* from the top down so the full width is always present, then the narrowest */
+    for (float w = hi; w > lo + 1e-4f && g->n_widths < MN_CALIB_MAX; w -= c->calibrate.width_step)
+        g->widths[g->n_widths++] = roundf(w * 1000.0f) / 1000.0f;
+    if (g->n_widths < MN_CALIB_MAX) g->widths[g->n_widths++] = lo;
+    if (scales && (n_scales < 1 || n_scales > MN_MAX_SCALES))
+        return mn_error(MN_EINVAL, "calibration grid: %d input scales (1 to %d)", n_scales, MN_MAX_SCALES);
+    scales = mdl_calib_scales(c, scales, &n_scales);
+    for (int s = 0; s < n_scales; s++) {
+        if (!(scales[s] > 0.0f && scales[s] <= 4.0f))
+            return mn_error(MN_EINVAL, "calibration grid: input scale %g is outside (0, 4]", (double)scales[s]);
+        /* the evaluation size itself, and other scales rounded to multiples of 32 */
+        bool full = scales[s] == 1.0f;
+        int h = full ? c->data.eval_size[0] : round32(c->data.eval_size[0] * (double)scales[s]);
+        int w = full ? c->data.eval_size[1] : round32(c->data.eval_size[1] * (double)scales[s]);
+        bool dup = false;
+        for (int k = 0; k < g->n_sizes; k++) dup |= g->sizes[k][0] == h && g->sizes[k][1] == w;
+        if (dup) continue;
+        g->sizes[g->n_sizes][0] = h;
+        g->sizes[g->n_sizes][1] = w;
+        g->n_sizes++;
+    }
+    g->batches = c->calibrate.batches;
+    return 0;
+}
+
+static int seg_forward(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */)
+{
+    return mn_seg_forward_raw(net, r, x) ? 0 : mn_last_error_code();
+}
+
+int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches)
+{
+    mn_slim_bn **bns;
+    int n = mn_seg_bn_layers(m->net, &bns);
+    return mdl_calib_image_bn(train, bns, n, width, h, w, batches, seg_forward, m->net);
+}
+
+int mdl_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb, float width, int h, int w, int batches,
+                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net)
+{
+    for (int i = 0; i < nb; i++) mn_slim_bn_reset(bns[i]);
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    mn_tape_set_grad(&t, false);
+    int rc = mn_loader_start(ld, 0, 0);
+    for (int b = 0; b < batches && !rc; b++) {
+        const mn_seg_batch *bt;
+        rc = mn_loader_next(ld, &bt);
+        if (!rc && !bt) { /* fewer batches than asked: the epoch is over, start again */
+            rc = mn_loader_start(ld, b, 0);
+            if (!rc) rc = mn_loader_next(ld, &bt);
+            if (!rc && !bt) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
+        }
+        if (rc) break;
+        mn_tape_reset(&t);
+        mn_var *x = mn_var_wrap(&t, mn_tensor_4d(bt->images, bt->n, 3, bt->h, bt->w));
+        if (bt->h != h || bt->w != w) x = mn_resize_bilinear(&t, x, h, w, true);
+        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
+        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
+        rc = x ? forward(net, &r, x) : mn_last_error_code();
+    }
+    mn_tape_free(&t);
+    return rc;
+}
+
+/* ---- detection ---- */
+
+int mn_det_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_calib_config *g)
+{
+    int rc = mn_calib_grid(c, scales, n_scales, g); /* widths, batches, checks of the scales */
+    if (rc) return rc;
+    g->n_sizes = 0;
+    scales = mdl_calib_scales(c, scales, &n_scales);
+    for (int s = 0; s < n_scales; s++) {
+        int side = (int)lroundf((float)c->det.short_side * scales[s]);
+        if (side < 32) side = 32;
+        bool dup = false;
+        for (int k = 0; k < g->n_sizes; k++) dup |= g->sizes[k][0] == side;
+        if (dup) continue;
+        g->sizes[g->n_sizes][0] = side;
+        g->sizes[g->n_sizes][1] = c->det.max_side;
+        g->n_sizes++;
+    }
+    return 0;
+}
+
+int mn_det_calibrate_one(mn_det_model *m, mn_loader *train, float width, int short_side, int batches)
+{
+    mn_slim_bn **bns;
+    int n = mn_det_bn_layers(m->net, &bns);
+    for (int i = 0; i < n; i++) mn_slim_bn_reset(bns[i]);
+    mn_det_aug a;
+    mn_det_aug_default(&a, short_side, m->cfg.det.max_side, false);
+    mn_det_batch small;
+    memset(&small, 0, sizeof small);
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    mn_tape_set_grad(&t, false);
+    int rc = mn_loader_start(train, 0, 0);
+    for (int b = 0; b < batches && !rc; b++) {
+        const mn_det_batch *bt;
+        rc = mn_loader_next_det(train, &bt);
+        if (!rc && !bt) { /* fewer batches than asked: the epoch is over, start again */
+            rc = mn_loader_start(train, b, 0);
+            if (!rc) rc = mn_loader_next_det(train, &bt);
+            if (!rc && !bt) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
+        }
+        if (rc) break;
+        /* to the short side from the original sizes, as a sub-network sees it in training (a
+         * batch already at that side is copied unchanged: the resampling is then the identity) */
+        rc = mn_det_batch_resize(&small, bt, &a, short_side);
+        if (rc) break;
+        bt = &small;
+        mn_tape_reset(&t);
+        mn_var *x = mn_var_wrap(&t, mn_tensor_4d(bt->images, bt->n, 3, bt->h, bt->w));
+        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
+        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
+        mn_var *p[MN_DET_LEVELS];
+        rc = det_features(m->net, &r, x, p);
+    }
+    mn_tape_free(&t);
+    mn_det_batch_free(&small);
+    return rc;
+}
+
+static int by_macs(const void *a, const void *b)
+{
+    const mn_query_entry *x = *(mn_query_entry *const *)a, *y = *(mn_query_entry *const *)b;
+    return (x->macs > y->macs) - (x->macs < y->macs);
+}
+
+void mn_det_table_print(const mn_det_model *m, FILE *f)
+{
+    const mn_query_table *q = &m->table;
+    const mn_query_entry **order = malloc(sizeof *order * (size_t)(q->n + 1));
+    if (!order) return;
+    for (int i = 0; i < q->n; i++) order[i] = &q->e[i];
+    qsort(order, (size_t)q->n, sizeof *order, by_macs);
+    fprintf(f, "  MACs at the typical %dx%d image (median of the validation split), resized and padded\n",
+            m->typical_h, m->typical_w);
+    fprintf(f, "  %-7s %-11s %-9s %12s %8s  %s\n", "width", "short/max", "input", "MACs", q->metric, "best for its budget");
+    for (int i = 0; i < q->n; i++) {
+        const mn_query_entry *e = order[i];
+        char side[24], input[24];
+        int h = 0, w = 0;
+        mn_det_model_input_size(m, e->h, &h, &w);
+        snprintf(side, sizeof side, "%d/%d", e->h, e->w);
+        snprintf(input, sizeof input, "%dx%d", h, w);
+        fprintf(f, "  %-7.2f %-11s %-9s %11.3fG %7.2f%%  %s\n", (double)e->width, side, input, (double)e->macs / 1e9,
+                100 * e->score, e->frontier ? "*" : "");
+    }
+    free(order);
+}
+
+/* ---- classification ---- */
+
+static int cls_forward(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */)
+{
+    return mn_backbone_forward(net, r, x, NULL, NULL);
+}
+
+int mn_cls_calibrate_one(mn_cls_model *m, mn_loader *train, float width, int h, int w, int batches)
+{
+    mn_slim_bn **bns;
+    int nb = mn_backbone_bn_layers(m->net, &bns);
+    return mdl_calib_image_bn(train, bns, nb, width, h, w, batches, cls_forward, m->net);
+}

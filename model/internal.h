@@ -1,0 +1,57 @@
+/* What the three task models (model/seg_model.c, det_model.c, cls_model.c) share, written once:
+ * the checkpoint layout and the BN re-estimation loop of calibration. Internal to the model
+ * layer and the layers above it: nothing here is exported. */
+#ifndef MN_MODEL_INTERNAL_H
+#define MN_MODEL_INTERNAL_H
+
+#include "mn/calibrate.h"
+#include "mn/config.h"
+#include "mn/dataset.h"
+#include "mn/optim.h"
+#include "mn/query.h"
+#include "mn/safetensors.h"
+#include "mn/tape.h"
+
+/* ---- checkpoints ---- */
+
+/* Writes ps, the optimiser's momentum buffers ("optim.<name>", with opt) and the table's BN
+ * statistics ("bn_bank.<i>") to path, with the metadata "format", "task", "config", then the
+ * task's own n_keys pairs, then "iteration", "optim_steps" and "query_table". */
+int mdl_ckpt_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
+                  const char *task, const char *const *keys /* (n_keys) */, const char *const *vals /* (n_keys) */,
+                  int n_keys, const mn_sgd *opt, int64_t iteration);
+/* The metadata value of key; NULL and an error naming the file when it is missing. */
+const char *mdl_ckpt_meta(const mn_safetensors *st, const char *key);
+/* Into a model just built from the checkpoint's configuration: the weights, those BN statistics
+ * as the trained ones (train_stats), and the query table from its JSON and "bn_bank.<i>". */
+int mdl_ckpt_load(const mn_safetensors *st, mn_param_set *ps, mn_slim_bn *const *bns /* (nb) */, int nb,
+                  float *train_stats /* (table->n_stats) */, mn_query_table *table, const char *table_json);
+/* Restores weights, momentum buffers and step count from path and returns the iteration saved;
+ * with task, refuses another task's checkpoint first. */
+int mdl_ckpt_resume(const char *path, const char *task, mn_param_set *ps, mn_sgd *opt, int64_t *iteration);
+/* The checkpoint of a model that a task name and a class list describe (segmentation,
+ * classification): mdl_ckpt_save with the metadata "classes" (a JSON list of the n names, stride
+ * bytes apart from names) and "num_classes". */
+int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
+                   const char *task, const char *names /* (n, stride) */, size_t stride, int n, const mn_sgd *opt,
+                   int64_t iteration);
+/* Reads such a checkpoint into *st (freed on error) after checking its task: the configuration
+ * over the defaults into cfg, lo..hi class names into *names (malloc'd, *n of them, stride bytes
+ * each, truncated), and *table_json (inside st). */
+int mdl_named_open(const char *path, const char *task, int lo, int hi, size_t stride, mn_safetensors *st, mn_config *cfg,
+                   char **names /* (*n, stride) */, int *n, const char **table_json);
+/* Starts the backbone from a file of weights under torchvision's names. */
+int mdl_backbone_init(mn_param_set *ps, const char *path, const char *backbone);
+/* Sizes the table's BN statistics for the layers and allocates the trained ones. */
+int mdl_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, int nb, float **train_stats);
+
+/* Resets the BN layers, then sets their statistics to the exact average over `batches` batches of
+ * an image loader (started afresh, wrapping round when it has fewer) resized to h x w and run by
+ * forward at width in training mode without gradients. */
+int mdl_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb, float width, int h, int w, int batches,
+                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net);
+/* The input scales a calibration grid spans: scales (n_scales) when given, else those the run
+ * trained at (a MutualNet's list, 1 for the other modes), their count into *n_scales. */
+const float *mdl_calib_scales(const mn_config *c, const float *scales, int *n_scales);
+
+#endif
