@@ -10,6 +10,7 @@
 #define MN_DATASET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "image.h"
