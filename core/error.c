@@ -49,28 +49,3 @@ void mn_assert_fail(const char *expr, const char *file, int line, const char *fu
     fprintf(stderr, "mutualnet: internal error: assertion `%s' failed in %s (%s:%d)\n", expr, func, file, line);
     abort();
 }
-
-static int log_threshold(void)
-{
-    const char *v = getenv("MUTUALNET_LOG");
-    if (!v) return MN_LOG_INFO;
-    if (!strcmp(v, "error")) return MN_LOG_ERROR;
-    if (!strcmp(v, "warn")) return MN_LOG_WARN;
-    if (!strcmp(v, "debug")) return MN_LOG_DEBUG;
-    return MN_LOG_INFO;
-}
-
-void mn_log(int level, const char *fmt, ...)
-{
-    static const char *const tag[] = {"error", "warning", "info", "debug"};
-    if (level > log_threshold()) return;
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    /* one fputs per line so lines from several threads do not interleave */
-    char out[2100];
-    snprintf(out, sizeof out, "mutualnet: %s: %s\n", tag[level < 0 ? 0 : level > 3 ? 3 : level], line);
-    fputs(out, stderr);
-}

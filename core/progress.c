@@ -1,59 +1,55 @@
+#include <stdarg.h>
 #include <stdio.h>
-#include <time.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "mn/progress.h"
 
-void mn_progress_begin(mn_progress *p, const char *what, int64_t total, int64_t start, int every)
+void mn_report(const mn_reporter *rep, int level, const char *fmt, ...)
+{
+    if (!rep || !rep->log) return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rep->log(rep->ctx, level, msg);
+}
+
+void mn_progress_begin(mn_progress *p, const mn_reporter *rep, const char *what, int64_t total, int64_t start,
+                       int every)
 {
     memset(p, 0, sizeof *p);
+    p->rep = rep && rep->progress ? rep : NULL;
     snprintf(p->what, sizeof p->what, "%s", what);
     p->total = total;
     p->start = p->done = start;
     p->t0 = mn_now();
-    p->tty = isatty(fileno(stderr));
     p->every = every > 0 ? every : 1;
 }
 
-static void clock_str(double s, char *buf, size_t n)
+static void send(mn_progress *p, double items_per_unit, const char *extra, bool end)
 {
-    int t = s < 0 ? 0 : (int)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%d:%02d", t / 60, t % 60);
+    if (!p->rep) return;
+    double el = mn_now() - p->t0;
+    double rate = el > 0 ? (double)(p->done - p->start) / el : 0;
+    mn_progress_event e = {.what = p->what, .done = p->done, .total = p->total, .start = p->start, .elapsed = el,
+                           .eta = rate > 0 ? (double)(p->total - p->done) / rate : 0,
+                           .items_per_s = items_per_unit > 0 ? rate * items_per_unit : 0, .extra = extra,
+                           .every = p->every, .end = end};
+    p->rep->progress(p->rep->ctx, &e);
 }
 
 void mn_progress_update(mn_progress *p, int64_t done, double items_per_unit, const char *extra)
 {
     p->done = done;
-    double now = mn_now(), el = now - p->t0;
-    double rate = el > 0 ? (double)(done - p->start) / el : 0;
-    bool last = done >= p->total;
-    if (p->tty ? (now - p->last_print < 0.2 && !last) : ((done - p->start) % p->every && !last)) return;
-    p->last_print = now;
-    char eta[16], ela[16];
-    clock_str(rate > 0 ? (double)(p->total - done) / rate : 0, eta, sizeof eta);
-    clock_str(el, ela, sizeof ela);
-    double frac = p->total ? (double)done / (double)p->total : 1;
-    char speed[32] = "";
-    if (items_per_unit > 0) snprintf(speed, sizeof speed, " %.1f img/s", rate * items_per_unit);
-    if (p->tty) {
-        char bar[26];
-        int fill = (int)(frac * 24 + 0.5);
-        for (int i = 0; i < 24; i++) bar[i] = i < fill ? '#' : '.';
-        bar[24] = 0;
-        fprintf(stderr, "\r%-10s [%s] %lld/%lld %s<%s%s %s\033[K", p->what, bar, (long long)done, (long long)p->total,
-                ela, eta, speed, extra ? extra : "");
-    } else {
-        fprintf(stderr, "%s %lld/%lld (%.0f%%) elapsed %s eta %s%s %s\n", p->what, (long long)done, (long long)p->total,
-                100 * frac, ela, eta, speed, extra ? extra : "");
-    }
-    fflush(stderr);
+    send(p, items_per_unit, extra, false);
 }
 
 void mn_progress_end(mn_progress *p)
 {
-    if (p->tty) fputc('\n', stderr);
+    send(p, 0, NULL, true);
+    p->rep = NULL; /* ending twice reports once */
 }
 
 double mn_now(void)

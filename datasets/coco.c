@@ -58,6 +58,7 @@ typedef struct coco {
     char json[1024], images[1024];
     int64_t max_pixels;  /* pixel limit (resolved), for the JSON's sizes and the image files */
     bool check_files;    /* stat every image at open (off only for the fuzz target) */
+    const mn_reporter *rep; /* notices of skipped annotations (may be NULL) */
     mn_box_stats stats;
     coco_image *imgs;
     int n_imgs;
@@ -521,7 +522,7 @@ static int load_annotations(coco *c, const cJSON *arr, const id_index *imgs, con
         "their box has no area inside the image",
     };
     for (int k = 0; k < N_DROP; k++)
-        if (dropped[k]) mn_warn("%s: dropped %d annotations: %s", c->json, dropped[k], why[k]);
+        if (dropped[k]) mn_report(c->rep, MN_LOG_WARN, "%s: dropped %d annotations: %s", c->json, dropped[k], why[k]);
     return 0;
 }
 
@@ -590,6 +591,7 @@ static int coco_open(void **state, const mn_dataset_options *o)
     mn_ds_path(c->images, sizeof c->images, o->root, o->images ? o->images : "images/{split}", o->split);
     c->max_pixels = o->max_pixels > 0 ? o->max_pixels : MN_IMAGE_DEFAULT_MAX_PIXELS;
     c->check_files = true;
+    c->rep = o->reporter;
     char *text = NULL;
     size_t len = 0;
     int rc = read_text(c->json, &text, &len);

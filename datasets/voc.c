@@ -185,8 +185,9 @@ static int voc_open(void **state, const mn_dataset_options *o)
     } else if (!rc) {
         rc = scan_labelled(v);
         if (!rc)
-            mn_warn("%s: no split list %s: using all %d images that have a label PNG, whatever the split", o->root,
-                    path, v->files.n);
+            mn_report(o->reporter, MN_LOG_WARN,
+                      "%s: no split list %s: using all %d images that have a label PNG, whatever the split", o->root,
+                      path, v->files.n);
     }
     if (rc) {
         voc_close(v);

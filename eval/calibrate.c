@@ -29,7 +29,8 @@ typedef struct ev_calib_ops {
  * keyed by (width, g->sizes[s]), and leaves the BN layers with the trained statistics. */
 static int ev_calib_table(const ev_calib_ops *ops, void *self, mn_query_table *table, mn_slim_bn *const *bns /* (nb) */,
                     int nb, const float *train_stats /* (table->n_stats) */, mn_dataset *train_set,
-                    const mn_calib_config *g, int batch_size, int workers, uint64_t seed)
+                    const mn_calib_config *g, int batch_size, int workers, uint64_t seed,
+                          const mn_reporter *rep)
 {
     float *stats = malloc(sizeof(float) * (size_t)(table->n_stats + 1)); /* + 1: never malloc(0) */
     if (!stats) return mn_error(MN_ENOMEM, "calibration: out of memory");
@@ -44,7 +45,7 @@ static int ev_calib_table(const ev_calib_ops *ops, void *self, mn_query_table *t
     table->n_stats = n_stats;
     mn_progress pg;
     int total = g->n_widths * g->n_sizes, done = 0;
-    mn_progress_begin(&pg, "calibrate", total, 0, 1);
+    mn_progress_begin(&pg, rep, "calibrate", total, 0, 1);
     for (int s = 0; s < g->n_sizes && !rc; s++)
         for (int k = 0; k < g->n_widths && !rc; k++) {
             float w = g->widths[k];
@@ -91,7 +92,7 @@ static int seg_point(void *self, mn_loader *ld, float width, const int *size /* 
     mn_seg_scores s;
     int rc = mn_seg_calibrate_one(sc->m, ld, width, size[0], size[1], batches);
     if (!rc) rc = mn_seg_flops(sc->m->net, width, size[0], size[1], macs, NULL);
-    if (!rc) rc = mn_seg_evaluate(sc->m, sc->val, width, size[0], size[1], sc->max_val_images, false, &s);
+    if (!rc) rc = mn_seg_evaluate(sc->m, sc->val, width, size[0], size[1], sc->max_val_images, NULL, &s);
     if (!rc) *score = s.miou;
     return rc;
 }
@@ -105,13 +106,14 @@ static const ev_calib_ops seg_calib_ops = {
     .metric = "mIoU", .open = seg_open_loader, .point = seg_point, .size_text = seg_size_text};
 
 int mn_seg_build_table(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
-                       int batch_size, int max_val_images, uint64_t seed, FILE *report)
+                       int batch_size, int max_val_images, uint64_t seed,
+                              const mn_reporter *rep, FILE *report)
 {
     mn_slim_bn **bns;
     int nb = mn_seg_bn_layers(m->net, &bns);
     seg_calib sc = {m, val_set, max_val_images};
     int rc = ev_calib_table(&seg_calib_ops, &sc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
-                             m->cfg.data.workers, seed);
+                             m->cfg.data.workers, seed, rep);
     if (!rc && report) mn_query_print(&m->table, report);
     return rc;
 }
@@ -147,7 +149,7 @@ static int det_point(void *self, mn_loader *ld, float width, const int *size /* 
                       m->cfg.det.max_side);
     if (!rc) rc = mn_det_calibrate_one(m, ld, width, side, batches);
     if (!rc) rc = mn_det_model_flops(m, width, side, macs);
-    if (!rc) rc = mn_det_evaluate(m, dc->val, dc->val_annotations, width, side, dc->max_val_images, false, NULL, &sc);
+    if (!rc) rc = mn_det_evaluate(m, dc->val, dc->val_annotations, width, side, dc->max_val_images, NULL, NULL, &sc);
     /* no ground truth at all gives -1: store 0 so the table stays in [0, 1] */
     if (!rc) *score = fmax(sc.stats[MN_COCO_AP], 0.0);
     return rc;
@@ -162,13 +164,14 @@ static const ev_calib_ops det_calib_ops = {
     .metric = "AP", .open = det_open_loader, .point = det_point, .size_text = det_size_text};
 
 int mn_det_build_table(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_set, const char *val_annotations,
-                       const mn_calib_config *g, int batch_size, int max_val_images, uint64_t seed, FILE *report)
+                       const mn_calib_config *g, int batch_size, int max_val_images, uint64_t seed,
+                              const mn_reporter *rep, FILE *report)
 {
     mn_slim_bn **bns;
     int nb = mn_det_bn_layers(m->net, &bns);
     det_calib dc = {m, val_set, val_annotations, max_val_images};
     int rc = ev_calib_table(&det_calib_ops, &dc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
-                             m->cfg.data.workers, seed);
+                             m->cfg.data.workers, seed, rep);
     if (!rc && report) mn_det_table_print(m, report);
     return rc;
 }
@@ -194,7 +197,7 @@ static int cls_point(void *self, mn_loader *ld, float width, const int *size /* 
     mn_cls_scores s;
     int rc = mn_cls_calibrate_one(cc->m, ld, width, size[0], size[1], batches);
     if (!rc) rc = mn_cls_model_flops(cc->m, width, size[0], size[1], macs);
-    if (!rc) rc = mn_cls_evaluate(cc->m, cc->val, width, size[0], size[1], cc->max_val_images, false, &s);
+    if (!rc) rc = mn_cls_evaluate(cc->m, cc->val, width, size[0], size[1], cc->max_val_images, NULL, &s);
     if (!rc) *score = s.top1;
     return rc;
 }
@@ -207,13 +210,14 @@ static void cls_size_text(char *buf, size_t n, const int *size /* (2) */)
 static const ev_calib_ops cls_calib_ops = {.metric = "top-1", .open = cls_open_loader, .point = cls_point, .size_text = cls_size_text};
 
 int mn_cls_build_table(mn_cls_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
-                       int batch_size, int max_val_images, uint64_t seed, FILE *report)
+                       int batch_size, int max_val_images, uint64_t seed,
+                              const mn_reporter *rep, FILE *report)
 {
     mn_slim_bn **bns;
     int nb = mn_backbone_bn_layers(m->net, &bns);
     cls_calib cc = {m, val_set, max_val_images};
     int rc = ev_calib_table(&cls_calib_ops, &cc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
-                             m->cfg.data.workers, seed);
+                             m->cfg.data.workers, seed, rep);
     if (!rc && report) mn_query_print(&m->table, report);
     return rc;
 }

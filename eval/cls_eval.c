@@ -39,7 +39,7 @@ static int rank_of(const float *row /* (K) */, int K, int truth)
     return above;
 }
 
-int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images, bool show_progress,
+int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images, const mn_reporter *rep,
                     mn_cls_scores *out)
 {
     const mn_config *c = &m->cfg;
@@ -57,7 +57,7 @@ int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, i
     mn_tape_set_grad(&t, false);
     int topk = m->num_classes < 5 ? m->num_classes : 5, done = 0, right1 = 0, right5 = 0;
     mn_progress pg;
-    if (show_progress) mn_progress_begin(&pg, "evaluate", n, 0, n / 10 + 1);
+    mn_progress_begin(&pg, rep, "evaluate", n, 0, n / 10 + 1);
     while (!rc && done < n) {
         const mn_seg_batch *b = NULL;
         rc = mn_loader_next(ld, &b);
@@ -77,9 +77,9 @@ int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, i
                 right5 += rank < topk;
             }
         }
-        if (show_progress && !rc) mn_progress_update(&pg, done, 1, NULL);
+        if (!rc) mn_progress_update(&pg, done, 1, NULL);
     }
-    if (show_progress) mn_progress_end(&pg);
+    mn_progress_end(&pg);
     if (!rc && done < n) rc = mn_error(MN_EINVAL, "evaluation: the loader gave %d of %d images", done, n);
     if (!rc) *out = (mn_cls_scores){.top1 = (double)right1 / n, .top5 = (double)right5 / n, .n = n};
     mn_tape_free(&t);

@@ -79,7 +79,7 @@ static int check_classes(const mn_det_model *m, mn_dataset *d)
 }
 
 int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path, float width, int short_side,
-                    int max_images, bool show_progress, const char *results_path, mn_det_scores *out)
+                    int max_images, const mn_reporter *rep, const char *results_path, mn_det_scores *out)
 {
     memset(out, 0, sizeof *out);
     int n = mn_dataset_size(d);
@@ -111,7 +111,7 @@ int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path
     mn_tape t;
     mn_tape_init(&t, 0);
     mn_progress pg;
-    if (show_progress) mn_progress_begin(&pg, "evaluate", n, 0, n / 10 + 1);
+    mn_progress_begin(&pg, rep, "evaluate", n, 0, n / 10 + 1);
     int done = 0;
     bool first = true;
     while (!rc && done < n) {
@@ -141,9 +141,9 @@ int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path
         }
         free(det);
         if (!rc) ids[done++] = b->image_id[0];
-        if (show_progress) mn_progress_update(&pg, done, 1, NULL);
+        mn_progress_update(&pg, done, 1, NULL);
     }
-    if (show_progress) mn_progress_end(&pg);
+    mn_progress_end(&pg);
     mn_tape_free(&t);
     mn_loader_close(ld);
     if (f) {

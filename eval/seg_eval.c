@@ -46,7 +46,7 @@ int mn_seg_predict(mn_seg_model *m, mn_tape *t, const mn_image *img, float width
     return rc;
 }
 
-int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images, bool show_progress,
+int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images, const mn_reporter *rep,
                     mn_seg_scores *out)
 {
     int n = mn_dataset_size(d);
@@ -59,7 +59,7 @@ int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, i
     uint8_t *pred = NULL;
     size_t cap = 0;
     mn_progress pg;
-    if (show_progress) mn_progress_begin(&pg, "evaluate", n, 0, n / 10 + 1);
+    mn_progress_begin(&pg, rep, "evaluate", n, 0, n / 10 + 1);
     for (int i = 0; i < n && !rc; i++) {
         mn_sample s;
         rc = mn_dataset_get(d, i, &s);
@@ -78,9 +78,9 @@ int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, i
         if (!rc) rc = mn_seg_predict(m, &t, &s.image, width, h, w, pred);
         if (!rc) rc = mn_confusion_add_u8(&conf, pred, s.label.data, (int64_t)px, MN_IGNORE_LABEL);
         mn_sample_free(&s);
-        if (show_progress) mn_progress_update(&pg, i + 1, 1, NULL);
+        mn_progress_update(&pg, i + 1, 1, NULL);
     }
-    if (show_progress) mn_progress_end(&pg);
+    mn_progress_end(&pg);
     mn_miou_result r;
     if (!rc) rc = mn_miou_compute(&r, &conf);
     if (!rc) {

@@ -185,12 +185,9 @@ int mdl_ckpt_resume(const char *path, const char *task, mn_param_set *ps, mn_sgd
     return rc;
 }
 
-int mdl_backbone_init(mn_param_set *ps, const char *path, const char *backbone)
+int mdl_backbone_init(mn_param_set *ps, const char *path, int *copied)
 {
-    int copied = 0;
-    int rc = mn_checkpoint_apply_prefixed(path, ps, "backbone.", &copied);
-    if (!rc) mn_info("%s: initialised %d %s backbone tensors", path, copied, backbone);
-    return rc;
+    return mn_checkpoint_apply_prefixed(path, ps, "backbone.", copied);
 }
 
 int mdl_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, int nb, float **train_stats)

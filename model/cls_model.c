@@ -52,9 +52,7 @@ int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, 
         snprintf(m->class_names[k], sizeof m->class_names[k], "%s", class_names && class_names[k] ? class_names[k] : "?");
     if (!rc) rc = build(m, seed);
     if (!rc && cfg->model.init[0]) {
-        int copied = 0;
-        rc = mn_checkpoint_apply_prefixed(cfg->model.init, &m->ps, "", &copied);
-        if (!rc) mn_info("%s: initialised %d %s tensors", cfg->model.init, copied, cfg->model.backbone);
+        rc = mn_checkpoint_apply_prefixed(cfg->model.init, &m->ps, "", &m->init_tensors);
     }
     if (!rc) snapshot_stats(m);
     if (rc) mn_cls_model_free(m);

@@ -81,7 +81,7 @@ int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes, 
     m->typical_h = typical_h;
     m->typical_w = typical_w;
     rc = build(m, seed);
-    if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, cfg->model.backbone);
+    if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, &m->init_tensors);
     if (!rc) snapshot_stats(m);
     if (rc) mn_det_model_free(m);
     return rc;
@@ -220,43 +220,6 @@ int mn_det_model_flops(mn_det_model *m, float width, int short_side, int64_t *ma
     return rc ? rc : mn_det_flops(m->net, width, h, w, macs, NULL);
 }
 
-int mn_model_task(const char *path, enum mn_task_kind *task)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return mn_error(MN_EIO, "%s: cannot open the checkpoint", path);
-    unsigned char len8[8];
-    uint64_t len = 0;
-    int rc = 0;
-    if (fread(len8, 1, 8, f) != 8) rc = mn_error(MN_EFORMAT, "%s: not a safetensors file (too short)", path);
-    for (int i = 7; !rc && i >= 0; i--) len = len << 8 | len8[i];
-    if (!rc && (len < 2 || len > (64u << 20))) rc = mn_error(MN_EFORMAT, "%s: not a safetensors file (header size)", path);
-    char *text = rc ? NULL : malloc((size_t)len + 1);
-    if (!rc && !text) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-    if (!rc && fread(text, 1, (size_t)len, f) != (size_t)len)
-        rc = mn_error(MN_EFORMAT, "%s: not a safetensors file (truncated header)", path);
-    fclose(f);
-    cJSON *root = NULL;
-    if (!rc) {
-        text[len] = 0;
-        rc = mn_json_parse(text, (size_t)len, path, &root);
-    }
-    if (!rc) {
-        cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "__metadata__"), "task");
-        if (!cJSON_IsString(t))
-            rc = mn_error(MN_EFORMAT, "%s: metadata \"task\" is missing (not a mutualnet checkpoint?)", path);
-        else if (!strcmp(t->valuestring, "segmentation"))
-            *task = MN_TASK_SEGMENTATION;
-        else if (!strcmp(t->valuestring, "detection"))
-            *task = MN_TASK_DETECTION;
-        else if (!strcmp(t->valuestring, "classification"))
-            *task = MN_TASK_CLASSIFICATION;
-        else
-            rc = mn_error(MN_EFORMAT, "%s: unknown task \"%s\"", path, t->valuestring);
-    }
-    cJSON_Delete(root);
-    free(text);
-    return rc;
-}
 
 static int cmp_int(const void *a, const void *b)
 {

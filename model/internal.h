@@ -41,7 +41,7 @@ int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_tabl
 int mdl_named_open(const char *path, const char *task, int lo, int hi, size_t stride, mn_safetensors *st, mn_config *cfg,
                    char **names /* (*n, stride) */, int *n, const char **table_json);
 /* Starts the backbone from a file of weights under torchvision's names. */
-int mdl_backbone_init(mn_param_set *ps, const char *path, const char *backbone);
+int mdl_backbone_init(mn_param_set *ps, const char *path, int *copied /* tensors copied */);
 /* Sizes the table's BN statistics for the layers and allocates the trained ones. */
 int mdl_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, int nb, float **train_stats);
 

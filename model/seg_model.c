@@ -48,7 +48,7 @@ int mn_seg_model_create(mn_seg_model *m, const mn_config *cfg, int num_classes, 
     for (int k = 0; k < num_classes; k++)
         snprintf(m->class_names[k], sizeof m->class_names[k], "%s", class_names && class_names[k] ? class_names[k] : "?");
     int rc = build(m, seed);
-    if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, cfg->model.backbone);
+    if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, &m->init_tensors);
     if (!rc) snapshot_stats(m);
     if (rc) mn_seg_model_free(m);
     return rc;

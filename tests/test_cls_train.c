@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "common.h"
+#include "mn/model.h"
 #include "mn/cls_eval.h"
 #include "mn/cls_model.h"
 #include "mn/det_eval.h"
@@ -106,7 +107,7 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     /* on the training split: the batched score equals counting per-image argmaxes, and top-5 of 3
      * classes is always right */
     mn_cls_scores s;
-    cr_assert_eq(mn_cls_evaluate(&m, tr, 1.0f, 64, 64, 0, false, &s), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_cls_evaluate(&m, tr, 1.0f, 64, 64, 0, NULL, &s), 0, "%s", mn_last_error());
     cr_assert_eq(s.n, mn_dataset_size(tr));
     cr_assert_float_eq(s.top5, 1.0, 1e-12);
     mn_tape t;
@@ -128,7 +129,7 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
 
     /* calibration: 2 widths x 2 sizes, costs spread, budgets select within the table */
     mn_calib_config g = {.widths = {1.0f, 0.35f}, .n_widths = 2, .sizes = {{64, 64}, {32, 32}}, .n_sizes = 2, .batches = 2};
-    cr_assert_eq(mn_cls_build_table(&m, tr, va, &g, 8, 0, 1, NULL), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_cls_build_table(&m, tr, va, &g, 8, 0, 1, NULL, NULL), 0, "%s", mn_last_error());
     cr_assert_eq(m.table.n, 4);
     int64_t big = 0, small = INT64_MAX;
     for (int i = 0; i < 4; i++) {
@@ -144,7 +145,7 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     /* with its calibrated statistics the full network has memorised most of its 18 training images
      * (the largest class alone is 8 of them) */
     cr_assert_eq(mn_cls_model_select(&m, 1.0f, 64, 64), 0);
-    cr_assert_eq(mn_cls_evaluate(&m, tr, 1.0f, 64, 64, 0, false, &s), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_cls_evaluate(&m, tr, 1.0f, 64, 64, 0, NULL, &s), 0, "%s", mn_last_error());
     cr_assert_geq(s.top1, 0.8, "after 100 iterations the full network should fit its training images: %.3f", s.top1);
     char cal[700];
     snprintf(cal, sizeof cal, "%s/calibrated.safetensors", c.train.out_dir);
@@ -157,7 +158,7 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     int k = mn_query_select(&m2.table, (double)big);
     cr_assert(k >= 0);
     mn_cls_model_select(&m2, m2.table.e[k].width, m2.table.e[k].h, m2.table.e[k].w);
-    cr_assert_eq(mn_cls_evaluate(&m2, va, m2.table.e[k].width, m2.table.e[k].h, m2.table.e[k].w, 0, false, &s), 0);
+    cr_assert_eq(mn_cls_evaluate(&m2, va, m2.table.e[k].width, m2.table.e[k].h, m2.table.e[k].w, 0, NULL, &s), 0);
     cr_assert_float_eq(s.top1, m2.table.e[k].score, 1e-12);
     enum mn_task_kind task;
     cr_assert_eq(mn_model_task(cal, &task), 0);

@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 
 #include "common.h"
+#include "mn/model.h"
 #include "mn/det_eval.h"
 #include "mn/det_model.h"
 #include "mn/safetensors.h"
@@ -211,7 +212,7 @@ Test(det_train, learns_reopens_scores_and_calibrates)
     snprintf(results, sizeof results, "%s/results.json", c.train.out_dir);
     mn_det_model_select(&m, 1.0f, SIDE);
     mn_det_scores s;
-    cr_assert_eq(mn_det_evaluate(&m, va, ann, 1.0f, SIDE, 0, false, results, &s), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_det_evaluate(&m, va, ann, 1.0f, SIDE, 0, NULL, results, &s), 0, "%s", mn_last_error());
     cr_assert_eq(s.n_images, 8);
     cr_assert(s.n_detections > 0, "a trained detector finds something on 8 images");
     cr_assert(s.stats[MN_COCO_AP] >= 0 && s.stats[MN_COCO_AP] <= 1, "AP %g", s.stats[MN_COCO_AP]);
@@ -233,7 +234,7 @@ Test(det_train, learns_reopens_scores_and_calibrates)
     mn_coco_eval_free(&ev);
     mn_coco_dets_free(&dets);
     /* a smaller short side and fewer images: boxes still in original pixels, only those images scored */
-    cr_assert_eq(mn_det_evaluate(&m, va, ann, 0.5f, 64, 3, false, results, &s), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_det_evaluate(&m, va, ann, 0.5f, 64, 3, NULL, results, &s), 0, "%s", mn_last_error());
     cr_assert_eq(s.n_images, 3);
     check_results_file(results, &m);
     mn_coco_gt_free(&gt);
@@ -241,7 +242,7 @@ Test(det_train, learns_reopens_scores_and_calibrates)
     /* the query table over a 2 x 2 grid: costs span the range, the budget picks, the BN statistics load */
     mn_calib_config g = {.widths = {1.0f, 0.35f}, .n_widths = 2, .sizes = {{SIDE, 160}, {64, 160}}, .n_sizes = 2,
                          .batches = 2};
-    cr_assert_eq(mn_det_build_table(&m, tr, va, ann, &g, 2, 0, 1, NULL), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_det_build_table(&m, tr, va, ann, &g, 2, 0, 1, NULL, NULL), 0, "%s", mn_last_error());
     cr_assert_eq(m.table.n, 4);
     cr_assert_str_eq(m.table.metric, "AP");
     int64_t big = 0, small = INT64_MAX;

@@ -17,6 +17,7 @@
 /* the plot command is compiled into this test so --compare can be run in-process */
 #include "tools/args.c"
 #include "tools/cmd_calibrate.c"
+#include "tools/report.c"
 #include "tools/cmd_plot.c"
 
 static char dir[64];
@@ -122,7 +123,7 @@ Test(train, loss_falls_and_model_reloads)
     o.split = "val";
     cr_assert_eq(mn_dataset_open(&va, &o), 0, "%s", mn_last_error());
     mn_calib_config g = {.widths = {1.0f, 0.35f}, .n_widths = 2, .sizes = {{64, 64}, {32, 32}}, .n_sizes = 2, .batches = 2};
-    cr_assert_eq(mn_seg_build_table(&m, tr, va, &g, 4, 0, 1, NULL), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_seg_build_table(&m, tr, va, &g, 4, 0, 1, NULL, NULL), 0, "%s", mn_last_error());
     cr_assert_eq(m.table.n, 4);
     int64_t big = 0, small = INT64_MAX;
     for (int i = 0; i < 4; i++) {
@@ -226,15 +227,21 @@ Test(sandwich, widths_scales_and_determinism)
     cr_assert_eq(a[0].width, 0.5f);
 }
 
-/* Off a terminal: one plain line every `every` units and at the end, with the images/s figure only
- * when a unit has a known number of images. */
+/* Off a terminal the command shows one plain line every `every` units and at the end, with the
+ * images/s figure only when a unit has a known number of images; without a reporter nothing. */
 Test(progress, plain_lines, .init = cr_redirect_stderr)
 {
+    tool_report state;
+    mn_reporter rep = tool_reporter(&state);
+    state.tty = false;
     mn_progress p;
-    mn_progress_begin(&p, "train", 4, 0, 2);
+    mn_progress_begin(&p, NULL, "silent", 4, 0, 1);
     for (int i = 1; i <= 4; i++) mn_progress_update(&p, i, 8, "loss 1.5");
     mn_progress_end(&p);
-    mn_progress_begin(&p, "calibrate", 3, 0, 1);
+    mn_progress_begin(&p, &rep, "train", 4, 0, 2);
+    for (int i = 1; i <= 4; i++) mn_progress_update(&p, i, 8, "loss 1.5");
+    mn_progress_end(&p);
+    mn_progress_begin(&p, &rep, "calibrate", 3, 0, 1);
     for (int i = 1; i <= 3; i++) mn_progress_update(&p, i, 0, "width 1.00");
     mn_progress_end(&p);
     fflush(stderr);

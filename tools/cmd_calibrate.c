@@ -6,6 +6,8 @@
 
 #include "args.h"
 #include "commands.h"
+#include "report.h"
+#include "mn/model.h"
 #include "mn/calibrate.h"
 #include "mn/seg_eval.h"
 #include "mn/cls_eval.h"
@@ -63,6 +65,8 @@ static int report(int rc, const char *out)
 
 static int calibrate_det(const char *ckpt, const char *out, const calib_args *a)
 {
+    tool_report tr_state;
+    mn_reporter rep = tool_reporter(&tr_state);
     mn_det_model m;
     if (mn_det_model_open(&m, ckpt)) return report(-1, out);
     apply_overrides(&m.cfg, a);
@@ -76,7 +80,7 @@ static int calibrate_det(const char *ckpt, const char *out, const calib_args *a)
     if (!rc)
         fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each\n",
                 g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
-    if (!rc) rc = mn_det_build_table(&m, tr, va, ann, &g, c->train.batch_size, a->max_val, c->train.seed, stdout);
+    if (!rc) rc = mn_det_build_table(&m, tr, va, ann, &g, c->train.batch_size, a->max_val, c->train.seed, &rep, stdout);
     if (!rc) rc = mn_det_model_save(&m, out, NULL, 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
@@ -87,6 +91,8 @@ static int calibrate_det(const char *ckpt, const char *out, const calib_args *a)
 /* Segmenters and classifiers: both run on whole images at (width, h x w). */
 static int calibrate_image_model(const char *ckpt, const char *out, const calib_args *a, bool cls)
 {
+    tool_report tr_state;
+    mn_reporter rep = tool_reporter(&tr_state);
     mn_seg_model sm;
     mn_cls_model cm;
     if (cls ? mn_cls_model_open(&cm, ckpt) : mn_seg_model_open(&sm, ckpt)) return report(-1, out);
@@ -102,8 +108,8 @@ static int calibrate_image_model(const char *ckpt, const char *out, const calib_
     int n = c->train.batch_size;
     uint64_t seed = c->train.seed;
     if (!rc)
-        rc = cls ? mn_cls_build_table(&cm, tr, va, &g, n, a->max_val, seed, stdout)
-                 : mn_seg_build_table(&sm, tr, va, &g, n, a->max_val, seed, stdout);
+        rc = cls ? mn_cls_build_table(&cm, tr, va, &g, n, a->max_val, seed, &rep, stdout)
+                 : mn_seg_build_table(&sm, tr, va, &g, n, a->max_val, seed, &rep, stdout);
     if (!rc) rc = cls ? mn_cls_model_save(&cm, out, NULL, 0) : mn_seg_model_save(&sm, out, NULL, 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);

@@ -5,6 +5,8 @@
 
 #include "args.h"
 #include "commands.h"
+#include "report.h"
+#include "mn/model.h"
 #include "mn/cls_eval.h"
 #include "mn/cls_model.h"
 #include "mn/det_eval.h"
@@ -29,6 +31,8 @@ static void usage(FILE *f)
 
 static int eval_det(const char *ckpt, const mn_choice *ch, const char *split, int max_images, const char *results)
 {
+    tool_report tr_state;
+    mn_reporter rep = tool_reporter(&tr_state);
     mn_det_model m;
     if (mn_det_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
@@ -50,7 +54,7 @@ static int eval_det(const char *ckpt, const mn_choice *ch, const char *split, in
     mn_det_annotations_path(ann, sizeof ann, c, sp);
     mn_dataset_options o;
     mn_config_dataset_options(c, sp, &o);
-    if (mn_dataset_open(&d, &o) || mn_det_evaluate(&m, d, ann, width, side, max_images, true, results, &s)) {
+    if (mn_dataset_open(&d, &o) || mn_det_evaluate(&m, d, ann, width, side, max_images, &rep, results, &s)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         goto done;
     }
@@ -70,6 +74,8 @@ done:
 
 static int eval_cls(const char *ckpt, const mn_choice *ch, const char *split, int max_images)
 {
+    tool_report tr_state;
+    mn_reporter rep = tool_reporter(&tr_state);
     mn_cls_model m;
     if (mn_cls_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
@@ -83,7 +89,7 @@ static int eval_cls(const char *ckpt, const mn_choice *ch, const char *split, in
     if (mn_choice_apply_cls("eval", ch, &m, &width, &h, &w, &macs)) goto done;
     mn_dataset_options o;
     mn_config_dataset_options(&m.cfg, split ? split : m.cfg.data.val_split, &o);
-    if (mn_dataset_open(&d, &o) || mn_cls_evaluate(&m, d, width, h, w, max_images, true, &s)) {
+    if (mn_dataset_open(&d, &o) || mn_cls_evaluate(&m, d, width, h, w, max_images, &rep, &s)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         goto done;
     }
@@ -98,6 +104,8 @@ done:
 
 int mn_cmd_eval(int argc, char **argv)
 {
+    tool_report tr_state;
+    mn_reporter rep = tool_reporter(&tr_state);
     const char *ckpt = NULL, *split = NULL, *results = NULL;
     int max_images = 0;
     mn_choice ch = {0};
@@ -157,7 +165,7 @@ int mn_cmd_eval(int argc, char **argv)
     const mn_config *c = &m.cfg;
     mn_dataset_options o;
     mn_config_dataset_options(c, split ? split : c->data.val_split, &o);
-    if (mn_dataset_open(&d, &o) || mn_seg_evaluate(&m, d, width, h, w, max_images, true, &s)) {
+    if (mn_dataset_open(&d, &o) || mn_seg_evaluate(&m, d, width, h, w, max_images, &rep, &s)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         goto done;
     }

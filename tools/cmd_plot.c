@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "mn/model.h"
 #include "mn/det_eval.h"
 #include "mn/det_model.h"
 #include "mn/seg_model.h"

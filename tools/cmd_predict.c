@@ -9,6 +9,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "mn/model.h"
 #include "mn/cls_eval.h"
 #include "mn/det_eval.h"
 #include "mn/det_model.h"

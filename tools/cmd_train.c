@@ -5,6 +5,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "report.h"
 #include "mn/train.h"
 
 /* Set by the SIGINT/SIGTERM handler, read by the training loop between iterations: the one
@@ -37,7 +38,9 @@ static void usage(FILE *f)
 int mn_cmd_train(int argc, char **argv)
 {
     const char *cfg_path = NULL;
-    mn_train_options o = {.stop = &stop_signal};
+    tool_report tr_state;
+    mn_reporter rep = tool_reporter(&tr_state);
+    mn_train_options o = {.stop = &stop_signal, .reporter = &rep};
     const char *sets[64];
     int n_sets = 0;
     for (int i = 1; i < argc; i++) {

@@ -13,6 +13,7 @@ int mn_cmd_eval(int argc, char **argv);
 int mn_cmd_calibrate(int argc, char **argv);
 int mn_cmd_predict(int argc, char **argv);
 int mn_cmd_plot(int argc, char **argv);
+int mn_cmd_info(int argc, char **argv);
 
 /* Exit statuses shared by the commands. */
 enum { MN_EXIT_OK = 0, MN_EXIT_FAIL = 1, MN_EXIT_USAGE = 2 };

@@ -26,6 +26,9 @@ static const command commands[] = {
 #ifdef MN_HAVE_CMD_TRAIN
     {"train", mn_cmd_train, "train a model with mutual learning across widths and input scales"},
 #endif
+#ifdef MN_HAVE_CMD_INFO
+    {"info", mn_cmd_info, "what a checkpoint holds: task, model, widths and scales, classes, query table"},
+#endif
 #ifdef MN_HAVE_CMD_CALIBRATE
     {"calibrate", mn_cmd_calibrate, "BN calibration and accuracy/FLOPs for a grid of configurations: the query table"},
 #endif

@@ -79,6 +79,9 @@ static int open_run(drv_run *run)
     for (int k = 0; k < K; k++) names[k] = mn_dataset_class_name(run->train, k);
     run->ps = &tr->model.ps;
     rc = mn_cls_model_create(&tr->model, c, K, names, c->train.seed);
+    if (!rc && c->model.init[0])
+        mn_report(run->rep, MN_LOG_INFO, "%s: initialised %d %s tensors", c->model.init, tr->model.init_tensors,
+                  c->model.backbone);
     free(names);
     return rc;
 }
@@ -128,9 +131,9 @@ static int evaluate(drv_run *run, int64_t iter)
     const mn_config *c = run->c;
     mn_cls_scores s;
     int rc = mn_cls_evaluate(&tr->model, run->val, c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max,
-                             c->data.eval_size[0], c->data.eval_size[1], 0, true, &s);
+                             c->data.eval_size[0], c->data.eval_size[1], 0, run->rep, &s);
     if (rc) return rc;
-    mn_info("iteration %lld: validation top-1 %.2f%%, top-5 %.2f%% (full width, %dx%d)", (long long)iter, 100 * s.top1,
+    mn_report(run->rep, MN_LOG_INFO, "iteration %lld: validation top-1 %.2f%%, top-5 %.2f%% (full width, %dx%d)", (long long)iter, 100 * s.top1,
             100 * s.top5, c->data.eval_size[0], c->data.eval_size[1]);
     fprintf(run->metrics, "{\"iter\": %lld, \"val_top1\": %.6f, \"val_top5\": %.6f}\n", (long long)iter, s.top1, s.top5);
     fflush(run->metrics);

@@ -97,7 +97,7 @@ static int check_task(drv_run *run)
 
 /* A split without one usable box would train the RPN and box head on background alone; the
  * boxes a loader skips are worth a word before hours are spent. */
-static int check_boxes(const mn_dataset *d, const char *split, const mn_config *c)
+static int check_boxes(const mn_dataset *d, const char *split, const mn_config *c, const mn_reporter *rep)
 {
     mn_box_stats b;
     int rc = mn_dataset_box_stats(d, &b);
@@ -111,7 +111,7 @@ static int check_boxes(const mn_dataset *d, const char *split, const mn_config *
                         c->data.root, split, (long long)b.annotations, (long long)b.crowd, (long long)b.degenerate,
                         (long long)b.unknown_image, (long long)b.unknown_category);
     if (skipped)
-        mn_warn("%s: the %s split: %lld of %lld annotations skipped (%lld with no area inside the image, %lld on "
+        mn_report(rep, MN_LOG_WARN, "%s: the %s split: %lld of %lld annotations skipped (%lld with no area inside the image, %lld on "
                 "unknown images, %lld in unknown categories)",
                 c->data.root, split, (long long)skipped, (long long)b.annotations, (long long)b.degenerate,
                 (long long)b.unknown_image, (long long)b.unknown_category);
@@ -125,7 +125,7 @@ static int open_data(trainer *tr)
     if (strcmp(c->data.kind, "coco"))
         return mn_error(MN_EINVAL, "detection needs data.kind \"coco\" (COCO instances JSON), not \"%s\"", c->data.kind);
     int rc = drv_open_splits(run);
-    if (!rc) rc = check_boxes(run->train, c->data.train_split, c);
+    if (!rc) rc = check_boxes(run->train, c->data.train_split, c, run->rep);
     if (rc) return rc;
     mn_det_annotations_path(tr->val_annotations, sizeof tr->val_annotations, c, c->data.val_split);
     mn_det_aug_default(&tr->aug, c->det.short_side, c->det.max_side, c->data.hflip);
@@ -157,6 +157,9 @@ static int create_model(trainer *tr)
     int th, tw;
     int rc = mn_coco_median_size(tr->val_annotations, &th, &tw);
     if (!rc) rc = mn_det_model_create(&tr->model, c, K, names, ids, th, tw, c->train.seed);
+    if (!rc && c->model.init[0])
+        mn_report(tr->run.rep, MN_LOG_INFO, "%s: initialised %d %s tensors", c->model.init, tr->model.init_tensors,
+                  c->model.backbone);
     return rc;
 }
 
@@ -235,9 +238,9 @@ static int evaluate(drv_run *run, int64_t iter)
     char results[1100];
     snprintf(results, sizeof results, "%s/val_results.json", c->train.out_dir);
     mn_det_scores s;
-    int rc = mn_det_evaluate(&tr->model, run->val, tr->val_annotations, w, c->det.short_side, 0, true, results, &s);
+    int rc = mn_det_evaluate(&tr->model, run->val, tr->val_annotations, w, c->det.short_side, 0, run->rep, results, &s);
     if (rc) return rc;
-    mn_info("iteration %lld: validation AP %.2f%%, AP50 %.2f%% (width %.2f, short side %d, %d images, %lld detections)",
+    mn_report(run->rep, MN_LOG_INFO, "iteration %lld: validation AP %.2f%%, AP50 %.2f%% (width %.2f, short side %d, %d images, %lld detections)",
             (long long)iter, 100 * s.stats[MN_COCO_AP], 100 * s.stats[MN_COCO_AP50], (double)w, c->det.short_side,
             s.n_images, (long long)s.n_detections);
     fprintf(run->metrics, "{\"iter\": %lld", (long long)iter);

@@ -26,6 +26,7 @@ int drv_open_splits(drv_run *run)
     const mn_config *c = run->c;
     mn_dataset_options o;
     mn_config_dataset_options(c, c->data.train_split, &o);
+    o.reporter = run->rep;
     int rc = mn_dataset_open(&run->train, &o);
     if (rc) return rc;
     if (mn_dataset_size(run->train) < c->train.batch_size)
@@ -119,7 +120,7 @@ static void remove_stale_temps(drv_run *run)
         if (unlink(path) == 0) removed++;
     }
     closedir(d);
-    if (removed) mn_info("%s: removed %d temporary file(s) left by an interrupted write", dir, removed);
+    if (removed) mn_report(run->rep, MN_LOG_INFO, "%s: removed %d temporary file(s) left by an interrupted write", dir, removed);
 }
 
 static bool nonempty_file(const char *path)
@@ -143,7 +144,7 @@ static int check_fresh_folder(drv_run *run, bool overwrite)
                         dir, nonempty_file(run->path_last) ? "last.safetensors" : "metrics.jsonl", run->path_last);
     unlink(run->path_prev); /* --overwrite: the old run's checkpoints must not pass for this one's */
     unlink(run->path_last);
-    mn_warn("%s: --overwrite: starting a new run over the one that was there", dir);
+    mn_report(run->rep, MN_LOG_WARN, "%s: --overwrite: starting a new run over the one that was there", dir);
     return 0;
 }
 
@@ -171,7 +172,7 @@ static int check_resume_config(drv_run *run, const char *resume, bool allow_chan
                         "resume with the run's own config.json, or pass --allow-config-change to continue with the "
                         "new values",
                         resume, n, diff);
-    mn_warn("%s: continuing with %d changed key(s): %s", resume, n, diff);
+    mn_report(run->rep, MN_LOG_WARN, "%s: continuing with %d changed key(s): %s", resume, n, diff);
     return 0;
 }
 
@@ -202,14 +203,14 @@ static int check_resume_classes(drv_run *run, const char *resume, const char *st
                         "%s: the training split's classes differ from the checkpoint's (%s); resume on the data it "
                         "was trained on, or pass --allow-config-change",
                         resume, diff);
-    mn_warn("%s: continuing with other classes (%s)", resume, diff);
+    mn_report(run->rep, MN_LOG_WARN, "%s: continuing with other classes (%s)", resume, diff);
     return 0;
 }
 
 /* The metrics log of a resumed run keeps the lines up to the checkpoint's iteration, no more:
  * the iterations logged after it (before the kill) are about to be run and logged again. A run
  * resumed from its final checkpoint evaluates again, so its old final evaluation goes too. */
-static int cut_metrics(const char *path, int64_t upto, bool drop_eval_at_upto)
+static int cut_metrics(drv_run *run, const char *path, int64_t upto, bool drop_eval_at_upto)
 {
     char *text = NULL;
     size_t len = 0;
@@ -239,7 +240,7 @@ static int cut_metrics(const char *path, int64_t upto, bool drop_eval_at_upto)
         line += n + (nl != NULL);
     }
     if (dropped) rc = mn_write_file_atomic(path, out, n_out);
-    if (!rc && dropped) mn_info("%s: dropped %lld line(s) logged after iteration %lld", path, (long long)dropped, (long long)upto);
+    if (!rc && dropped) mn_report(run->rep, MN_LOG_INFO, "%s: dropped %lld line(s) logged after iteration %lld", path, (long long)dropped, (long long)upto);
     free(out);
     free(text);
     return rc;
@@ -257,7 +258,7 @@ static int open_files(drv_run *run, const char *resume, int64_t start)
     int rc = mn_write_file_atomic(path, js, strlen(js));
     free(js);
     if (rc) return rc;
-    if (resume) rc = cut_metrics(run->path_metrics, start, start >= c->train.iterations);
+    if (resume) rc = cut_metrics(run, run->path_metrics, start, start >= c->train.iterations);
     if (rc) return rc;
     run->metrics = fopen(run->path_metrics, resume ? "a" : "w");
     if (!run->metrics) return mn_error(MN_EIO, "%s: cannot write: %s", run->path_metrics, strerror(errno));
@@ -363,6 +364,7 @@ static int stopped(drv_run *run, int64_t it, int rc)
 int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const mn_train_options *o)
 {
     run->c = c;
+    run->rep = o->reporter;
     run->lock_fd = -1;
     mn_tape_init(&run->tape, 0);
     snprintf(run->path_last, sizeof run->path_last, "%s/last.safetensors", c->train.out_dir);
@@ -385,14 +387,14 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
     int64_t start = 0;
     if (!rc && o->resume) {
         rc = ops->resume(run, o->resume, &start);
-        if (!rc) mn_info("resuming %s at iteration %lld", o->resume, (long long)start);
+        if (!rc) mn_report(run->rep, MN_LOG_INFO, "resuming %s at iteration %lld", o->resume, (long long)start);
     }
     if (!rc && ops->buffers) rc = ops->buffers(run);
     if (!rc) rc = open_files(run, o->resume, start);
     int per_epoch = rc ? 1 : mn_loader_batches_per_epoch(run->loader);
     if (!rc) rc = mn_loader_start(run->loader, (int)(start / per_epoch), (int)(start % per_epoch));
     mn_progress pg;
-    mn_progress_begin(&pg, "train", c->train.iterations, start, c->train.log_every);
+    mn_progress_begin(&pg, run->rep, "train", c->train.iterations, start, c->train.log_every);
     double t_last = mn_now();
     int64_t end = o->stop_at > 0 && o->stop_at < c->train.iterations ? o->stop_at : c->train.iterations;
     bool interrupted = false;

@@ -29,6 +29,7 @@ typedef struct drv_run {
     mn_dataset *train, *val;
     mn_loader *loader;
     FILE *metrics;
+    const mn_reporter *rep;     /* where progress and notices go (the caller's; may be NULL) */
     int lock_fd;                /* the run folder's train.lock, held for the whole run */
     char path_last[1100], path_prev[1100], path_metrics[1100];
 } drv_run;

@@ -143,7 +143,11 @@ static int open_run(drv_run *run)
     const char *names[256];
     for (int k = 0; k < K && k < 256; k++) names[k] = mn_dataset_class_name(run->train, k);
     run->ps = &tr->model.ps;
-    return mn_seg_model_create(&tr->model, c, K, names, c->train.seed);
+    rc = mn_seg_model_create(&tr->model, c, K, names, c->train.seed);
+    if (!rc && c->model.init[0])
+        mn_report(run->rep, MN_LOG_INFO, "%s: initialised %d %s tensors", c->model.init, tr->model.init_tensors,
+                  c->model.backbone);
+    return rc;
 }
 
 static int resume_model(drv_run *run, const char *path, int64_t *iteration)
@@ -191,9 +195,9 @@ static int evaluate(drv_run *run, int64_t iter)
     mn_seg_scores s;
     const mn_config *c = run->c;
     int rc = mn_seg_evaluate(&tr->model, run->val, c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max,
-                             c->data.eval_size[0], c->data.eval_size[1], 0, true, &s);
+                             c->data.eval_size[0], c->data.eval_size[1], 0, run->rep, &s);
     if (rc) return rc;
-    mn_info("iteration %lld: validation mIoU %.2f%%, aAcc %.2f%% (full width, %dx%d)", (long long)iter, 100 * s.miou,
+    mn_report(run->rep, MN_LOG_INFO, "iteration %lld: validation mIoU %.2f%%, aAcc %.2f%% (full width, %dx%d)", (long long)iter, 100 * s.miou,
             100 * s.aacc, c->data.eval_size[0], c->data.eval_size[1]);
     fprintf(run->metrics, "{\"iter\": %lld, \"val_mIoU\": %.6f, \"val_aAcc\": %.6f, \"val_mAcc\": %.6f}\n", (long long)iter,
             s.miou, s.aacc, s.macc);

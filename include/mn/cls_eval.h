@@ -17,13 +17,14 @@ typedef struct mn_cls_scores {
 MN_API int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, float width, int h, int w,
                           float *probs /* (num_classes) */);
 /* Top-1 and top-5 accuracy (top-k with k = min(5, num_classes)) at (width, h x w) on a data set
- * of image-level labels; max_images > 0 limits the count. Progress on stderr when asked. */
+ * of image-level labels; max_images > 0 limits the count. Progress to rep (NULL: none). */
 MN_API int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images,
-                           bool show_progress, mn_cls_scores *out);
+                           const mn_reporter *rep, mn_cls_scores *out);
 
 /* Calibrates (BN statistics over `batches` training batches per configuration), scores (top-1)
- * and costs every configuration of g into m->table; prints the table to report when non-NULL. */
+ * and costs every configuration of g into m->table; progress to rep; prints the table to report when non-NULL. */
 MN_API int mn_cls_build_table(mn_cls_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
-                              int batch_size, int max_val_images, uint64_t seed, FILE *report);
+                              int batch_size, int max_val_images, uint64_t seed,
+                              const mn_reporter *rep, FILE *report);
 
 #endif

@@ -17,6 +17,7 @@
 
 typedef struct mn_cls_model {
     mn_config cfg;
+    int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
     int num_classes;
     char (*class_names)[64];      /* (num_classes) */
     mn_param_set ps;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "image.h"
+#include "progress.h"
 #include "rng.h"
 #include "targets.h"
 
@@ -54,6 +55,8 @@ typedef struct mn_dataset_options {
      * decoding; 0: the image layer's default. The coco kind also refuses JSON image sizes above
      * it at open. */
     int64_t max_pixels;
+    /* where notices go (annotations skipped, a split list missing); NULL: nowhere */
+    const mn_reporter *reporter;
 } mn_dataset_options;
 
 typedef struct mn_dataset mn_dataset;

@@ -25,13 +25,14 @@ MN_API int mn_det_predict(mn_det_model *m, mn_tape *t, const mn_image *img, floa
  * when non-NULL, and scores the detections in memory against annotations_path (restricted to the
  * images evaluated). BN statistics are whatever the model holds (see mn_det_model_select). */
 MN_API int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path, float width,
-                           int short_side, int max_images, bool show_progress, const char *results_path,
+                           int short_side, int max_images, const mn_reporter *rep, const char *results_path,
                            mn_det_scores *out);
 
 /* Calibrates, scores (AP on val_set, at most max_val_images when > 0) and costs every
- * configuration of g into m->table; prints the table to report when non-NULL. */
+ * configuration of g into m->table; progress to rep; prints the table to report when non-NULL. */
 MN_API int mn_det_build_table(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_set,
                               const char *val_annotations, const mn_calib_config *g, int batch_size,
-                              int max_val_images, uint64_t seed, FILE *report);
+                              int max_val_images, uint64_t seed,
+                              const mn_reporter *rep, FILE *report);
 
 #endif

@@ -23,6 +23,7 @@
 
 typedef struct mn_det_model {
     mn_config cfg;
+    int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
     int num_classes;              /* including background (label 0) */
     char class_names[256][32];    /* [0] = "background" */
     int category_ids[256];        /* the data set's category id of label k (k >= 1) for results files */
@@ -60,8 +61,6 @@ MN_API int mn_det_model_input_size(const mn_det_model *m, int short_side, int *h
 /* Whole-detector MACs per image at (width, short side) for the typical image. */
 MN_API int mn_det_model_flops(mn_det_model *m, float width, int short_side, int64_t *macs);
 
-/* The task stored in a mutualnet checkpoint's metadata, read from the header alone. */
-MN_API int mn_model_task(const char *path, enum mn_task_kind *task);
 
 /* The median image height and width (each on its own) of the "images" of a COCO instances file. */
 MN_API int mn_coco_median_size(const char *annotations_path, int *h, int *w);

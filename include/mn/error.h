@@ -44,12 +44,5 @@ MN_API const char *mn_status_str(int code);
 MN_API void mn_assert_fail(const char *expr, const char *file, int line, const char *func);
 #define MN_ASSERT(x) ((x) ? (void)0 : mn_assert_fail(#x, __FILE__, __LINE__, __func__))
 
-enum mn_log_level { MN_LOG_ERROR = 0, MN_LOG_WARN = 1, MN_LOG_INFO = 2, MN_LOG_DEBUG = 3 };
-/* Writes one line to stderr when level <= the verbosity in $MUTUALNET_LOG
- * (error|warn|info|debug, default info). */
-MN_API void mn_log(int level, const char *fmt, ...) MN_PRINTF(2, 3);
-#define mn_warn(...) mn_log(MN_LOG_WARN, __VA_ARGS__)
-#define mn_info(...) mn_log(MN_LOG_INFO, __VA_ARGS__)
-#define mn_debug(...) mn_log(MN_LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -21,13 +21,14 @@ MN_API int mn_seg_predict(mn_seg_model *m, mn_tape *t, const mn_image *img, floa
                           uint8_t *labels);
 
 /* Scores the model at (width, h x w) on every sample of a data set, at each label's original
- * resolution; max_images > 0 limits the count. Progress on stderr when show_progress. */
+ * resolution; max_images > 0 limits the count. Progress to rep (NULL: none). */
 MN_API int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images,
-                           bool show_progress, mn_seg_scores *out);
+                           const mn_reporter *rep, mn_seg_scores *out);
 
 /* Calibrates, scores (mIoU on val_set, at most max_val_images when > 0) and costs every
- * configuration of g into m->table; prints the table to report when non-NULL. */
+ * configuration of g into m->table; progress to rep; prints the table to report when non-NULL. */
 MN_API int mn_seg_build_table(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
-                              int batch_size, int max_val_images, uint64_t seed, FILE *report);
+                              int batch_size, int max_val_images, uint64_t seed,
+                              const mn_reporter *rep, FILE *report);
 
 #endif

@@ -13,6 +13,7 @@
 
 typedef struct mn_seg_model {
     mn_config cfg;
+    int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
     int num_classes;
     char class_names[256][32];
     mn_param_set ps;

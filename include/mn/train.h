@@ -38,6 +38,7 @@ typedef struct mn_train_options {
     /* when non-NULL and set (by a SIGINT/SIGTERM handler): finish the current iteration, write a
      * checkpoint and return MN_ECANCELED */
     const volatile sig_atomic_t *stop;
+    const mn_reporter *reporter;  /* progress and notices (mn/progress.h); NULL: silent */
 } mn_train_options;
 
 /* Trains the configured task into train.out_dir, which it locks (train.lock) for the run:

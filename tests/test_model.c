@@ -1,0 +1,164 @@
+/* The common model handle (mn/model.h) over checkpoints of the three tasks, and `mutualnet info`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+
+#include "common.h"
+
+#include "mn/model.h"
+/* the command is compiled into this test so that it runs in-process */
+#include "tools/cmd_info.c"
+
+static char dir[64];
+
+static void make_dir(void)
+{
+    strcpy(dir, "/tmp/mn_model_XXXXXX");
+    cr_assert(mkdtemp(dir));
+}
+
+static void remove_dir(void) { tc_remove_tree(dir); }
+
+TestSuite(model, .init = make_dir, .fini = remove_dir);
+
+static void small_config(mn_config *c, enum mn_task_kind task)
+{
+    mn_config_default(c);
+    c->task = task;
+    strcpy(c->data.kind, task == MN_TASK_DETECTION ? "coco" : task == MN_TASK_CLASSIFICATION ? "imagefolder" : "folder");
+    c->model.aspp_channels = 16;
+    c->model.low_level_channels = 16;
+    c->det.fpn_channels = 16;
+    c->det.box_hidden = 32;
+    c->det.short_side = 96;
+    c->det.max_side = 128;
+    c->data.crop[0] = c->data.crop[1] = 64;
+    c->data.eval_size[0] = c->data.eval_size[1] = 64;
+    c->mutual.n_scales = 2;
+    c->mutual.scales[1] = 0.5f;
+}
+
+/* Saves a freshly built model of the task with classes "background, cat, dog" (a classifier: "cat,
+ * dog, emu") and reopens it through the common handle. */
+static void round_trip(enum mn_task_kind task, const char *file, mn_model *m, mn_config *c)
+{
+    small_config(c, task);
+    const char *names[] = {task == MN_TASK_CLASSIFICATION ? "cat" : "background", task == MN_TASK_CLASSIFICATION ? "dog" : "cat",
+                           task == MN_TASK_CLASSIFICATION ? "emu" : "dog"};
+    int ids[] = {0, 17, 18};
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int rc;
+    if (task == MN_TASK_SEGMENTATION) {
+        mn_seg_model s;
+        rc = mn_seg_model_create(&s, c, 3, names, 1);
+        if (!rc) rc = mn_seg_model_save(&s, path, NULL, 7);
+        if (!rc) mn_seg_model_free(&s);
+    } else if (task == MN_TASK_DETECTION) {
+        mn_det_model d;
+        rc = mn_det_model_create(&d, c, 3, names, ids, 96, 128, 1);
+        if (!rc) rc = mn_det_model_save(&d, path, NULL, 7);
+        if (!rc) mn_det_model_free(&d);
+    } else {
+        mn_cls_model k;
+        rc = mn_cls_model_create(&k, c, 3, names, 1);
+        if (!rc) rc = mn_cls_model_save(&k, path, NULL, 7);
+        if (!rc) mn_cls_model_free(&k);
+    }
+    cr_assert_eq(rc, 0, "%s", mn_last_error());
+    enum mn_task_kind t;
+    cr_assert_eq(mn_model_task(path, &t), 0, "%s", mn_last_error());
+    cr_assert_eq(t, task);
+    cr_assert_eq(mn_model_open(m, path), 0, "%s", mn_last_error());
+    cr_assert_eq(m->task, task);
+    cr_assert_eq(mn_model_num_classes(m), 3);
+    for (int k = 0; k < 3; k++) cr_assert_str_eq(mn_model_class_name(m, k), names[k]);
+    cr_assert_null(mn_model_class_name(m, 3));
+    cr_assert_eq(mn_model_config(m)->task, task);
+    cr_assert_eq(mn_model_config(m)->mutual.n_scales, 2);
+    cr_assert_eq(mn_model_table(m)->n, 0);
+    cr_assert_gt(mn_model_params(m)->n, 10);
+    cr_assert_not_null(mn_model_train_stats(m));
+}
+
+Test(model, one_handle_for_every_task)
+{
+    static const enum mn_task_kind tasks[] = {MN_TASK_SEGMENTATION, MN_TASK_DETECTION, MN_TASK_CLASSIFICATION};
+    for (int i = 0; i < 3; i++) {
+        mn_model m;
+        mn_config c;
+        char file[32];
+        snprintf(file, sizeof file, "task%d.safetensors", i);
+        round_trip(tasks[i], file, &m, &c);
+        /* the cost of a configuration is the task's own count; narrower and smaller costs less */
+        int64_t full = 0, small = 0;
+        cr_assert_eq(mn_model_select(&m, 1.0f, 64, 64), 0, "%s", mn_last_error());
+        cr_assert_eq(mn_model_flops(&m, 1.0f, tasks[i] == MN_TASK_DETECTION ? 96 : 64, 64, &full), 0, "%s",
+                     mn_last_error());
+        cr_assert_eq(mn_model_flops(&m, 0.35f, tasks[i] == MN_TASK_DETECTION ? 48 : 32, 32, &small), 0, "%s",
+                     mn_last_error());
+        cr_assert(small > 0 && small * 4 < full, "task %d: %lld MACs narrow and small, %lld at full", i, (long long)small,
+                  (long long)full);
+        if (tasks[i] == MN_TASK_SEGMENTATION) {
+            int64_t direct = 0;
+            cr_assert_eq(mn_seg_flops(m.seg.net, 1.0f, 64, 64, &direct, NULL), 0);
+            cr_assert_eq(direct, full);
+        }
+        /* saved through the handle, the same model comes back */
+        char again[128];
+        snprintf(again, sizeof again, "%s/again%d.safetensors", dir, i);
+        cr_assert_eq(mn_model_save(&m, again, NULL, 0), 0, "%s", mn_last_error());
+        mn_model m2;
+        cr_assert_eq(mn_model_open(&m2, again), 0, "%s", mn_last_error());
+        mn_param_set *a = mn_model_params(&m), *b = mn_model_params(&m2);
+        cr_assert_eq(a->n, b->n);
+        for (int p = 0; p < a->n; p++)
+            cr_assert_eq(memcmp(a->items[p]->var.val.data, b->items[p]->var.val.data,
+                                sizeof(float) * (size_t)mn_tensor_numel(&a->items[p]->var.val)),
+                         0, "%s", a->items[p]->name);
+        mn_model_free(&m2);
+        mn_model_free(&m);
+    }
+}
+
+Test(model, not_a_checkpoint)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/empty.safetensors", dir);
+    FILE *f = fopen(path, "w");
+    fputs("not a checkpoint", f);
+    fclose(f);
+    mn_model m;
+    cr_assert_neq(mn_model_open(&m, path), 0);
+    cr_assert(strstr(mn_last_error(), path), "%s", mn_last_error());
+}
+
+Test(model, info_prints_what_a_checkpoint_holds, .init = cr_redirect_stdout)
+{
+    make_dir();
+    mn_model m;
+    mn_config c;
+    round_trip(MN_TASK_DETECTION, "det.safetensors", &m, &c);
+    mn_model_free(&m);
+    char path[128];
+    snprintf(path, sizeof path, "%s/det.safetensors", dir);
+    char *argv[] = {"info", path, NULL};
+    cr_assert_eq(mn_cmd_info(2, argv), MN_EXIT_OK);
+    fflush(stdout);
+    FILE *out = cr_get_redirected_stdout();
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text - 1, out);
+    text[n] = 0;
+    cr_assert(strstr(text, "task         detection\n"), "%s", text);
+    cr_assert(strstr(text, "model        mobilenet_v2, Faster R-CNN + FPN 16, box head 32, short side 96, long side up to 128\n"),
+              "%s", text);
+    cr_assert(strstr(text, "trained      mutualnet (widths x scales), 7 iterations of batch 8, seed 1\n"), "%s", text);
+    cr_assert(strstr(text, "widths       0.35 .. 1\n"), "%s", text);
+    cr_assert(strstr(text, "scales       1, 0.5\n"), "%s", text);
+    cr_assert(strstr(text, "classes      3: background cat dog\n"), "%s", text);
+    cr_assert(strstr(text, "query table  none (not calibrated"), "%s", text);
+    remove_dir();
+}
