@@ -65,29 +65,55 @@ void mn_sync_parent_dir(const char *path)
     }
 }
 
-int mn_write_file_atomic(const char *path, const void *data, size_t n)
+int mn_atomic_open(mn_atomic_file *a, const char *path)
 {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    memset(a, 0, sizeof *a);
+    if (snprintf(a->path, sizeof a->path, "%s", path) >= (int)sizeof a->path ||
+        snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof a->tmp)
         return mn_error(MN_EINVAL, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mn_error(MN_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    bool ok = fwrite(data, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    if (fclose(f) != 0 && ok) {
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) return mn_error(MN_EIO, "%s: cannot create %s: %s", path, a->tmp, strerror(errno));
+    return 0;
+}
+
+int mn_atomic_commit(mn_atomic_file *a, bool write_ok)
+{
+    int err = errno; /* a failed write of the caller's set it */
+    if (!a->f) return mn_error(MN_EINVAL, "%s: not open", a->path);
+    bool ok = write_ok && !ferror(a->f) && fflush(a->f) == 0 && fsync(fileno(a->f)) == 0;
+    if (write_ok) err = errno;
+    if (fclose(a->f) != 0 && ok) {
         ok = false;
         err = errno;
     }
-    if (ok && rename(tmp, path) != 0) {
+    a->f = NULL;
+    if (ok && rename(a->tmp, a->path) != 0) {
         ok = false;
         err = errno;
     }
     if (!ok) {
-        unlink(tmp);
-        return mn_error(MN_EIO, "%s: write failed: %s (the previous file, if any, is unchanged)", path, strerror(err));
+        unlink(a->tmp);
+        return mn_error(MN_EIO, "%s: write failed: %s (the previous file, if any, is unchanged)", a->path,
+                        strerror(err));
     }
-    mn_sync_parent_dir(path);
+    mn_sync_parent_dir(a->path);
     return 0;
+}
+
+void mn_atomic_abort(mn_atomic_file *a)
+{
+    if (!a->f) return;
+    fclose(a->f);
+    a->f = NULL;
+    unlink(a->tmp);
+}
+
+int mn_write_file_atomic(const char *path, const void *data, size_t n)
+{
+    mn_atomic_file a;
+    int rc = mn_atomic_open(&a, path);
+    if (rc) return rc;
+    return mn_atomic_commit(&a, fwrite(data, 1, n, a.f) == n);
 }
 
 int mn_mkdirs(const char *dir)

@@ -21,6 +21,7 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include "mn/fileio.h"
 #include "mn/image.h"
 
 enum fmt { FMT_PNG, FMT_JPEG, FMT_BMP };
@@ -507,36 +508,14 @@ int mn_image_save(const char *path, const mn_image *img, int quality)
     if (jpeg && (quality < 1 || quality > 100))
         return mn_error(MN_EINVAL, "%s: JPEG quality %d outside 1..100", path, quality);
 
-    size_t plen = strlen(path) + 32;
-    char *tmp = malloc(plen);
-    if (!tmp) return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
-    int rc = 0;
-    write_ctx ctx = {fopen(tmp, "wb"), true};
-    if (!ctx.f) {
-        rc = mn_error(MN_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
+    mn_atomic_file a;
+    int rc = mn_atomic_open(&a, path);
+    if (rc) return rc;
+    write_ctx ctx = {a.f, true};
     int encoded = png ? stbi_write_png_to_func(write_cb, &ctx, img->w, img->h, img->c, img->data, img->w * img->c)
                       : stbi_write_jpg_to_func(write_cb, &ctx, img->w, img->h, img->c, img->data, quality);
-    int err = 0;
-    bool ok = encoded && ctx.ok;
-    if (ok && (fflush(ctx.f) != 0 || fsync(fileno(ctx.f)) != 0)) ok = false;
-    if (!ok) err = errno;
-    if (fclose(ctx.f) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    if (!ok) {
-        rc = encoded ? mn_error(MN_EIO, "%s: write failed: %s", path, strerror(err))
-                     : mn_error(MN_ENOMEM, "%s: encoding failed (out of memory)", path);
-        unlink(tmp);
-    } else if (rename(tmp, path) != 0) {
-        rc = mn_error(MN_EIO, "%s: cannot replace: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
+    rc = mn_atomic_commit(&a, encoded && ctx.ok);
+    if (rc && !encoded) rc = mn_error(MN_ENOMEM, "%s: encoding failed (out of memory)", path);
     return rc;
 }
 

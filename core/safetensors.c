@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "mn/json.h"
+#include "mn/fileio.h"
 #include "mn/safetensors.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -281,22 +282,6 @@ int mn_st_get_f32(const mn_safetensors *st, const char *name, int ndim, const in
     return 0;
 }
 
-/* Makes the rename itself durable (best effort: some file systems refuse directory fsync). */
-static void sync_parent_dir(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else strcpy(dir, ".");
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 int mn_st_write(const char *path, const mn_st_item *items, int n, const char *const *meta_keys,
                 const char *const *meta_values, int n_meta)
 {
@@ -331,19 +316,13 @@ int mn_st_write(const char *path, const mn_st_item *items, int n, const char *co
     size_t hlen = strlen(json);
     size_t padded = (hlen + 7) / 8 * 8; /* pad with spaces so the data is 8-byte aligned */
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) {
+    mn_atomic_file a;
+    int rc = mn_atomic_open(&a, path);
+    if (rc) {
         free(json);
-        return mn_error(MN_ENOMEM, "%s: out of memory", path);
+        return rc;
     }
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int rc = 0;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        rc = mn_error(MN_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        goto out;
-    }
+    FILE *f = a.f;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(json, 1, hlen, f) == hlen;
@@ -354,21 +333,7 @@ int mn_st_write(const char *path, const mn_st_item *items, int n, const char *co
         size_t nbytes = count * dtypes[items[i].dtype].size;
         ok = fwrite(items[i].data, 1, nbytes, f) == nbytes;
     }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (fclose(f) != 0) ok = false;
-    if (!ok) {
-        rc = mn_error(MN_EIO, "%s: write failed: %s", path, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        rc = mn_error(MN_EIO, "%s: cannot replace: %s", path, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    sync_parent_dir(path);
-out:
-    free(tmp);
+    rc = mn_atomic_commit(&a, ok);
     free(json);
     return rc;
 }

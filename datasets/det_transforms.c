@@ -158,11 +158,11 @@ static void resize_plane(float *dst /* (oh, ds) */, int64_t ds, int oh, int ow, 
 int mn_det_batch_resize(mn_det_batch *dst, const mn_det_batch *src, const mn_det_aug *a, int min_size)
 {
     if (dst == src) return mn_error(MN_EINVAL, "mn_det_batch_resize: source and destination are the same batch");
-    if (src->n < 1 || src->n > 64) return mn_error(MN_EINVAL, "mn_det_batch_resize: batch of %d images", src->n);
+    if (src->n < 1 || src->n > MN_MAX_BATCH) return mn_error(MN_EINVAL, "mn_det_batch_resize: batch of %d images", src->n);
     mn_det_aug at = *a;
     at.min_size = min_size;
-    int oh[64], ow[64], ph = 0, pw = 0, rc;
-    float sc[64];
+    int oh[MN_MAX_BATCH], ow[MN_MAX_BATCH], ph = 0, pw = 0, rc;
+    float sc[MN_MAX_BATCH];
     for (int i = 0; i < src->n; i++) {
         const mn_det_image *in = &src->info[i];
         int h0 = in->orig_h > 0 ? in->orig_h : (int)lroundf((float)in->h / in->scale);

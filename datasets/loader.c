@@ -75,7 +75,7 @@ static int make_det_batch(mn_loader *l, int b, slot *s)
     int B = l->o.batch_size;
     int first = b * B, n = l->n_items - first < B ? l->n_items - first : B;
     mn_det_batch *bt = &s->det;
-    mn_sample smp[64];
+    mn_sample smp[MN_MAX_BATCH];
     int loaded = 0, rc = 0, ph = 0, pw = 0;
     for (; loaded < n && !rc; loaded++) {
         int idx = l->order[first + loaded];
@@ -152,7 +152,8 @@ static int open_loader(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, co
                        const mn_loader_options *o)
 {
     *out = NULL;
-    if (o->batch_size < 1 || o->batch_size > 64) return mn_error(MN_EINVAL, "batch size %d outside [1, 64]", o->batch_size);
+    if (o->batch_size < 1 || o->batch_size > MN_MAX_BATCH)
+        return mn_error(MN_EINVAL, "batch size %d outside [1, %d]", o->batch_size, MN_MAX_BATCH);
     mn_loader *l = calloc(1, sizeof *l);
     if (!l) return mn_error(MN_ENOMEM, "loader: out of memory");
     l->d = d;

@@ -19,6 +19,7 @@
 
 #include "mn/polygon.h"
 #include "mn/rng.h"
+#include "mn/fileio.h"
 #include "mn/synth.h"
 
 #define PI 3.14159265358979323846
@@ -549,36 +550,6 @@ int mn_synth_render(const mn_synth_config *c, int index, mn_synth_sample *out)
 
 /* ---------------------------------------------------------------- files */
 
-static int write_text_atomic(const char *path, const char *text, size_t len)
-{
-    size_t plen = strlen(path) + 32;
-    char *tmp = malloc(plen);
-    if (!tmp) return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
-    int rc = 0;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        rc = mn_error(MN_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    bool ok = fwrite(text, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    if (!ok) {
-        rc = mn_error(MN_EIO, "%s: write failed: %s", path, strerror(err));
-        unlink(tmp);
-    } else if (rename(tmp, path) != 0) {
-        rc = mn_error(MN_EIO, "%s: cannot replace: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
-}
-
 static int make_dir(const char *path)
 {
     if (mkdir(path, 0777) == 0) return 0;
@@ -756,7 +727,7 @@ static int write_coco(const mn_synth_config *c, int split, const kept *ks, const
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!text) return mn_error(MN_ENOMEM, "%s: out of memory building the JSON", path);
-    int rc = write_text_atomic(path, text, strlen(text));
+    int rc = mn_write_file_atomic(path, text, strlen(text));
     free(text);
     return rc;
 }
@@ -798,7 +769,7 @@ static void text_add(text *t, const char *fmt, ...)
 
 static int write_text(const char *path, text *t)
 {
-    int rc = t->failed ? mn_error(MN_ENOMEM, "%s: out of memory", path) : write_text_atomic(path, t->s ? t->s : "", t->n);
+    int rc = t->failed ? mn_error(MN_ENOMEM, "%s: out of memory", path) : mn_write_file_atomic(path, t->s ? t->s : "", t->n);
     free(t->s);
     memset(t, 0, sizeof *t);
     return rc;

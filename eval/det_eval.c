@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mn/det_eval.h"
+#include "mn/fileio.h"
 #include "mn/progress.h"
 
 int mn_det_predict(mn_det_model *m, mn_tape *t, const mn_image *img, float width, int short_side, mn_detection **out,
@@ -90,12 +91,11 @@ int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path
     mn_coco_gt gt;
     rc = mn_coco_gt_load(&gt, annotations_path);
     if (rc) return rc;
-    char tmp[1100];
+    mn_atomic_file results; /* written whole or not at all */
     FILE *f = NULL;
     if (results_path) {
-        snprintf(tmp, sizeof tmp, "%s.tmp", results_path);
-        if (!(f = fopen(tmp, "w"))) rc = mn_error(MN_EIO, "%s: cannot write", tmp);
-        else fputs("[", f);
+        rc = mn_atomic_open(&results, results_path);
+        if (!rc) fputs("[", f = results.f);
     }
     mn_det_aug a;
     mn_det_aug_default(&a, short_side, m->cfg.det.max_side, false);
@@ -146,11 +146,11 @@ int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path
     mn_progress_end(&pg);
     mn_tape_free(&t);
     mn_loader_close(ld);
-    if (f) {
+    if (f && rc) {
+        mn_atomic_abort(&results);
+    } else if (f) {
         fputs(first ? "]\n" : "\n]\n", f);
-        if (fclose(f) && !rc) rc = mn_error(MN_EIO, "%s: write failed", tmp);
-        if (!rc && rename(tmp, results_path)) rc = mn_error(MN_EIO, "%s: cannot rename to %s", tmp, results_path);
-        if (rc) remove(tmp);
+        rc = mn_atomic_commit(&results, true);
     }
     if (!rc) {
         qsort(ids, (size_t)done, sizeof *ids, cmp_i64);

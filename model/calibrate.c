@@ -15,12 +15,6 @@
 #include "mn/seg_model.h"
 #include "model/internal.h"
 
-static int round32(double v)
-{
-    int r = (int)(v / 32.0 + 0.5) * 32;
-    return r < 32 ? 32 : r;
-}
-
 const float *mdl_calib_scales(const mn_config *c, const float *scales, int *n_scales)
 {
     if (scales) return scales;
@@ -45,8 +39,8 @@ int mn_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_cali
             return mn_error(MN_EINVAL, "calibration grid: input scale %g is outside (0, 4]", (double)scales[s]);
         /* the evaluation size itself, and other scales rounded to multiples of 32 */
         bool full = scales[s] == 1.0f;
-        int h = full ? c->data.eval_size[0] : round32(c->data.eval_size[0] * (double)scales[s]);
-        int w = full ? c->data.eval_size[1] : round32(c->data.eval_size[1] * (double)scales[s]);
+        int h = full ? c->data.eval_size[0] : mn_round32(c->data.eval_size[0] * (double)scales[s]);
+        int w = full ? c->data.eval_size[1] : mn_round32(c->data.eval_size[1] * (double)scales[s]);
         bool dup = false;
         for (int k = 0; k < g->n_sizes; k++) dup |= g->sizes[k][0] == h && g->sizes[k][1] == w;
         if (dup) continue;

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "mn/config.h"
+#include "mn/fileio.h"
 #include "mn/image.h"
 #include "mn/json.h"
 
@@ -69,7 +70,7 @@ static const key keys[] = {
     {"optim.warmup_factor", K_FLOAT, F(optim.warmup_factor), 0, 1, NULL, "warm-up starts at lr * this"},
     {"optim.clip_grad_norm", K_FLOAT, F(optim.clip_grad_norm), 0, 1e6, NULL,
      "cap on the joint L2 norm of all gradients of an iteration (0: off)"},
-    {"train.batch_size", K_INT, F(train.batch_size), 1, 64, NULL, "images per iteration"},
+    {"train.batch_size", K_INT, F(train.batch_size), 1, MN_MAX_BATCH, NULL, "images per iteration"},
     {"train.iterations", K_INT, F(train.iterations), 1, 100000000, NULL, "optimiser steps"},
     {"train.seed", K_U64, F(train.seed), 0, 0, NULL, "seed of every random choice (data order, augmentation, widths, init)"},
     {"train.checkpoint_every", K_INT, F(train.checkpoint_every), 1, 100000000, NULL, "iterations between checkpoints"},
@@ -421,24 +422,9 @@ int mn_config_set(mn_config *c, const char *path, const char *value)
 
 static int load_unchecked(const char *path, mn_config *c)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return mn_error(MN_EIO, "%s: cannot open the configuration", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (1 << 24)) {
-        fclose(f);
-        return mn_error(MN_EFORMAT, "%s: not a configuration file (size)", path);
-    }
-    char *text = malloc((size_t)n + 1);
-    if (!text) {
-        fclose(f);
-        return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(text, 1, (size_t)n, f);
-    fclose(f);
-    text[got] = 0;
-    int rc = parse_unchecked(text, path, c);
+    char *text = NULL;
+    int rc = mn_read_file(path, (size_t)1 << 24, "configuration", &text, NULL);
+    if (!rc) rc = parse_unchecked(text, path, c);
     free(text);
     return rc;
 }
@@ -584,6 +570,12 @@ mn_seg_aug mn_config_seg_aug(const mn_config *c, bool train)
     aug.scale_max = c->data.scale_range[1];
     aug.hflip = train && c->data.hflip;
     return aug;
+}
+
+int mn_round32(double v)
+{
+    int r = (int)(v / 32.0 + 0.5) * 32;
+    return r < 32 ? 32 : r;
 }
 
 void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset_options *o)

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "mn/det_model.h"
+#include "mn/fileio.h"
 #include "mn/json.h"
 #include "model/internal.h"
 
@@ -229,18 +230,12 @@ static int cmp_int(const void *a, const void *b)
 
 int mn_coco_median_size(const char *path, int *h, int *w)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return mn_error(MN_EIO, "%s: cannot open the annotations file", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    size_t got = text ? fread(text, 1, (size_t)n, f) : 0;
-    fclose(f);
-    if (!text) return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    text[got] = 0;
+    char *text = NULL;
+    size_t got = 0;
+    int rc = mn_read_file(path, (size_t)1 << 32, "annotations file", &text, &got);
+    if (rc) return rc;
     cJSON *root = NULL;
-    int rc = mn_json_parse(text, got, path, &root);
+    rc = mn_json_parse(text, got, path, &root);
     free(text);
     if (rc) return rc;
     cJSON *imgs = cJSON_GetObjectItemCaseSensitive(root, "images");

@@ -13,6 +13,7 @@
 #include "mn/cls_eval.h"
 #include "mn/det_eval.h"
 #include "mn/det_model.h"
+#include "mn/fileio.h"
 #include "mn/seg_eval.h"
 #include "mn/viz.h"
 #include "select.h"
@@ -103,10 +104,10 @@ static int report_failures(int failures, int n_images)
 static int write_boxes(const char *path, const char *image, const mn_image *img, const mn_det_model *m,
                        const mn_detection *d, int n, float thr)
 {
-    char tmp[1700];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mn_error(MN_EIO, "%s: cannot write", tmp);
+    mn_atomic_file out;
+    int rc = mn_atomic_open(&out, path);
+    if (rc) return rc;
+    FILE *f = out.f;
     fprintf(f, "{\"image\": \"");
     for (const char *p = image; *p; p++) { /* a JSON string: escape quotes, backslashes, controls */
         if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
@@ -129,15 +130,7 @@ static int write_boxes(const char *path, const char *image, const mn_image *img,
                 (double)d[i].x1, (double)d[i].y1, (double)(d[i].x2 - d[i].x1), (double)(d[i].y2 - d[i].y1));
     }
     fprintf(f, "%s]}\n", k ? "\n" : "");
-    if (fclose(f)) {
-        remove(tmp);
-        return mn_error(MN_EIO, "%s: write failed", tmp);
-    }
-    if (rename(tmp, path)) {
-        remove(tmp);
-        return mn_error(MN_EIO, "%s: cannot rename to %s", tmp, path);
-    }
-    return 0;
+    return mn_atomic_commit(&out, true);
 }
 
 static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, const char *format, double thr,
@@ -248,9 +241,10 @@ static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, i
         snprintf(path, sizeof path, "%s/%s_classes.json", out, stem);
         int rc = mn_image_load_max(images[i], 3, max_pixels, &img);
         if (!rc) rc = mn_cls_predict(&m, &t, &img, width, h, w, probs);
-        FILE *f = rc ? NULL : fopen(path, "w");
-        if (!rc && !f) rc = mn_error(MN_EIO, "%s: cannot write", path);
+        mn_atomic_file json;
+        if (!rc) rc = mn_atomic_open(&json, path);
         if (!rc) {
+            FILE *f = json.f;
             memset(taken, 0, sizeof(bool) * (size_t)m.num_classes);
             fprintf(f, "[");
             for (int r = 0; r < 5 && r < m.num_classes; r++) {
@@ -261,7 +255,7 @@ static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, i
                 if (r == 0) fprintf(stderr, "mutualnet predict: %s: %s (%.1f%%)\n", images[i], m.class_names[k], 100.0 * probs[k]);
             }
             fprintf(f, "]\n");
-            if (fclose(f)) rc = mn_error(MN_EIO, "%s: cannot write", path);
+            rc = mn_atomic_commit(&json, true);
         }
         if (rc) {
             fprintf(stderr, "mutualnet predict: %s\n", mn_last_error());
@@ -329,8 +323,8 @@ int mn_cmd_predict(int argc, char **argv)
     if ((status = check_stems(images, n_images, out)) != MN_EXIT_OK) goto done;
     status = MN_EXIT_USAGE;
     int64_t max_pixels = (int64_t)max_px;
-    if (mkdir(out, 0777) && errno != EEXIST) {
-        fprintf(stderr, "mutualnet predict: %s: cannot create the output folder: %s\n", out, strerror(errno));
+    if (mn_mkdirs(out)) {
+        fprintf(stderr, "mutualnet predict: %s\n", mn_last_error());
         status = MN_EXIT_FAIL;
         goto done;
     }

@@ -20,12 +20,6 @@ typedef struct trainer {
     float *teacher;          /* (N, K) detached softmax of the full network */
 } trainer;
 
-static int round32(float v)
-{
-    int r = (int)(v / 32.0f + 0.5f) * 32;
-    return r < 32 ? 32 : r;
-}
-
 static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, bool teacher, double *loss)
 {
     const mn_config *c = tr->run.c;
@@ -37,7 +31,7 @@ static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, b
                             tr->model.num_classes - 1);
     mn_var *x = mn_var_wrap(t, mn_tensor_4d(b->images, b->n, 3, b->h, b->w));
     if (sn->scale != 1.0f) /* the same augmented batch, resized (spec §1: bilinear, align_corners=True) */
-        x = mn_resize_bilinear(t, x, round32((float)b->h * sn->scale), round32((float)b->w * sn->scale), true);
+        x = mn_resize_bilinear(t, x, mn_round32((float)b->h * sn->scale), mn_round32((float)b->w * sn->scale), true);
     /* only the full network keeps BN running statistics; calibration redoes them per config */
     mn_run r = {.tape = t, .width = sn->width, .training = true, .bn_momentum = teacher ? 0.1f : 0.0f};
     mn_var *logits = NULL;

@@ -57,7 +57,7 @@ static int run_subnet(trainer *tr, const mn_det_batch *full, const mn_subnet *sn
     mn_tape *t = &tr->run.tape;
     mn_tape_reset(t);
     mn_var *x = mn_var_wrap(t, mn_tensor_4d(b->images, b->n, 3, b->h, b->w));
-    mn_det_targets tg[64];
+    mn_det_targets tg[MN_MAX_BATCH];
     for (int i = 0; i < b->n; i++) tg[i] = (mn_det_targets){b->boxes[i], b->n_boxes[i]};
     /* the samplers' randomness depends only on (seed, iteration, network): resuming redraws it */
     mn_rng base, rng;

@@ -50,12 +50,6 @@ static void resize_labels(int32_t *dst, const int32_t *src, int n, int H, int W,
         }
 }
 
-static int round32(float v)
-{
-    int r = (int)(v / 32.0f + 0.5f) * 32;
-    return r < 32 ? 32 : r;
-}
-
 /* One forward/backward pass of one network; returns its loss value through *loss. */
 static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, bool teacher, double *loss)
 {
@@ -66,8 +60,8 @@ static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, b
     mn_var *x = mn_var_wrap(t, mn_tensor_4d(b->images, b->n, 3, b->h, b->w));
     const int32_t *labels = b->labels;
     if (sn->scale != 1.0f) {
-        h = round32((float)b->h * sn->scale);
-        w = round32((float)b->w * sn->scale);
+        h = mn_round32((float)b->h * sn->scale);
+        w = mn_round32((float)b->w * sn->scale);
         /* the same augmented batch, resized (spec §1: bilinear, align_corners=True) */
         x = mn_resize_bilinear(t, x, h, w, true);
         int rc = reserve((void **)&tr->labels_small, &tr->labels_cap, (int64_t)b->n * h * w, sizeof(int32_t),

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mn/fileio.h"
 #include "mn/viz.h"
 
 #define MAX_TICKS 64
@@ -777,38 +778,6 @@ static void svg_document(sbuf *b, const mn_chart *c, const layout *L)
     sb_printf(b, "</svg>\n");
 }
 
-/* Writes len bytes to path through a temporary file in the same directory, so a failure never
- * leaves a partial file behind. */
-static int write_atomic(const char *path, const char *data, size_t len)
-{
-    size_t plen = strlen(path) + 32;
-    char *tmp = malloc(plen);
-    if (!tmp) return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int rc = mn_error(MN_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    bool ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    int rc = 0;
-    if (!ok) {
-        rc = mn_error(MN_EIO, "%s: write failed: %s", path, strerror(err));
-        unlink(tmp);
-    } else if (rename(tmp, path) != 0) {
-        rc = mn_error(MN_EIO, "%s: cannot replace: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
-}
-
 int mn_chart_save_svg(const mn_chart *c, const char *path, int w, int h)
 {
     layout L;
@@ -820,7 +789,7 @@ int mn_chart_save_svg(const mn_chart *c, const char *path, int w, int h)
         free(b.p);
         return mn_error(MN_ENOMEM, "%s: out of memory writing SVG", path);
     }
-    rc = write_atomic(path, b.p, b.n);
+    rc = mn_write_file_atomic(path, b.p, b.n);
     free(b.p);
     return rc;
 }

@@ -18,7 +18,7 @@ struct mn_detector {
 struct mn_det_teacher {
     int n;                        /* images of the captured batch */
     int pad_h, pad_w;             /* its padded input size */
-    int valid[64][2];             /* (h, w) of each image's valid region */
+    int valid[MN_MAX_BATCH][2];             /* (h, w) of each image's valid region */
     int grid[MN_DET_LEVELS][2], a;
     float *rois;                  /* (n_rois, 5) sampled RoIs, teacher pixels */
     int n_rois;
@@ -176,7 +176,7 @@ static int check_batch(mn_var *images /* (N, 3, H, W) */, const mn_det_image *in
     const mn_tensor *v = &images->val;
     char buf[64];
     if (v->ndim != 4 || v->shape[1] != 3 || v->shape[2] % 32 || v->shape[3] % 32 || v->shape[0] < 1 ||
-        v->shape[0] > 64)
+        v->shape[0] > MN_MAX_BATCH)
         return mn_error(MN_ESHAPE, "%s: images must be (N <= 64, 3, H, W) with H and W multiples of 32, not %s", fn,
                         mn_shape_str(v, buf, sizeof buf));
     for (int64_t i = 0; i < v->shape[0]; i++)
@@ -414,8 +414,8 @@ int mn_det_forward_train(mn_detector *d, mn_run *r, mn_var *images, const mn_det
     int N = (int)images->val.shape[0];
     if (distill && distill->n != N)
         return mn_error(MN_EINVAL, "mn_det_forward_train: the teacher saw %d images, this batch has %d", distill->n, N);
-    float *gt[64];
-    int *gl[64], m[64];
+    float *gt[MN_MAX_BATCH];
+    int *gl[MN_MAX_BATCH], m[MN_MAX_BATCH];
     for (int n = 0; n < N; n++)
         if ((rc = gather_gt(d, t, &targets[n], n, &gt[n], &gl[n], &m[n]))) return rc;
 
@@ -424,7 +424,7 @@ int mn_det_forward_train(mn_detector *d, mn_run *r, mn_var *images, const mn_det
     det_layout lo;
     rc = det_layout_make(&lo, &d->anchors, p, (int)images->val.shape[2], (int)images->val.shape[3]);
     if (rc) return rc;
-    det_props props[64];
+    det_props props[MN_MAX_BATCH];
     memset(props, 0, sizeof props);
 
     /* RPN: sample anchors of every image, losses over the batch */
@@ -501,7 +501,7 @@ int mn_det_forward_test(mn_detector *d, mn_run *r, mn_var *images, const mn_det_
     bool old = mn_tape_set_grad(t, false);
     mn_var *p[MN_DET_LEVELS], *obj[MN_DET_LEVELS], *delta[MN_DET_LEVELS];
     det_layout lo = {0};
-    det_props props[64];
+    det_props props[MN_MAX_BATCH];
     memset(props, 0, sizeof props);
     rc = det_features(d, r, images, p);
     if (!rc) rc = det_rpn_forward(d, r, p, obj, delta);

@@ -113,6 +113,9 @@ MN_API void mn_config_dataset_options(const mn_config *c, const char *split, mn_
 /* The image augmentation of a whole-image task (segmentation, classification) as c asks for it:
  * crop, rescale range and flips when train, a plain resize to the crop otherwise. */
 MN_API mn_seg_aug mn_config_seg_aug(const mn_config *c, bool train);
+/* An input side scaled by a sub-network's or a table's scale (side x scale), rounded to the
+ * nearest multiple of 32 and at least 32: the sizes the networks run at below scale 1. */
+MN_API int mn_round32(double v);
 /* Prints every key, its type, default and meaning (the README's reference). */
 MN_API void mn_config_describe(FILE *f);
 

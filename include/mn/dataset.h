@@ -17,6 +17,7 @@
 #include "progress.h"
 #include "rng.h"
 #include "targets.h"
+#include "tensor.h"  /* MN_MAX_BATCH */
 
 #define MN_IGNORE_LABEL 255
 

@@ -2,7 +2,9 @@
 #ifndef MN_FILEIO_H
 #define MN_FILEIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "error.h"
 
@@ -14,6 +16,20 @@ MN_API int mn_read_file(const char *path, size_t max_bytes, const char *what, ch
  * fsync of the folder. On any failure (a full disk included) the old file is left as it was,
  * the temp file is removed and the message names path and the system's reason. */
 MN_API int mn_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* The same for a file written piece by piece: mn_atomic_open gives a stream to a temp file beside
+ * path; mn_atomic_commit flushes, fsyncs, closes and renames it over path (write_ok false: the
+ * caller's own writes failed, with errno set, so it only cleans up); on any failure the temp
+ * file is removed, path is left as it was, and the message names path and the reason. */
+typedef struct mn_atomic_file {
+    FILE *f;
+    char path[4096], tmp[4200];
+} mn_atomic_file;
+
+MN_API int mn_atomic_open(mn_atomic_file *a, const char *path);
+MN_API int mn_atomic_commit(mn_atomic_file *a, bool write_ok);
+/* Drops the temp file without a word (the caller failed for its own reason); path is untouched. */
+MN_API void mn_atomic_abort(mn_atomic_file *a);
 
 /* Creates dir and any missing parents (a run folder); error naming the folder. */
 MN_API int mn_mkdirs(const char *dir);

@@ -6,6 +6,10 @@
 #ifndef MN_TENSOR_H
 #define MN_TENSOR_H
 
+/* Images per batch: every per-image array of a batch (loader, transforms, detector, targets) is
+ * sized for this many. */
+#define MN_MAX_BATCH 64
+
 #include <stdbool.h>
 #include <stdint.h>
 #include "arena.h"
