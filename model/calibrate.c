@@ -183,9 +183,11 @@ void mn_det_table_print(const mn_det_model *m, FILE *f)
 
 /* ---- classification ---- */
 
+/* With the classifier: its 1280-channel tail has a BN of its own, which the features alone skip. */
 static int cls_forward(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */)
 {
-    return mn_backbone_forward(net, r, x, NULL, NULL);
+    mn_var *logits = NULL;
+    return mn_backbone_forward(net, r, x, NULL, &logits);
 }
 
 int mn_cls_calibrate_one(mn_cls_model *m, mn_loader *train, float width, int h, int w, int batches)

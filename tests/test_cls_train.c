@@ -178,3 +178,38 @@ Test(cls_train, refuses_labels_it_cannot_train_on)
     cr_assert(strstr(mn_last_error(), "task \"classification\" cannot train on data.kind \"folder\" (it reads imagefolder)"),
               "%s", mn_last_error());
 }
+
+/* Calibration resets every BN layer, so every one must get statistics again: the classifier's
+ * 1280-channel tail (features.18) used to be skipped, left at mean 0 / variance 1, because the
+ * calibration ran the backbone without its classifier. */
+Test(cls_train, calibration_gives_every_bn_statistics)
+{
+    mn_config c;
+    tiny_config(&c, "calib_all");
+    mn_cls_model m;
+    const char *names[] = {"circle", "square", "triangle"};
+    cr_assert_eq(mn_cls_model_create(&m, &c, 3, names, 1), 0, "%s", mn_last_error());
+    mn_dataset *tr;
+    mn_dataset_options o;
+    mn_config_dataset_options(&c, "train", &o);
+    cr_assert_eq(mn_dataset_open(&tr, &o), 0, "%s", mn_last_error());
+    mn_seg_aug aug = mn_config_seg_aug(&c, true);
+    mn_loader_options lo = {.batch_size = 4, .shuffle = true, .drop_last = true, .workers = 1, .prefetch = 2, .seed = 1};
+    mn_loader *ld;
+    cr_assert_eq(mn_loader_open(&ld, tr, &aug, &lo), 0, "%s", mn_last_error());
+    mn_slim_bn **bns;
+    int nb = mn_backbone_bn_layers(m.net, &bns);
+    cr_assert_gt(nb, 10);
+    for (int i = 0; i < nb; i++) bns[i]->num_batches = 0;
+    cr_assert_eq(mn_cls_calibrate_one(&m, ld, 0.5f, 64, 64, 2), 0, "%s", mn_last_error());
+    for (int i = 0; i < nb; i++) {
+        cr_assert_eq(bns[i]->num_batches, 2, "BN %s saw %lld batches", bns[i]->mean->name, (long long)bns[i]->num_batches);
+        /* and its active channels hold real statistics, not the reset values */
+        int active = 0;
+        for (int64_t k = 0; k < bns[i]->var->var.val.shape[0]; k++) active += bns[i]->var->var.val.data[k] != 1.0f;
+        cr_assert_gt(active, 0, "BN %s kept variance 1 everywhere", bns[i]->mean->name);
+    }
+    mn_loader_close(ld);
+    mn_dataset_close(tr);
+    mn_cls_model_free(&m);
+}
