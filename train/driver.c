@@ -1,4 +1,4 @@
-/* The scaffolding the segmentation and detection paths share (train/driver.h). */
+/* The training loop the three tasks share (train/driver.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

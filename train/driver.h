@@ -1,14 +1,12 @@
-/* What the segmentation and detection paths do alike, written once: the checkpoint layout
- * (train/seg_model.c, train/det_model.c), the training loop (train/seg_train.c,
- * train/det_train.c) and the calibration loop (train/calibrate.c, train/det_calibrate.c).
- * Each task keeps what is its own and hands it in through a small table of callbacks.
- * Internal to the library: nothing here is exported. */
+/* The training loop the three tasks share (train/seg_train.c, det_train.c, cls_train.c): run
+ * folder, lock, resume checks, checkpoints, metrics, stop requests. Each task keeps what is its
+ * own and hands it in through a small table of callbacks. Internal to the train layer: nothing
+ * here is exported. */
 #ifndef MN_TRAIN_DRIVER_H
 #define MN_TRAIN_DRIVER_H
 
 #include <stdio.h>
 
-#include "mn/calibrate.h"
 #include "mn/config.h"
 #include "mn/dataset.h"
 #include "mn/optim.h"
