@@ -66,7 +66,8 @@ for t in $targets; do
 
   if "$exe" "${opts[@]}" -max_total_time="$seconds" -print_final_stats=1 "$work" "fuzz/corpus/$t" >>"$log" 2>&1; then
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || echo '?')
-    echo "fuzz: $t: ${seconds}s, $execs executions, corpus $(find "$work" -type f | wc -l) files, no finding"
+    corp=$(grep ' DONE ' "$log" | tail -n 1 | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' || echo '?')
+    echo "fuzz: $t: ${seconds}s, $execs executions, $corp, no finding"
   else
     echo "fuzz: $t: FINDING (see $log; inputs in $art/)" >&2
     grep -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" | head -n 20 >&2
