@@ -165,6 +165,9 @@ static int check_png(const char *path, const uint8_t *b, size_t n, int64_t max_p
             int rc = check_size(path, info->w, info->h, max_px);
             if (rc) return rc;
         } else if (!memcmp(type, "IDAT", 4)) {
+            /* legal but never written by an encoder, and stb_image does pointer arithmetic on NULL
+             * for it (undefined behaviour; found by fuzzing) */
+            if (len == 0) return mn_error(MN_EFORMAT, "%s: corrupt PNG: empty IDAT chunk at byte %zu", path, at);
             seen_idat = true;
             idat_bytes += len;
         } else if (!memcmp(type, "IEND", 4)) {
@@ -258,6 +261,29 @@ static uint64_t scan_min_bytes(const jpeg_frame *f, const uint8_t *seg, size_t l
 /* Walks the marker segments: every segment's declared length must fit, the frame header's
  * size must be within the limit, and the entropy-coded data of each scan must be followed by
  * a marker, ending at EOI (bytes after EOI are ignored, as decoders do). */
+/* A DHT segment holds tables of (class/id byte, 16 code counts, the sum of the counts in symbols)
+ * that must fill it exactly, each with at most 256 codes: stb_image 2.27 checks neither and writes
+ * a code-length array of 257 bytes for as many codes as the counts add up to (found by fuzzing: a
+ * short segment whose counts run into the next marker wrote past the array). */
+static int check_dht(const char *path, const uint8_t *body, size_t len, size_t at)
+{
+    size_t i = 0;
+    while (i < len) {
+        if (len - i < 17)
+            return mn_error(MN_EFORMAT, "%s: corrupt JPEG: Huffman table at byte %zu is cut short", path, at);
+        if ((body[i] >> 4) > 1 || (body[i] & 15) > 3)
+            return mn_error(MN_EFORMAT, "%s: corrupt JPEG: Huffman table class/id 0x%02x at byte %zu", path, body[i],
+                            at);
+        size_t codes = 0;
+        for (int k = 1; k <= 16; k++) codes += body[i + k];
+        if (codes > 256 || codes > len - i - 17)
+            return mn_error(MN_EFORMAT, "%s: corrupt JPEG: Huffman table at byte %zu declares %zu codes (%zu bytes left)",
+                            path, at, codes, len - i - 17);
+        i += 17 + codes;
+    }
+    return 0;
+}
+
 static int check_jpeg(const char *path, const uint8_t *b, size_t n, int64_t max_px)
 {
     size_t at = 2;
@@ -284,6 +310,10 @@ static int check_jpeg(const char *path, const uint8_t *b, size_t n, int64_t max_
             return mn_error(MN_EFORMAT, "%s: truncated JPEG: segment 0x%02x at byte %zu needs %zu bytes", path, code,
                             at - 2, seg);
         const uint8_t *body = b + at + 2;
+        if (code == 0xc4) {
+            int rc = check_dht(path, body, seg - 2, at - 2);
+            if (rc) return rc;
+        }
         /* SOF0..SOF15 except DHT (c4), JPG (c8) and DAC (cc) */
         if (code >= 0xc0 && code <= 0xcf && code != 0xc4 && code != 0xc8 && code != 0xcc) {
             int rc = parse_sof(path, body, seg - 2, code, max_px, &frame);

@@ -865,3 +865,49 @@ Test(image, jpeg_scan_cut_short_before_its_end_marker_is_refused)
     free(more);
     free(b);
 }
+
+/* Two inputs that fuzzing with stb_image compiled in found to reach undefined behaviour inside the
+ * decoder; the container checks refuse them first. */
+Test(image, fuzz_findings_in_stb_are_refused_before_decoding)
+{
+    /* F1: a DHT segment shorter than its 16 code counts; stb wrote past a 257-byte array */
+    char path[512];
+    snprintf(path, sizeof path, "%s/fuzz/regressions/image/stb_jpeg_dht_counts_past_257.jpg", MN_SOURCE_DIR);
+    expect_load_error(path, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "corrupt JPEG: Huffman table at byte 2 is cut short"), "%s", mn_last_error());
+    /* the same with the counts declaring more than 256 codes in a segment long enough for them */
+    uint8_t jpg[600];
+    size_t n = 0;
+    jpg[n++] = 0xff, jpg[n++] = 0xd8, jpg[n++] = 0xff, jpg[n++] = 0xc4;
+    size_t seg = 2 + 17 + 300;
+    jpg[n++] = (uint8_t)(seg >> 8), jpg[n++] = (uint8_t)seg, jpg[n++] = 0x00;
+    for (int k = 0; k < 16; k++) jpg[n++] = k < 15 ? 20 : 0; /* 300 codes */
+    memset(jpg + n, 1, 300);
+    n += 300;
+    jpg[n++] = 0xff, jpg[n++] = 0xd9;
+    path_of(path, sizeof path, "dht300.jpg");
+    write_bytes(path, jpg, n);
+    expect_load_error(path, MN_EFORMAT, false);
+    cr_assert(strstr(mn_last_error(), "declares 300 codes"), "%s", mn_last_error());
+    /* F2: an empty IDAT chunk (valid CRCs); stb computed NULL + 0 */
+    uint8_t png[256], ihdr[13] = {0, 0, 0, 8, 0, 0, 0, 8, 8, 0, 0, 0, 0}, row[9 * 8] = {0};
+    n = 0;
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+    n = 8;
+    n += put_chunk(png + n, "IHDR", ihdr, 13);
+    n += put_chunk(png + n, "IDAT", NULL, 0);
+    /* the scan lines (8 rows of a filter byte and 8 zero pixels) as one stored deflate block */
+    uint8_t zbuf[100];
+    size_t z = 0, rl = sizeof row;
+    zbuf[z++] = 0x78, zbuf[z++] = 0x01, zbuf[z++] = 0x01;
+    zbuf[z++] = (uint8_t)rl, zbuf[z++] = (uint8_t)(rl >> 8), zbuf[z++] = (uint8_t)~rl, zbuf[z++] = (uint8_t)(~rl >> 8);
+    memcpy(zbuf + z, row, rl);
+    z += rl;
+    z += put32(zbuf + z, (uint32_t)rl << 16 | 1); /* Adler-32 of zeros: a = 1, b = their count */
+    n += put_chunk(png + n, "IDAT", zbuf, z);
+    n += put_chunk(png + n, "IEND", NULL, 0);
+    path_of(path, sizeof path, "empty_idat.png");
+    write_bytes(path, png, n);
+    expect_load_error(path, MN_EFORMAT, true);
+    cr_assert(strstr(mn_last_error(), "corrupt PNG: empty IDAT chunk at byte 33"), "%s", mn_last_error());
+}
