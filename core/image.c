@@ -183,7 +183,7 @@ typedef struct jpeg_frame {
     bool seen, progressive;
     int64_t w, h;
     int ncomp, hmax, vmax;
-    int id[4], hs[4], vs[4];
+    int id[4], hs[4], vs[4], tq[4];
 } jpeg_frame;
 
 static int parse_sof(const char *path, const uint8_t *seg, size_t len, uint8_t code, int64_t max_px, jpeg_frame *f)
@@ -208,6 +208,7 @@ static int parse_sof(const char *path, const uint8_t *seg, size_t len, uint8_t c
         f->id[i] = seg[6 + 3 * i];
         f->hs[i] = seg[7 + 3 * i] >> 4;
         f->vs[i] = seg[7 + 3 * i] & 15;
+        f->tq[i] = seg[8 + 3 * i];
         if (f->hs[i] < 1 || f->hs[i] > 4 || f->vs[i] < 1 || f->vs[i] > 4) {
             f->ncomp = 0; /* bad sampling factors: stb refuses them, no bound here */
             return 0;
@@ -265,7 +266,7 @@ static uint64_t scan_min_bytes(const jpeg_frame *f, const uint8_t *seg, size_t l
  * that must fill it exactly, each with at most 256 codes: stb_image 2.27 checks neither and writes
  * a code-length array of 257 bytes for as many codes as the counts add up to (found by fuzzing: a
  * short segment whose counts run into the next marker wrote past the array). */
-static int check_dht(const char *path, const uint8_t *body, size_t len, size_t at)
+static int check_dht(const char *path, const uint8_t *body, size_t len, size_t at, unsigned *defined)
 {
     size_t i = 0;
     while (i < len) {
@@ -279,8 +280,48 @@ static int check_dht(const char *path, const uint8_t *body, size_t len, size_t a
         if (codes > 256 || codes > len - i - 17)
             return mn_error(MN_EFORMAT, "%s: corrupt JPEG: Huffman table at byte %zu declares %zu codes (%zu bytes left)",
                             path, at, codes, len - i - 17);
+        *defined |= 1u << ((body[i] >> 4) * 4 + (body[i] & 15)); /* bit class * 4 + id */
         i += 17 + codes;
     }
+    return 0;
+}
+
+/* Quantisation tables a DQT segment defines (id 0..3, 8- or 16-bit entries). */
+static int check_dqt(const char *path, const uint8_t *body, size_t len, size_t at, unsigned *defined)
+{
+    size_t i = 0;
+    while (i < len) {
+        int precision = body[i] >> 4, id = body[i] & 15;
+        size_t size = 1 + (precision ? 128 : 64);
+        if (precision > 1 || id > 3 || len - i < size)
+            return mn_error(MN_EFORMAT, "%s: corrupt JPEG: quantisation table at byte %zu", path, at);
+        *defined |= 1u << id;
+        i += size;
+    }
+    return 0;
+}
+
+/* A scan may use only tables defined before it: stb_image 2.27 decodes with whatever an undefined
+ * table holds and indexes past its arrays (found by fuzzing). sos: Ns, Ns x {id, Td<<4|Ta}, Ss,
+ * Se, Ah<<4|Al. A progressive DC refinement uses no Huffman table, a DC scan no AC table and an
+ * AC scan no DC table. */
+static int check_scan_tables(const char *path, const jpeg_frame *f, const uint8_t *sos, size_t len, size_t at,
+                             unsigned huff, unsigned quant)
+{
+    if (len < 1 || len < 1 + 2 * (size_t)sos[0] + 3) return 0; /* stb refuses these itself */
+    int ns = sos[0], ss = sos[1 + 2 * ns], ah = sos[3 + 2 * ns] >> 4;
+    bool dc = !f->progressive || (ss == 0 && ah == 0), ac = !f->progressive || ss > 0;
+    for (int k = 0; k < ns; k++) {
+        int td = sos[2 + 2 * k] >> 4, ta = sos[2 + 2 * k] & 15;
+        if ((dc && (td > 3 || !(huff >> td & 1))) || (ac && (ta > 3 || !(huff >> (4 + ta) & 1))))
+            return mn_error(MN_EFORMAT, "%s: corrupt JPEG: the scan at byte %zu uses a Huffman table no DHT defined",
+                            path, at);
+    }
+    for (int c = 0; c < f->ncomp; c++)
+        if (f->tq[c] > 3 || !(quant >> f->tq[c] & 1))
+            return mn_error(MN_EFORMAT,
+                            "%s: corrupt JPEG: the scan at byte %zu needs quantisation table %d, which no DQT defined",
+                            path, at, f->tq[c]);
     return 0;
 }
 
@@ -289,6 +330,7 @@ static int check_jpeg(const char *path, const uint8_t *b, size_t n, int64_t max_
     size_t at = 2;
     bool seen_sos = false;
     jpeg_frame frame = {0};
+    unsigned huff = 0, quant = 0; /* tables defined so far: DC ids in bits 0..3, AC in 4..7 */
     for (;;) {
         /* a marker: 0xff (possibly repeated as fill) then a code; stray bytes before it are
          * skipped as libjpeg does (with a warning there) */
@@ -310,8 +352,10 @@ static int check_jpeg(const char *path, const uint8_t *b, size_t n, int64_t max_
             return mn_error(MN_EFORMAT, "%s: truncated JPEG: segment 0x%02x at byte %zu needs %zu bytes", path, code,
                             at - 2, seg);
         const uint8_t *body = b + at + 2;
-        if (code == 0xc4) {
-            int rc = check_dht(path, body, seg - 2, at - 2);
+        if (code == 0xc4 || code == 0xdb || code == 0xda) {
+            int rc = code == 0xc4   ? check_dht(path, body, seg - 2, at - 2, &huff)
+                     : code == 0xdb ? check_dqt(path, body, seg - 2, at - 2, &quant)
+                                    : check_scan_tables(path, &frame, body, seg - 2, at - 2, huff, quant);
             if (rc) return rc;
         }
         /* SOF0..SOF15 except DHT (c4), JPG (c8) and DAC (cc) */

@@ -911,3 +911,17 @@ Test(image, fuzz_findings_in_stb_are_refused_before_decoding)
     expect_load_error(path, MN_EFORMAT, true);
     cr_assert(strstr(mn_last_error(), "corrupt PNG: empty IDAT chunk at byte 33"), "%s", mn_last_error());
 }
+
+/* F3: scans that name a Huffman table no DHT defined (one file has no DQT either); stb decoded
+ * with the undefined tables and read past a 257-byte array. */
+Test(image, jpeg_scans_need_defined_tables)
+{
+    static const char *const files[] = {"stb_jpeg_scan_uses_undefined_huffman_table.jpg",
+                                         "stb_jpeg_no_dqt_scan_uses_undefined_dc_table.jpg"};
+    for (int i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/fuzz/regressions/image/%s", MN_SOURCE_DIR, files[i]);
+        expect_load_error(path, MN_EFORMAT, false);
+        cr_assert(strstr(mn_last_error(), "uses a Huffman table no DHT defined"), "%s", mn_last_error());
+    }
+}
