@@ -14,6 +14,11 @@ int mn_read_file(const char *path, size_t max_bytes, const char *what, char **ou
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return mn_error(MN_EIO, "%s: cannot open the %s: %s", path, what, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return mn_error(MN_EIO, "%s: a folder, not the %s", path, what);
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap + 1);
     int rc = buf ? 0 : mn_error(MN_ENOMEM, "%s: out of memory", path);

@@ -32,6 +32,7 @@
 
 #include "internal.h"
 #include "mn/polygon.h"
+#include "mn/fileio.h"
 #include "mn/json.h"
 
 /* Largest magnitude up to which every integer is exact in a double (cJSON numbers are doubles). */
@@ -87,34 +88,6 @@ static int grow(void **p, int64_t *cap, int64_t need, size_t elem, const char *w
     if (!q) return mn_error(MN_ENOMEM, "%s: out of memory", where);
     *p = q;
     *cap = c;
-    return 0;
-}
-
-static int read_text(const char *path, char **out, size_t *len)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mn_error(MN_EIO, "%s: cannot open the annotations file", path);
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return mn_error(MN_EIO, "%s: not a regular file", path);
-    }
-    size_t n = (size_t)sb.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return mn_error(MN_ENOMEM, "%s: out of memory reading %zu bytes", path, n);
-    }
-    size_t got = fread(buf, 1, n, f);
-    fclose(f);
-    if (got != n) {
-        free(buf);
-        return mn_error(MN_EIO, "%s: read failed", path);
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
     return 0;
 }
 
@@ -594,7 +567,7 @@ static int coco_open(void **state, const mn_dataset_options *o)
     c->rep = o->reporter;
     char *text = NULL;
     size_t len = 0;
-    int rc = read_text(c->json, &text, &len);
+    int rc = mn_read_file(c->json, MN_JSON_MAX_BYTES, "annotations file", &text, &len);
     if (!rc) rc = coco_parse(c, text, len);
     free(text);
     if (rc) {

@@ -41,9 +41,8 @@ int mn_ds_coco_boxes(const void *state, int i, mn_box *out, int cap);
 
 /* ---- lists (datasets/lists.c) ---- */
 
-/* A whole text file (at most 64 MiB) into *text (malloc'd, NUL-ended), *len its bytes; `what`
- * ("class list") names it in errors. */
-int mn_ds_read_list(const char *path, const char *what, char **text, size_t *len);
+/* Class and split lists are a few kilobytes; a larger file is the wrong one (mn_read_file's cap). */
+#define MN_DS_LIST_MAX_BYTES ((size_t)64 << 20)
 
 /* Class names travel into checkpoints in 64-byte fields. */
 #define MN_DS_CLASS_NAME_MAX 63

@@ -4,46 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "internal.h"
-
-/* Lists are a few kilobytes; anything this large is the wrong file. */
-#define LIST_MAX_BYTES (64 << 20)
-
-int mn_ds_read_list(const char *path, const char *what, char **text, size_t *len)
-{
-    *text = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mn_error(MN_EIO, "%s: cannot open the %s", path, what);
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return mn_error(MN_EIO, "%s: the %s is not a regular file", path, what);
-    }
-    if (sb.st_size > LIST_MAX_BYTES) {
-        fclose(f);
-        return mn_error(MN_EFORMAT, "%s: the %s is %lld bytes, more than a list can be (%d)", path, what,
-                        (long long)sb.st_size, LIST_MAX_BYTES);
-    }
-    size_t n = (size_t)sb.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return mn_error(MN_ENOMEM, "%s: out of memory reading the %s", path, what);
-    }
-    size_t got = fread(buf, 1, n, f);
-    fclose(f);
-    if (got != n) {
-        free(buf);
-        return mn_error(MN_EIO, "%s: cannot read the %s", path, what);
-    }
-    buf[n] = 0;
-    *text = buf;
-    *len = n;
-    return 0;
-}
+#include "mn/fileio.h"
 
 /* ---- lines ---- */
 
@@ -253,7 +216,7 @@ int mn_ds_classes_read(mn_ds_classes *out, const char *path, enum mn_ds_class_fo
     memset(out, 0, sizeof *out);
     char *text;
     size_t len;
-    int rc = mn_ds_read_list(path, "class list", &text, &len);
+    int rc = mn_read_file(path, MN_DS_LIST_MAX_BYTES, "class list", &text, &len);
     if (rc) return rc;
     rc = mn_ds_classes_parse(out, text, len, path, format, max_classes);
     free(text);

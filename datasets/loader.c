@@ -10,10 +10,13 @@
 #include "mn/dataset.h"
 
 enum { SLOT_FREE, SLOT_LOADING, SLOT_READY };
+enum kind { KIND_SEG, KIND_DET, KIND_CLS };
+static const char *const kind_calls[] = {"mn_loader_next", "mn_loader_next_det", "mn_loader_next_cls"};
 
 typedef struct slot {
-    mn_seg_batch batch;
-    mn_det_batch det;          /* detection loaders fill this one instead */
+    mn_seg_batch batch;        /* the slot's batch, by the loader's kind */
+    mn_det_batch det;
+    mn_cls_batch cls;
     int state, rc;
     int index;                 /* batch index within the epoch */
     char err[512];
@@ -21,9 +24,10 @@ typedef struct slot {
 
 struct mn_loader {
     mn_dataset *d;
+    enum kind kind;
     mn_seg_aug aug;
-    bool det;                  /* a detection loader (mn_loader_open_det) */
     mn_det_aug daug;
+    mn_cls_aug caug;
     mn_loader_options o;
     int n_items, n_batches;
     int *order;                /* this epoch's permutation */
@@ -58,7 +62,6 @@ static int make_batch(mn_loader *l, int b, slot *s)
         mn_sample smp;
         int rc = mn_dataset_get(l->d, idx, &smp);
         if (rc) return rc;
-        bt->classes[j] = smp.class_id;
         mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + j));
         rc = mn_seg_transform(&l->aug, &smp, &r, bt->images + (int64_t)j * 3 * H * W, bt->labels + (int64_t)j * H * W);
         mn_sample_free(&smp);
@@ -121,6 +124,36 @@ static int make_det_batch(mn_loader *l, int b, slot *s)
     return rc;
 }
 
+/* Classification: each sample's crop and flip into its place, its class beside it. */
+static int make_cls_batch(mn_loader *l, int b, slot *s)
+{
+    int B = l->o.batch_size, H = l->caug.out_h, W = l->caug.out_w;
+    int first = b * B, n = l->n_items - first < B ? l->n_items - first : B;
+    mn_cls_batch *bt = &s->cls;
+    bt->n = n;
+    bt->h = H;
+    bt->w = W;
+    for (int j = 0; j < n; j++) {
+        int idx = l->order[first + j];
+        bt->index[j] = idx;
+        mn_sample smp;
+        int rc = mn_dataset_get(l->d, idx, &smp);
+        if (rc) return rc;
+        bt->classes[j] = smp.class_id;
+        if (smp.class_id < 0) rc = mn_error(MN_EINVAL, "%s: the image has no class (a classification loader needs one)", smp.name);
+        mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + j));
+        if (!rc) rc = mn_cls_transform(&l->caug, &smp, &r, bt->images + (int64_t)j * 3 * H * W);
+        mn_sample_free(&smp);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int make(mn_loader *l, int b, slot *s)
+{
+    return l->kind == KIND_DET ? make_det_batch(l, b, s) : l->kind == KIND_CLS ? make_cls_batch(l, b, s) : make_batch(l, b, s);
+}
+
 static void *worker(void *arg)
 {
     mn_loader *l = arg;
@@ -135,7 +168,7 @@ static void *worker(void *arg)
         s->index = b;
         l->in_flight++;
         pthread_mutex_unlock(&l->mu);
-        int rc = l->det ? make_det_batch(l, b, s) : make_batch(l, b, s);
+        int rc = make(l, b, s);
         pthread_mutex_lock(&l->mu);
         s->rc = rc;
         if (rc) snprintf(s->err, sizeof s->err, "%s", mn_last_error());
@@ -147,9 +180,9 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* Opens either kind of loader: seg_aug for segmentation batches, det_aug for detection ones. */
-static int open_loader(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_det_aug *daug,
-                       const mn_loader_options *o)
+/* Opens a loader of the given kind; aug is that kind's augmentation (mn_seg_aug, mn_det_aug or
+ * mn_cls_aug). */
+static int open_loader(mn_loader **out, mn_dataset *d, enum kind kind, const void *aug, const mn_loader_options *o)
 {
     *out = NULL;
     if (o->batch_size < 1 || o->batch_size > MN_MAX_BATCH)
@@ -157,9 +190,10 @@ static int open_loader(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, co
     mn_loader *l = calloc(1, sizeof *l);
     if (!l) return mn_error(MN_ENOMEM, "loader: out of memory");
     l->d = d;
-    if (aug) l->aug = *aug;
-    l->det = daug != NULL;
-    if (daug) l->daug = *daug;
+    l->kind = kind;
+    if (kind == KIND_SEG) l->aug = *(const mn_seg_aug *)aug;
+    if (kind == KIND_DET) l->daug = *(const mn_det_aug *)aug;
+    if (kind == KIND_CLS) l->caug = *(const mn_cls_aug *)aug;
     l->o = *o;
     l->n_items = mn_dataset_size(d);
     l->n_batches = o->drop_last ? l->n_items / o->batch_size : (l->n_items + o->batch_size - 1) / o->batch_size;
@@ -169,11 +203,14 @@ static int open_loader(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, co
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     int rc = (!l->order || !l->slots) ? mn_error(MN_ENOMEM, "loader: out of memory") : 0;
-    int64_t px = aug ? (int64_t)aug->crop_h * aug->crop_w * o->batch_size : 0;
-    for (int i = 0; !rc && aug && i < l->n_slots; i++) {
-        l->slots[i].batch.images = malloc(sizeof(float) * (size_t)(3 * px));
-        l->slots[i].batch.labels = malloc(sizeof(int32_t) * (size_t)px);
-        if (!l->slots[i].batch.images || !l->slots[i].batch.labels) rc = mn_error(MN_ENOMEM, "loader: out of memory");
+    /* detection batches grow to the images they hold; the others have one size */
+    int64_t px = (int64_t)o->batch_size * (kind == KIND_SEG ? (int64_t)l->aug.crop_h * l->aug.crop_w
+                                           : kind == KIND_CLS ? (int64_t)l->caug.out_h * l->caug.out_w : 0);
+    for (int i = 0; !rc && px && i < l->n_slots; i++) {
+        float **images = kind == KIND_SEG ? &l->slots[i].batch.images : &l->slots[i].cls.images;
+        *images = malloc(sizeof(float) * (size_t)(3 * px));
+        if (kind == KIND_SEG) l->slots[i].batch.labels = malloc(sizeof(int32_t) * (size_t)px);
+        if (!*images || (kind == KIND_SEG && !l->slots[i].batch.labels)) rc = mn_error(MN_ENOMEM, "loader: out of memory");
     }
     if (!rc && o->workers > 0) {
         l->threads = calloc((size_t)o->workers, sizeof *l->threads);
@@ -195,7 +232,7 @@ static int open_loader(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, co
 
 int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_loader_options *o)
 {
-    return open_loader(out, d, aug, NULL, o);
+    return open_loader(out, d, KIND_SEG, aug, o);
 }
 
 int mn_loader_open_det(mn_loader **out, mn_dataset *d, const mn_det_aug *aug, const mn_loader_options *o)
@@ -204,7 +241,15 @@ int mn_loader_open_det(mn_loader **out, mn_dataset *d, const mn_det_aug *aug, co
     if (aug->min_size < 1 || aug->max_size < 1 || aug->size_divisible < 1)
         return mn_error(MN_EINVAL, "detection loader: min_size %d, max_size %d, size_divisible %d must be positive",
                         aug->min_size, aug->max_size, aug->size_divisible);
-    return open_loader(out, d, NULL, aug, o);
+    return open_loader(out, d, KIND_DET, aug, o);
+}
+
+int mn_loader_open_cls(mn_loader **out, mn_dataset *d, const mn_cls_aug *aug, const mn_loader_options *o)
+{
+    *out = NULL;
+    if (aug->out_h < 1 || aug->out_w < 1 || aug->out_h > 16384 || aug->out_w > 16384)
+        return mn_error(MN_EINVAL, "classification loader: output %dx%d", aug->out_h, aug->out_w);
+    return open_loader(out, d, KIND_CLS, aug, o);
 }
 
 int mn_loader_start(mn_loader *l, int epoch, int first)
@@ -238,7 +283,7 @@ static int next_slot(mn_loader *l, slot **out)
     int b = l->cursor;
     slot *s = &l->slots[b % l->n_slots];
     if (l->n_threads == 0) {
-        s->rc = l->det ? make_det_batch(l, b, s) : make_batch(l, b, s);
+        s->rc = make(l, b, s);
         if (s->rc) return s->rc;
     } else {
         pthread_mutex_lock(&l->mu);
@@ -253,24 +298,52 @@ static int next_slot(mn_loader *l, slot **out)
     return 0;
 }
 
-int mn_loader_next(mn_loader *l, const mn_seg_batch **out)
+/* The next slot of a loader that must be of kind `kind` (each kind refuses the others' calls). */
+static int next_of(mn_loader *l, enum kind kind, slot **out)
 {
     *out = NULL;
-    if (l->det) return mn_error(MN_EINVAL, "loader: a detection loader gives batches through mn_loader_next_det");
+    if (l->kind != kind)
+        return mn_error(MN_EINVAL, "loader: this loader gives batches through %s, not %s", kind_calls[l->kind], kind_calls[kind]);
+    return next_slot(l, out);
+}
+
+int mn_loader_next(mn_loader *l, const mn_seg_batch **out)
+{
     slot *s;
-    int rc = next_slot(l, &s);
-    if (!rc && s) *out = &s->batch;
+    int rc = next_of(l, KIND_SEG, &s);
+    *out = s ? &s->batch : NULL;
     return rc;
 }
 
 int mn_loader_next_det(mn_loader *l, const mn_det_batch **out)
 {
-    *out = NULL;
-    if (!l->det) return mn_error(MN_EINVAL, "loader: a segmentation loader gives batches through mn_loader_next");
     slot *s;
-    int rc = next_slot(l, &s);
-    if (!rc && s) *out = &s->det;
+    int rc = next_of(l, KIND_DET, &s);
+    *out = s ? &s->det : NULL;
     return rc;
+}
+
+int mn_loader_next_cls(mn_loader *l, const mn_cls_batch **out)
+{
+    slot *s;
+    int rc = next_of(l, KIND_CLS, &s);
+    *out = s ? &s->cls : NULL;
+    return rc;
+}
+
+int mn_loader_next_images(mn_loader *l, int *n, int *h, int *w, const float **images)
+{
+    *n = *h = *w = 0;
+    *images = NULL;
+    if (l->kind == KIND_DET) return mn_error(MN_EINVAL, "loader: a detection loader's images differ in size; use mn_loader_next_det");
+    slot *s;
+    int rc = next_of(l, l->kind, &s);
+    if (rc || !s) return rc;
+    *n = l->kind == KIND_CLS ? s->cls.n : s->batch.n;
+    *h = l->kind == KIND_CLS ? s->cls.h : s->batch.h;
+    *w = l->kind == KIND_CLS ? s->cls.w : s->batch.w;
+    *images = l->kind == KIND_CLS ? s->cls.images : s->batch.images;
+    return 0;
 }
 
 void mn_loader_close(mn_loader *l)
@@ -284,6 +357,7 @@ void mn_loader_close(mn_loader *l)
     for (int i = 0; l->slots && i < l->n_slots; i++) {
         free(l->slots[i].batch.images);
         free(l->slots[i].batch.labels);
+        free(l->slots[i].cls.images);
         mn_det_batch_free(&l->slots[i].det);
     }
     pthread_mutex_destroy(&l->mu);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "internal.h"
+#include "mn/fileio.h"
 
 enum { MAX_CLASSES = 255 }; /* indices 0..254; 255 is ignore */
 
@@ -110,7 +111,7 @@ static int read_split(voc *v, const char *list)
 {
     char *text, name[300], path[1400];
     size_t len;
-    int rc = mn_ds_read_list(list, "split list", &text, &len), *lines = NULL;
+    int rc = mn_read_file(list, MN_DS_LIST_MAX_BYTES, "split list", &text, &len), *lines = NULL;
     mn_ds_files ids = {0};
     if (!rc) rc = mn_ds_split_parse(&ids, &lines, text, len, list);
     free(text);

@@ -186,8 +186,8 @@ typedef struct cls_calib {
 
 static int cls_open_loader(void *self, mn_dataset *train_set, const mn_loader_options *lo, mn_loader **ld)
 {
-    mn_seg_aug aug = mn_config_seg_aug(&((cls_calib *)self)->m->cfg, true);
-    return mn_loader_open(ld, train_set, &aug, lo);
+    mn_cls_aug aug = mn_config_cls_aug(&((cls_calib *)self)->m->cfg, true);
+    return mn_loader_open_cls(ld, train_set, &aug, lo);
 }
 
 static int cls_point(void *self, mn_loader *ld, float width, const int *size /* (2) */, int batches, int64_t *macs,

@@ -1,5 +1,5 @@
 /* Scoring and running an image classifier: top-1 / top-5 accuracy over a data set of
- * image-level labels, each image resized to the configuration's input. */
+ * image-level labels, each image resized and centre-cropped to the input asked for. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,18 +8,26 @@
 #include "mn/ops.h"
 #include "mn/progress.h"
 
+/* The configuration's evaluation transform at an h x w input. */
+static mn_cls_aug eval_aug(const mn_config *c, int h, int w)
+{
+    mn_cls_aug aug = mn_config_cls_aug(c, false);
+    aug.out_h = h;
+    aug.out_w = w;
+    return aug;
+}
+
 int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, float width, int h, int w,
                    float *probs /* (num_classes) */)
 {
     mn_tape_reset(t);
     bool old = mn_tape_set_grad(t, false);
-    mn_seg_aug aug;
-    mn_seg_aug_default(&aug, h, w, false);
+    mn_cls_aug aug = eval_aug(&m->cfg, h, w);
     int64_t shape[4] = {1, 3, h, w};
     mn_var *x = mn_var_new(t, 4, shape);
     int rc = x ? 0 : mn_last_error_code();
     mn_sample s = {.image = *img};
-    if (!rc) rc = mn_seg_transform(&aug, &s, NULL, x->val.data, NULL);
+    if (!rc) rc = mn_cls_transform(&aug, &s, NULL, x->val.data);
     mn_var *logits = NULL;
     mn_run r = {.tape = t, .width = width, .training = false};
     if (!rc) rc = mn_backbone_forward(m->net, &r, x, NULL, &logits);
@@ -45,12 +53,11 @@ int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, i
     const mn_config *c = &m->cfg;
     int n = mn_dataset_size(d);
     if (max_images > 0 && max_images < n) n = max_images;
-    mn_seg_aug aug;
-    mn_seg_aug_default(&aug, h, w, false);
+    mn_cls_aug aug = eval_aug(c, h, w);
     mn_loader_options lo = {.batch_size = c->train.batch_size < n ? c->train.batch_size : n, .workers = c->data.workers,
                             .prefetch = 2};
     mn_loader *ld = NULL;
-    int rc = n > 0 ? mn_loader_open(&ld, d, &aug, &lo) : mn_error(MN_EINVAL, "evaluation: the %s data set is empty", mn_dataset_kind_name(d));
+    int rc = n > 0 ? mn_loader_open_cls(&ld, d, &aug, &lo) : mn_error(MN_EINVAL, "evaluation: the %s data set is empty", mn_dataset_kind_name(d));
     if (!rc) rc = mn_loader_start(ld, 0, 0);
     mn_tape t;
     mn_tape_init(&t, 0);
@@ -59,8 +66,8 @@ int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, i
     mn_progress pg;
     mn_progress_begin(&pg, rep, "evaluate", n, 0, n / 10 + 1);
     while (!rc && done < n) {
-        const mn_seg_batch *b = NULL;
-        rc = mn_loader_next(ld, &b);
+        const mn_cls_batch *b = NULL;
+        rc = mn_loader_next_cls(ld, &b);
         if (rc || !b) break;
         mn_tape_reset(&t);
         mn_var *x = mn_var_wrap(&t, mn_tensor_4d(b->images, b->n, 3, b->h, b->w)), *logits = NULL;

@@ -11,47 +11,11 @@
 #include <cjson/cJSON.h>
 
 #include "mn/coco_eval.h"
+#include "mn/fileio.h"
 #include "mn/json.h"
 
 /* Largest magnitude at which every integer is a double (ids are read through doubles). */
 #define ID_LIMIT 9007199254740992.0
-
-static int read_text(const char *path, char **out)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mn_error(MN_EIO, "%s: cannot open", path);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    }
-    for (;;) {
-        if (cap - len < 2) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return mn_error(MN_ENOMEM, "%s: out of memory reading the file", path);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return mn_error(MN_EIO, "%s: read error", path);
-    }
-    buf[len] = 0;
-    *out = buf;
-    return 0;
-}
 
 /* The error paths below all name "<file>: <array>[<index>]: ..." */
 static int need_id(int64_t *out, const cJSON *obj, const char *key, const char *name, const char *arr, int i)
@@ -266,7 +230,7 @@ int mn_coco_gt_load(mn_coco_gt *gt, const char *path)
 {
     memset(gt, 0, sizeof *gt);
     char *text;
-    int rc = read_text(path, &text);
+    int rc = mn_read_file(path, MN_JSON_MAX_BYTES, "COCO annotations file", &text, NULL);
     if (rc) return rc;
     rc = mn_coco_gt_parse(gt, text, path);
     free(text);
@@ -374,7 +338,7 @@ int mn_coco_dets_load(mn_coco_dets *d, const char *path, const mn_coco_gt *gt)
 {
     memset(d, 0, sizeof *d);
     char *text;
-    int rc = read_text(path, &text);
+    int rc = mn_read_file(path, MN_JSON_MAX_BYTES, "COCO results file", &text, NULL);
     if (rc) return rc;
     rc = mn_coco_dets_parse(d, text, path, gt);
     free(text);

@@ -73,17 +73,18 @@ int mdl_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb,
     mn_tape_set_grad(&t, false);
     int rc = mn_loader_start(ld, 0, 0);
     for (int b = 0; b < batches && !rc; b++) {
-        const mn_seg_batch *bt;
-        rc = mn_loader_next(ld, &bt);
-        if (!rc && !bt) { /* fewer batches than asked: the epoch is over, start again */
+        int bn = 0, bh = 0, bw = 0;
+        const float *images = NULL;
+        rc = mn_loader_next_images(ld, &bn, &bh, &bw, &images);
+        if (!rc && !bn) { /* fewer batches than asked: the epoch is over, start again */
             rc = mn_loader_start(ld, b, 0);
-            if (!rc) rc = mn_loader_next(ld, &bt);
-            if (!rc && !bt) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
+            if (!rc) rc = mn_loader_next_images(ld, &bn, &bh, &bw, &images);
+            if (!rc && !bn) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
         }
         if (rc) break;
         mn_tape_reset(&t);
-        mn_var *x = mn_var_wrap(&t, mn_tensor_4d(bt->images, bt->n, 3, bt->h, bt->w));
-        if (bt->h != h || bt->w != w) x = mn_resize_bilinear(&t, x, h, w, true);
+        mn_var *x = mn_var_wrap(&t, mn_tensor_4d((float *)images, bn, 3, bh, bw));
+        if (bh != h || bw != w) x = mn_resize_bilinear(&t, x, h, w, true);
         /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
         mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
         rc = x ? forward(net, &r, x) : mn_last_error_code();

@@ -80,14 +80,58 @@ const char *mdl_ckpt_meta(const mn_safetensors *st, const char *key)
     return v;
 }
 
-int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
-                   const char *task, const char *names /* (n, stride) */, size_t stride, int n, const mn_sgd *opt,
-                   int64_t iteration)
+int mdl_class_names(mn_class_name **out, int n, const char *const *names, const char *first)
+{
+    *out = calloc((size_t)(n > 0 ? n : 1), sizeof **out);
+    if (!*out) return mn_error(MN_ENOMEM, "out of memory for %d class names", n);
+    for (int k = 0; k < n; k++) {
+        const char *name = k == 0 && first ? first : names && names[k] ? names[k] : "?";
+        if (strlen(name) >= MN_CLASS_NAME_LEN) {
+            free(*out);
+            *out = NULL;
+            return mn_error(MN_EINVAL, "class %d: the name \"%.24s...\" is %zu bytes long; a model keeps names of up to %d",
+                            k, name, strlen(name), MN_CLASS_NAME_LEN - 1);
+        }
+        snprintf((*out)[k], MN_CLASS_NAME_LEN, "%s", name);
+    }
+    return 0;
+}
+
+int mdl_class_names_parse(const char *path, const char *json, int lo, int hi, mn_class_name **out, int *n)
+{
+    *out = NULL;
+    cJSON *list = cJSON_Parse(json);
+    *n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    int rc = 0;
+    if (*n < lo || *n > hi) rc = mn_error(MN_EFORMAT, "%s: metadata \"classes\" is not a list of %d to %d names", path, lo, hi);
+    const char **names = rc ? NULL : malloc(sizeof(char *) * (size_t)*n);
+    if (!rc && !names) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+    int k = 0;
+    for (cJSON *c = rc ? NULL : list->child; c && !rc; c = c->next, k++) {
+        if (!cJSON_IsString(c)) rc = mn_error(MN_EFORMAT, "%s: metadata \"classes\"[%d] is not a string", path, k);
+        else names[k] = c->valuestring;
+    }
+    if (!rc) rc = mdl_class_names(out, *n, names, NULL);
+    if (rc && rc != MN_EFORMAT && rc != MN_ENOMEM) rc = mn_error(MN_EFORMAT, "%s: %s", path, mn_last_error());
+    free(names);
+    cJSON_Delete(list);
+    return rc;
+}
+
+char *mdl_class_names_json(const mn_class_name *names /* (n) */, int n)
 {
     cJSON *list = cJSON_CreateArray();
-    for (int k = 0; list && k < n; k++) cJSON_AddItemToArray(list, cJSON_CreateString(names + (size_t)k * stride));
-    char *list_s = cJSON_PrintUnformatted(list);
+    for (int k = 0; list && k < n; k++) cJSON_AddItemToArray(list, cJSON_CreateString(names[k]));
+    char *text = cJSON_PrintUnformatted(list);
     cJSON_Delete(list);
+    if (!text) mn_error(MN_ENOMEM, "out of memory for %d class names", n);
+    return text;
+}
+
+int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
+                   const char *task, const mn_class_name *names /* (n) */, int n, const mn_sgd *opt, int64_t iteration)
+{
+    char *list_s = mdl_class_names_json(names, n);
     if (!list_s) return mn_error(MN_ENOMEM, "%s: out of memory", path);
     char count[16];
     snprintf(count, sizeof count, "%d", n);
@@ -98,8 +142,8 @@ int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_tabl
     return rc;
 }
 
-int mdl_named_open(const char *path, const char *task, int lo, int hi, size_t stride, mn_safetensors *st, mn_config *cfg,
-                   char **names /* (*n, stride) */, int *n, const char **table_json)
+int mdl_named_open(const char *path, const char *task, int lo, int hi, mn_safetensors *st, mn_config *cfg,
+                   mn_class_name **names /* (*n) */, int *n, const char **table_json)
 {
     *names = NULL;
     int rc = mn_st_read(path, st);
@@ -113,20 +157,8 @@ int mdl_named_open(const char *path, const char *task, int lo, int hi, size_t st
         mn_config_default(cfg);
         rc = mn_config_parse(config, path, cfg);
     }
-    cJSON *list = rc ? NULL : cJSON_Parse(classes);
-    *n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
-    if (!rc && (*n < lo || *n > hi))
-        rc = mn_error(MN_EFORMAT, "%s: metadata \"classes\" is not a list of %d to %d names", path, lo, hi);
-    if (!rc && !(*names = calloc((size_t)*n, stride))) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
-    int k = 0;
-    for (cJSON *c = rc ? NULL : list->child; c; c = c->next, k++)
-        snprintf(*names + (size_t)k * stride, stride, "%s", cJSON_IsString(c) ? c->valuestring : "?");
-    cJSON_Delete(list);
-    if (rc) {
-        free(*names);
-        *names = NULL;
-        mn_st_free(st);
-    }
+    if (!rc) rc = mdl_class_names_parse(path, classes, lo, hi, names, n);
+    if (rc) mn_st_free(st);
     return rc;
 }
 

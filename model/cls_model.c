@@ -38,8 +38,7 @@ static int set_classes(mn_cls_model *m, int num_classes)
     if (num_classes < 2 || num_classes > MN_CLS_MAX_CLASSES)
         return mn_error(MN_EINVAL, "classification needs 2 to %d classes, not %d", MN_CLS_MAX_CLASSES, num_classes);
     m->num_classes = num_classes;
-    m->class_names = calloc((size_t)num_classes, sizeof *m->class_names);
-    return m->class_names ? 0 : mn_error(MN_ENOMEM, "out of memory for %d class names", num_classes);
+    return 0;
 }
 
 int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, const char *const *class_names,
@@ -48,8 +47,7 @@ int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, 
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     int rc = set_classes(m, num_classes);
-    for (int k = 0; !rc && k < num_classes; k++)
-        snprintf(m->class_names[k], sizeof m->class_names[k], "%s", class_names && class_names[k] ? class_names[k] : "?");
+    if (!rc) rc = mdl_class_names(&m->class_names, num_classes, class_names, NULL);
     if (!rc) rc = build(m, seed);
     if (!rc && cfg->model.init[0]) {
         rc = mn_checkpoint_apply_prefixed(cfg->model.init, &m->ps, "", &m->init_tensors);
@@ -71,20 +69,18 @@ void mn_cls_model_free(mn_cls_model *m)
 
 int mn_cls_model_save(const mn_cls_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
 {
-    return mdl_named_save(path, &m->ps, &m->table, &m->cfg, "classification", m->class_names[0],
-                          sizeof m->class_names[0], m->num_classes, opt, iteration);
+    const mn_class_name *names = (const mn_class_name *)m->class_names;
+    return mdl_named_save(path, &m->ps, &m->table, &m->cfg, "classification", names, m->num_classes, opt, iteration);
 }
 
 int mn_cls_model_open(mn_cls_model *m, const char *path)
 {
     memset(m, 0, sizeof *m);
     mn_safetensors st;
-    char *names;
     const char *table;
-    int rc = mdl_named_open(path, "classification", 2, MN_CLS_MAX_CLASSES, sizeof m->class_names[0], &st, &m->cfg,
-                            &names, &m->num_classes, &table);
+    int rc = mdl_named_open(path, "classification", 2, MN_CLS_MAX_CLASSES, &st, &m->cfg, &m->class_names,
+                            &m->num_classes, &table);
     if (rc) return rc;
-    m->class_names = (char (*)[64])names;
     rc = build(m, 0);
     if (!rc) {
         mn_slim_bn **bns;

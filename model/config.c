@@ -47,6 +47,12 @@ static const key keys[] = {
     {"data.eval_size", K_INT2, F(data.eval_size), 32, 4096, NULL, "evaluation input [h, w] at scale 1"},
     {"data.scale_range", K_FLOAT2, F(data.scale_range), 0.1, 8, NULL, "random rescale [min, max] before cropping"},
     {"data.hflip", K_BOOL, F(data.hflip), 0, 0, NULL, "random horizontal flips"},
+    {"data.crop_area", K_FLOAT2, F(data.crop_area), 0.01, 1, NULL,
+     "classification: training crop box area [min, max] as a fraction of the image's (RandomResizedCrop's scale)"},
+    {"data.crop_ratio", K_FLOAT2, F(data.crop_ratio), 0.1, 10, NULL,
+     "classification: training crop box width / height [min, max] (RandomResizedCrop's ratio)"},
+    {"data.eval_crop", K_FLOAT, F(data.eval_crop), 0.1, 1, NULL,
+     "classification: evaluation centre crop as a fraction of the resized image (0.875: Resize(256), CenterCrop(224))"},
     {"data.workers", K_INT, F(data.workers), 0, 64, NULL, "background loading threads"},
     {"data.max_pixels", K_INT, F(data.max_pixels), 1, 2147483647, NULL,
      "largest width x height of an image or label file, checked from its header before decoding"},
@@ -122,6 +128,11 @@ void mn_config_default(mn_config *c)
     c->data.scale_range[0] = 0.5f;
     c->data.scale_range[1] = 2.0f;
     c->data.hflip = true;
+    c->data.crop_area[0] = 0.08f;
+    c->data.crop_area[1] = 1.0f;
+    c->data.crop_ratio[0] = 3.0f / 4.0f;
+    c->data.crop_ratio[1] = 4.0f / 3.0f;
+    c->data.eval_crop = 0.875f;
     c->data.workers = 2;
     c->data.max_pixels = (int)MN_IMAGE_DEFAULT_MAX_PIXELS;
     c->mutual.mode = MN_MODE_MUTUALNET;
@@ -350,6 +361,20 @@ int mn_config_check(const mn_config *c, const char *origin)
                         (double)c->mutual.width_min, (double)c->mutual.width_max);
     if (c->data.scale_range[0] > c->data.scale_range[1])
         return mn_error(MN_EINVAL, "%s: data.scale_range must be [min, max]", origin);
+    if (c->data.crop_area[0] > c->data.crop_area[1] || c->data.crop_ratio[0] > c->data.crop_ratio[1])
+        return mn_error(MN_EINVAL, "%s: data.crop_area and data.crop_ratio must be [min, max]", origin);
+    /* each task's augmentation keys: one set for another task would silently do nothing */
+    mn_config d;
+    mn_config_default(&d);
+    bool cls = c->task == MN_TASK_CLASSIFICATION;
+    if (cls && memcmp(c->data.scale_range, d.data.scale_range, sizeof d.data.scale_range))
+        return mn_error(MN_EINVAL,
+                        "%s: data.scale_range is the segmentation rescale; classification crops with data.crop_area "
+                        "and data.crop_ratio (RandomResizedCrop) instead",
+                        origin);
+    if (!cls && (memcmp(c->data.crop_area, d.data.crop_area, sizeof d.data.crop_area) ||
+                 memcmp(c->data.crop_ratio, d.data.crop_ratio, sizeof d.data.crop_ratio) || c->data.eval_crop != d.data.eval_crop))
+        return mn_error(MN_EINVAL, "%s: data.crop_area, data.crop_ratio and data.eval_crop apply to classification only", origin);
     if (c->mutual.scales[0] != 1.0f)
         return mn_error(MN_EINVAL, "%s: mutual.scales must start with 1 (the full network's scale)", origin);
     if (c->model.output_stride != 8 && c->model.output_stride != 16)
@@ -527,7 +552,7 @@ char *mn_config_to_json(const mn_config *c)
  * run may change these freely. model.init only seeds a fresh run's weights. */
 static const char *const run_neutral[] = {
     "train.out_dir", "train.log_every", "train.checkpoint_every", "train.eval_every", "data.workers", "data.max_pixels",
-    "data.val_split", "data.eval_size", "calibrate.batches", "calibrate.width_step", "model.init",
+    "data.val_split", "data.eval_size", "data.eval_crop", "calibrate.batches", "calibrate.width_step", "model.init",
     "det.score_thresh", "det.detections_per_img", "det.rpn_pre_nms_test", "det.rpn_post_nms_test",
 };
 
@@ -569,6 +594,20 @@ mn_seg_aug mn_config_seg_aug(const mn_config *c, bool train)
     aug.scale_min = c->data.scale_range[0];
     aug.scale_max = c->data.scale_range[1];
     aug.hflip = train && c->data.hflip;
+    return aug;
+}
+
+mn_cls_aug mn_config_cls_aug(const mn_config *c, bool train)
+{
+    mn_cls_aug aug;
+    if (train) mn_cls_aug_default(&aug, c->data.crop[0], c->data.crop[1], true);
+    else mn_cls_aug_default(&aug, c->data.eval_size[0], c->data.eval_size[1], false);
+    aug.area_min = c->data.crop_area[0];
+    aug.area_max = c->data.crop_area[1];
+    aug.ratio_min = c->data.crop_ratio[0];
+    aug.ratio_max = c->data.crop_ratio[1];
+    aug.hflip = train && c->data.hflip;
+    aug.crop_fraction = c->data.eval_crop;
     return aug;
 }
 

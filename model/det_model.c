@@ -74,11 +74,9 @@ int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes, 
     int rc = check_classes(num_classes, "mn_det_model_create");
     if (rc) return rc;
     m->num_classes = num_classes;
-    for (int k = 0; k < num_classes; k++) {
-        snprintf(m->class_names[k], sizeof m->class_names[k], "%s",
-                 k == 0 ? "background" : class_names && class_names[k] ? class_names[k] : "?");
-        m->category_ids[k] = k == 0 ? 0 : category_ids ? category_ids[k] : k;
-    }
+    rc = mdl_class_names(&m->class_names, num_classes, class_names, "background");
+    if (rc) return rc;
+    for (int k = 0; k < num_classes; k++) m->category_ids[k] = k == 0 ? 0 : category_ids ? category_ids[k] : k;
     m->typical_h = typical_h;
     m->typical_w = typical_w;
     rc = build(m, seed);
@@ -94,18 +92,16 @@ void mn_det_model_free(mn_det_model *m)
     mn_param_set_free(&m->ps);
     mn_query_free(&m->table);
     free(m->train_stats);
+    free(m->class_names);
     memset(m, 0, sizeof *m);
 }
 
 int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
 {
-    cJSON *classes = cJSON_CreateArray(), *ids = cJSON_CreateArray();
-    for (int k = 0; classes && ids && k < m->num_classes; k++) {
-        cJSON_AddItemToArray(classes, cJSON_CreateString(m->class_names[k]));
-        cJSON_AddItemToArray(ids, cJSON_CreateNumber(m->category_ids[k]));
-    }
-    char *classes_s = cJSON_PrintUnformatted(classes), *ids_s = cJSON_PrintUnformatted(ids);
-    cJSON_Delete(classes);
+    cJSON *ids = cJSON_CreateArray();
+    for (int k = 0; ids && k < m->num_classes; k++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(m->category_ids[k]));
+    char *classes_s = mdl_class_names_json((const mn_class_name *)m->class_names, m->num_classes);
+    char *ids_s = cJSON_PrintUnformatted(ids);
     cJSON_Delete(ids);
     int rc = 0;
     if (!classes_s || !ids_s) rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
@@ -123,12 +119,10 @@ int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt
 /* Classes, category ids and the typical size from the metadata. */
 static int parse_classes(mn_det_model *m, const char *path, const char *classes, const char *ids, const char *typical)
 {
-    int rc = 0;
-    cJSON *cl = cJSON_Parse(classes), *id = cJSON_Parse(ids), *ty = cJSON_Parse(typical);
-    int n = cJSON_IsArray(cl) ? cJSON_GetArraySize(cl) : -1;
-    if (n < 2 || n > 256)
-        rc = mn_error(MN_EFORMAT, "%s: metadata \"classes\" is not a list of 2 to 256 names", path);
-    else if (!cJSON_IsArray(id) || cJSON_GetArraySize(id) != n)
+    int n = 0, rc = mdl_class_names_parse(path, classes, 2, 256, &m->class_names, &n);
+    if (rc) return rc;
+    cJSON *id = cJSON_Parse(ids), *ty = cJSON_Parse(typical);
+    if (!cJSON_IsArray(id) || cJSON_GetArraySize(id) != n)
         rc = mn_error(MN_EFORMAT, "%s: metadata \"category_ids\" is not a list of %d numbers", path, n);
     else if (!cJSON_IsArray(ty) || cJSON_GetArraySize(ty) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(ty, 0)) ||
              !cJSON_IsNumber(cJSON_GetArrayItem(ty, 1)))
@@ -136,18 +130,16 @@ static int parse_classes(mn_det_model *m, const char *path, const char *classes,
     if (!rc) {
         m->num_classes = n;
         int k = 0;
-        for (cJSON *c = cl->child, *i = id->child; c && i; c = c->next, i = i->next, k++) {
+        for (cJSON *i = id->child; i; i = i->next, k++) {
             if (!cJSON_IsNumber(i)) {
                 rc = mn_error(MN_EFORMAT, "%s: metadata \"category_ids\"[%d] is not a number", path, k);
                 break;
             }
-            snprintf(m->class_names[k], sizeof m->class_names[k], "%s", cJSON_IsString(c) ? c->valuestring : "?");
             m->category_ids[k] = i->valueint;
         }
         m->typical_h = cJSON_GetArrayItem(ty, 0)->valueint;
         m->typical_w = cJSON_GetArrayItem(ty, 1)->valueint;
     }
-    cJSON_Delete(cl);
     cJSON_Delete(id);
     cJSON_Delete(ty);
     return rc;

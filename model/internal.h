@@ -5,6 +5,7 @@
 #define MN_MODEL_INTERNAL_H
 
 #include "mn/calibrate.h"
+#include "mn/classes.h"
 #include "mn/config.h"
 #include "mn/dataset.h"
 #include "mn/optim.h"
@@ -29,17 +30,23 @@ int mdl_ckpt_load(const mn_safetensors *st, mn_param_set *ps, mn_slim_bn *const 
 /* Restores weights, momentum buffers and step count from path and returns the iteration saved;
  * with task, refuses another task's checkpoint first. */
 int mdl_ckpt_resume(const char *path, const char *task, mn_param_set *ps, mn_sgd *opt, int64_t *iteration);
+/* A model's class list: n names copied from names (a NULL entry or list gives "?"), with
+ * `first` as name 0 when not NULL; a name of MN_CLASS_NAME_LEN bytes or more is refused. */
+int mdl_class_names(mn_class_name **out /* (n), malloc'd */, int n, const char *const *names, const char *first);
+/* The class list of a checkpoint's metadata (a JSON list of lo..hi strings) into *out. */
+int mdl_class_names_parse(const char *path, const char *json, int lo, int hi, mn_class_name **out, int *n);
+/* The names as a JSON list (malloc'd), or NULL when out of memory. */
+char *mdl_class_names_json(const mn_class_name *names /* (n) */, int n);
 /* The checkpoint of a model that a task name and a class list describe (segmentation,
- * classification): mdl_ckpt_save with the metadata "classes" (a JSON list of the n names, stride
- * bytes apart from names) and "num_classes". */
+ * classification): mdl_ckpt_save with the metadata "classes" (a JSON list of the n names) and
+ * "num_classes". */
 int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
-                   const char *task, const char *names /* (n, stride) */, size_t stride, int n, const mn_sgd *opt,
-                   int64_t iteration);
+                   const char *task, const mn_class_name *names /* (n) */, int n, const mn_sgd *opt, int64_t iteration);
 /* Reads such a checkpoint into *st (freed on error) after checking its task: the configuration
- * over the defaults into cfg, lo..hi class names into *names (malloc'd, *n of them, stride bytes
- * each, truncated), and *table_json (inside st). */
-int mdl_named_open(const char *path, const char *task, int lo, int hi, size_t stride, mn_safetensors *st, mn_config *cfg,
-                   char **names /* (*n, stride) */, int *n, const char **table_json);
+ * over the defaults into cfg, lo..hi class names into *names (malloc'd, *n of them), and
+ * *table_json (inside st). */
+int mdl_named_open(const char *path, const char *task, int lo, int hi, mn_safetensors *st, mn_config *cfg,
+                   mn_class_name **names /* (*n) */, int *n, const char **table_json);
 /* Starts the backbone from a file of weights under torchvision's names. */
 int mdl_backbone_init(mn_param_set *ps, const char *path, int *copied /* tensors copied */);
 /* Sizes the table's BN statistics for the layers and allocates the trained ones. */

@@ -45,9 +45,8 @@ int mn_seg_model_create(mn_seg_model *m, const mn_config *cfg, int num_classes, 
     if (num_classes < 1 || num_classes > 255)
         return mn_error(MN_EINVAL, "segmentation needs 1 to 255 classes, not %d", num_classes);
     m->num_classes = num_classes;
-    for (int k = 0; k < num_classes; k++)
-        snprintf(m->class_names[k], sizeof m->class_names[k], "%s", class_names && class_names[k] ? class_names[k] : "?");
-    int rc = build(m, seed);
+    int rc = mdl_class_names(&m->class_names, num_classes, class_names, NULL);
+    if (!rc) rc = build(m, seed);
     if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, &m->init_tensors);
     if (!rc) snapshot_stats(m);
     if (rc) mn_seg_model_free(m);
@@ -60,26 +59,23 @@ void mn_seg_model_free(mn_seg_model *m)
     mn_param_set_free(&m->ps);
     mn_query_free(&m->table);
     free(m->train_stats);
+    free(m->class_names);
     memset(m, 0, sizeof *m);
 }
 
 int mn_seg_model_save(const mn_seg_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
 {
-    return mdl_named_save(path, &m->ps, &m->table, &m->cfg, "segmentation", m->class_names[0], sizeof m->class_names[0],
-                          m->num_classes, opt, iteration);
+    const mn_class_name *names = (const mn_class_name *)m->class_names;
+    return mdl_named_save(path, &m->ps, &m->table, &m->cfg, "segmentation", names, m->num_classes, opt, iteration);
 }
 
 int mn_seg_model_open(mn_seg_model *m, const char *path)
 {
     memset(m, 0, sizeof *m);
     mn_safetensors st;
-    char *names;
     const char *table;
-    int rc = mdl_named_open(path, "segmentation", 1, 255, sizeof m->class_names[0], &st, &m->cfg, &names,
-                            &m->num_classes, &table);
+    int rc = mdl_named_open(path, "segmentation", 1, 255, &st, &m->cfg, &m->class_names, &m->num_classes, &table);
     if (rc) return rc;
-    memcpy(m->class_names, names, sizeof m->class_names[0] * (size_t)m->num_classes);
-    free(names);
     rc = build(m, 0);
     if (!rc) {
         mn_slim_bn **bns;

@@ -51,7 +51,10 @@ static void tiny_config(mn_config *c, const char *out)
     snprintf(c->train.out_dir, sizeof c->train.out_dir, "%s/%s", dir, out);
     c->data.crop[0] = c->data.crop[1] = 64;
     c->data.eval_size[0] = c->data.eval_size[1] = 64;
-    c->data.scale_range[0] = c->data.scale_range[1] = 1.0f;
+    /* the whole image every time: a box of all its area at its own ratio, no centre crop */
+    c->data.crop_area[0] = c->data.crop_area[1] = 1.0f;
+    c->data.crop_ratio[0] = c->data.crop_ratio[1] = 1.0f;
+    c->data.eval_crop = 1.0f;
     c->data.workers = 1;
     c->mutual.num_subnets = 3;
     c->mutual.n_scales = 2;
@@ -193,10 +196,10 @@ Test(cls_train, calibration_gives_every_bn_statistics)
     mn_dataset_options o;
     mn_config_dataset_options(&c, "train", &o);
     cr_assert_eq(mn_dataset_open(&tr, &o), 0, "%s", mn_last_error());
-    mn_seg_aug aug = mn_config_seg_aug(&c, true);
+    mn_cls_aug aug = mn_config_cls_aug(&c, true);
     mn_loader_options lo = {.batch_size = 4, .shuffle = true, .drop_last = true, .workers = 1, .prefetch = 2, .seed = 1};
     mn_loader *ld;
-    cr_assert_eq(mn_loader_open(&ld, tr, &aug, &lo), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_loader_open_cls(&ld, tr, &aug, &lo), 0, "%s", mn_last_error());
     mn_slim_bn **bns;
     int nb = mn_backbone_bn_layers(m.net, &bns);
     cr_assert_gt(nb, 10);

@@ -18,6 +18,7 @@
 #include "common.h"
 #include "mn/dataset.h"
 #include "mn/image.h"
+#include "mn/ops.h"
 #include "mn/rng.h"
 
 /* ---- temporary trees ---- */
@@ -1731,7 +1732,7 @@ Test(imagefolder, corrupt_image_names_the_file)
     mn_dataset_close(d);
 }
 
-Test(imagefolder, loader_batches_carry_class_ids_and_ignore_labels)
+Test(imagefolder, classification_batches_carry_class_ids_for_any_worker_count)
 {
     /* 3 classes of 4, 3 and 4 images of different sizes */
     static const int per_class[3] = {4, 3, 4};
@@ -1748,50 +1749,45 @@ Test(imagefolder, loader_batches_carry_class_ids_and_ignore_labels)
     mn_dataset_options o = {.kind = "imagefolder", .root = root, .split = "train"};
     mn_dataset *d = open_ok(&o);
     cr_assert_eq(mn_dataset_size(d), 11);
+    const size_t per_image = 3 * LH * LW;
     for (int train = 0; train < 2; train++) {
-        mn_seg_aug aug;
-        mn_seg_aug_default(&aug, LH, LW, train);
-        epoch_copy ref = {0};
+        mn_cls_aug aug;
+        mn_cls_aug_default(&aug, LH, LW, train);
+        float *ref = calloc(11 * per_image, sizeof(float)), *got = calloc(11 * per_image, sizeof(float));
         for (int w = 0; w <= 2; w += 2) {
             mn_loader_options lo = {.batch_size = LB, .shuffle = true, .workers = w, .seed = 7};
             mn_loader *l;
-            cr_assert_eq(mn_loader_open(&l, d, &aug, &lo), 0, "%s", mn_last_error());
+            cr_assert_eq(mn_loader_open_cls(&l, d, &aug, &lo), 0, "%s", mn_last_error());
             cr_assert_eq(mn_loader_start(l, 1, 0), 0);
-            epoch_copy e = {.images = calloc(8 * LB * 3 * LH * LW, sizeof(float)),
-                            .labels = calloc(8 * LB * LH * LW, sizeof(int32_t))};
             int seen[11] = {0}, b = 0;
-            const mn_seg_batch *bt;
-            for (;;) {
-                cr_assert_eq(mn_loader_next(l, &bt), 0, "%s", mn_last_error());
+            const mn_cls_batch *bt;
+            for (;; b++) {
+                cr_assert_eq(mn_loader_next_cls(l, &bt), 0, "%s", mn_last_error());
                 if (!bt) break;
+                cr_assert(bt->h == LH && bt->w == LW);
                 for (int j = 0; j < bt->n; j++) {
                     int idx = bt->index[j];
                     cr_assert(idx >= 0 && idx < 11);
                     seen[idx]++;
                     cr_assert_eq(bt->classes[j], want_class[idx], "%d workers, batch %d, sample %d (index %d)", w, b, j,
                                  idx);
+                    memcpy((w ? got : ref) + idx * per_image, bt->images + j * per_image, sizeof(float) * per_image);
                 }
-                for (int64_t k = 0; k < (int64_t)bt->n * LH * LW; k++)
-                    cr_assert_eq(bt->labels[k], MN_IGNORE_LABEL, "%d workers, batch %d: label %lld", w, b, (long long)k);
-                copy_batch(&e, b++, bt);
             }
-            e.n_batches = b;
             cr_assert_eq(b, 4);
             for (int i = 0; i < 11; i++) cr_assert_eq(seen[i], 1, "sample %d seen %d times", i, seen[i]);
+            const mn_seg_batch *sb;
+            cr_assert_eq(mn_loader_next(l, &sb), MN_EINVAL, "a classification loader refuses mn_loader_next");
             mn_loader_close(l);
-            if (w == 0) {
-                ref = e;
-                continue;
-            }
-            for (int k = 0; k < 4; k++) cr_assert(same_batch(&e, k, &ref, k), "batch %d differs between worker counts", k);
-            free_epoch(&e);
         }
-        free_epoch(&ref);
+        cr_assert(!memcmp(ref, got, sizeof(float) * 11 * per_image), "pixels differ between 0 and 2 workers");
+        free(ref);
+        free(got);
     }
     mn_dataset_close(d);
 }
 
-Test(imagefolder, other_kinds_leave_class_id_unset)
+Test(imagefolder, other_kinds_have_no_class_for_a_classification_loader)
 {
     folder_tree("0 background\n1 cat\n2 dog\n");
     mn_dataset_options o = {.kind = "folder", .root = dir, .split = "train", .void_index = -1};
@@ -1800,18 +1796,198 @@ Test(imagefolder, other_kinds_leave_class_id_unset)
     get_ok(d, 1, &s);
     cr_assert_eq(s.class_id, -1);
     mn_sample_free(&s);
-    mn_seg_aug aug;
-    mn_seg_aug_default(&aug, LH, LW, false);
+    mn_cls_aug aug;
+    mn_cls_aug_default(&aug, LH, LW, false);
     mn_loader_options lo = {.batch_size = 2, .workers = 0, .seed = 1};
     mn_loader *l;
-    cr_assert_eq(mn_loader_open(&l, d, &aug, &lo), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_loader_open_cls(&l, d, &aug, &lo), 0, "%s", mn_last_error());
     cr_assert_eq(mn_loader_start(l, 0, 0), 0);
-    const mn_seg_batch *bt;
-    cr_assert_eq(mn_loader_next(l, &bt), 0, "%s", mn_last_error());
-    cr_assert_eq(bt->n, 2);
-    cr_assert(bt->classes[0] == -1 && bt->classes[1] == -1, "classes %d %d", bt->classes[0], bt->classes[1]);
+    const mn_cls_batch *bt;
+    cr_assert_eq(mn_loader_next_cls(l, &bt), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "has no class"), "%s", mn_last_error());
+    cr_assert_null(bt);
     mn_loader_close(l);
     mn_dataset_close(d);
+}
+
+/* ======================================================================================== */
+/* classification transforms                                                                */
+/* ======================================================================================== */
+
+/* A random RGB image of h x w (owned by the caller). */
+static mn_sample random_sample(int h, int w, uint64_t seed)
+{
+    mn_sample s = {.image = {.w = w, .h = h, .c = 3, .data = malloc((size_t)h * w * 3)}, .class_id = 0};
+    mn_rng r;
+    mn_rng_seed(&r, seed);
+    for (int i = 0; i < h * w * 3; i++) s.image.data[i] = (uint8_t)(mn_rng_u32(&r) & 255);
+    snprintf(s.name, sizeof s.name, "random%dx%d", h, w);
+    return s;
+}
+
+/* The reference: the box's pixels as floats, resized by mn_resize_bilinear (align_corners
+ * False, itself checked against F.interpolate in test_resize), then normalised; (3, oh, ow). */
+static void reference_resize(const mn_image *im, int y0, int x0, int bh, int bw, int oh, int ow, const mn_cls_aug *a,
+                             float *out)
+{
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    float *box = malloc(sizeof(float) * 3 * (size_t)bh * bw);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < bh; y++)
+            for (int x = 0; x < bw; x++)
+                box[((size_t)c * bh + y) * bw + x] = im->data[((size_t)(y0 + y) * im->w + x0 + x) * 3 + c];
+    mn_var *r = mn_resize_bilinear(&t, mn_var_wrap(&t, mn_tensor_4d(box, 1, 3, bh, bw)), oh, ow, false);
+    cr_assert_not_null(r, "%s", mn_last_error());
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < oh * ow; i++) out[c * oh * ow + i] = (r->val.data[c * oh * ow + i] / 255.0f - a->mean[c]) / a->std[c];
+    free(box);
+    mn_tape_free(&t);
+}
+
+/* 1e-4 after normalising (0.006 of a grey level): float rounding, as the two interpolate in
+ * different orders and normalise at different points */
+static void expect_close(const float *got, const float *want, int n, const char *what)
+{
+    for (int i = 0; i < n; i++) cr_assert_float_eq(got[i], want[i], 1e-4f, "%s: element %d: %g, expected %g", what, i, got[i], want[i]);
+}
+
+Test(cls_transform, training_crop_is_the_box_resized_like_interpolate)
+{
+    mn_sample s = random_sample(37, 53, 11);
+    mn_cls_aug a;
+    mn_cls_aug_default(&a, 24, 20, true);
+    a.hflip = false;
+    float got[3 * 24 * 20], want[3 * 24 * 20];
+    for (uint64_t seed = 0; seed < 20; seed++) {
+        mn_rng r1, r2;
+        mn_rng_seed(&r1, seed);
+        r2 = r1;
+        int box[4];
+        cr_assert_eq(mn_cls_crop_box(&a, 37, 53, &r1, box), 0, "%s", mn_last_error());
+        cr_assert_eq(mn_cls_transform(&a, &s, &r2, got), 0, "%s", mn_last_error());
+        reference_resize(&s.image, box[0], box[1], box[2], box[3], 24, 20, &a, want);
+        expect_close(got, want, 3 * 24 * 20, "random resized crop");
+    }
+    mn_sample_free(&s);
+}
+
+Test(cls_transform, flip_mirrors_the_unflipped_output)
+{
+    mn_sample s = random_sample(30, 40, 12);
+    mn_cls_aug a;
+    mn_cls_aug_default(&a, 16, 18, true);
+    float plain[3 * 16 * 18], flipped[3 * 16 * 18];
+    int flips = 0;
+    for (uint64_t seed = 0; seed < 16; seed++) {
+        mn_rng r1, r2;
+        mn_rng_seed(&r1, seed);
+        r2 = r1;
+        a.hflip = true;
+        cr_assert_eq(mn_cls_transform(&a, &s, &r1, flipped), 0);
+        a.hflip = false;
+        cr_assert_eq(mn_cls_transform(&a, &s, &r2, plain), 0);
+        bool same = !memcmp(plain, flipped, sizeof plain), mirrored = true;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < 16; y++)
+                for (int x = 0; x < 18; x++)
+                    mirrored &= flipped[(c * 16 + y) * 18 + x] == plain[(c * 16 + y) * 18 + 17 - x];
+        cr_assert(same || mirrored, "seed %llu: neither the same crop nor its mirror image", (unsigned long long)seed);
+        flips += !same;
+    }
+    cr_assert(flips > 2 && flips < 14, "%d of 16 flipped", flips);
+    mn_sample_free(&s);
+}
+
+Test(cls_transform, boxes_follow_area_and_ratio_ranges)
+{
+    mn_cls_aug a;
+    mn_cls_aug_default(&a, 32, 32, true);
+    a.area_min = 0.25f;
+    a.area_max = 0.5f;
+    a.ratio_min = 0.5f;
+    a.ratio_max = 2.0f;
+    mn_rng r;
+    mn_rng_seed(&r, 3);
+    double smallest = 1, largest = 0;
+    for (int i = 0; i < 2000; i++) {
+        int box[4];
+        cr_assert_eq(mn_cls_crop_box(&a, 200, 300, &r, box), 0);
+        cr_assert(box[0] >= 0 && box[1] >= 0 && box[0] + box[2] <= 200 && box[1] + box[3] <= 300, "box %d %d %d %d", box[0],
+                  box[1], box[2], box[3]);
+        double area = (double)box[2] * box[3] / (200.0 * 300.0), ratio = (double)box[3] / box[2];
+        /* sides are rounded to whole pixels: a little slack around the ranges */
+        cr_assert(area > 0.24 && area < 0.51, "area fraction %g", area);
+        cr_assert(ratio > 0.49 && ratio < 2.03, "ratio %g", ratio);
+        smallest = area < smallest ? area : smallest;
+        largest = area > largest ? area : largest;
+    }
+    cr_assert(smallest < 0.27 && largest > 0.48, "areas drawn over [%g, %g] only", smallest, largest);
+}
+
+Test(cls_transform, elongated_images_fall_back_to_the_central_box)
+{
+    mn_cls_aug a;
+    mn_cls_aug_default(&a, 32, 32, true); /* ratio [3/4, 4/3]: a 4 x 100 strip fits no draw */
+    mn_rng r;
+    mn_rng_seed(&r, 1);
+    int box[4];
+    cr_assert_eq(mn_cls_crop_box(&a, 4, 100, &r, box), 0);
+    /* the whole height, width round(4 x 4/3) = 5, centred: (100 - 5) / 2 = 47 */
+    cr_assert(box[0] == 0 && box[1] == 47 && box[2] == 4 && box[3] == 5, "box %d %d %d %d", box[0], box[1], box[2], box[3]);
+    cr_assert_eq(mn_cls_crop_box(&a, 100, 4, &r, box), 0);
+    /* tall: the whole width, height round(4 / (3/4)) = 5 */
+    cr_assert(box[0] == 47 && box[1] == 0 && box[2] == 5 && box[3] == 4, "box %d %d %d %d", box[0], box[1], box[2], box[3]);
+}
+
+Test(cls_transform, evaluation_resizes_then_takes_the_centre)
+{
+    /* 224 / 0.875 = 256: a 300 x 400 image goes to 256 x 341 (the long side truncated), the
+     * centre 224 x 224 starts at row 16, column round(58.5) = 58 */
+    mn_sample s = random_sample(300, 400, 13);
+    mn_cls_aug a;
+    mn_cls_aug_default(&a, 224, 224, false);
+    size_t n = 3 * 224 * 224;
+    float *got = malloc(sizeof(float) * n), *full = malloc(sizeof(float) * 3 * 256 * 341), *want = malloc(sizeof(float) * n);
+    cr_assert_eq(mn_cls_transform(&a, &s, NULL, got), 0, "%s", mn_last_error());
+    reference_resize(&s.image, 0, 0, 300, 400, 256, 341, &a, full);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 224; y++)
+            for (int x = 0; x < 224; x++) want[((size_t)c * 224 + y) * 224 + x] = full[((size_t)c * 256 + y + 16) * 341 + x + 58];
+    expect_close(got, want, (int)n, "resize + centre crop");
+    /* crop fraction 1 on a square image: a plain resize */
+    mn_sample q = random_sample(50, 50, 14);
+    a.out_h = a.out_w = 32;
+    a.crop_fraction = 1.0f;
+    cr_assert_eq(mn_cls_transform(&a, &q, NULL, got), 0);
+    reference_resize(&q.image, 0, 0, 50, 50, 32, 32, &a, want);
+    expect_close(got, want, 3 * 32 * 32, "plain resize");
+    free(got);
+    free(full);
+    free(want);
+    mn_sample_free(&s);
+    mn_sample_free(&q);
+}
+
+Test(cls_transform, bad_settings_are_refused)
+{
+    mn_sample s = random_sample(8, 8, 15);
+    mn_cls_aug a;
+    mn_cls_aug_default(&a, 8, 8, true);
+    float out[3 * 8 * 8];
+    mn_rng r;
+    mn_rng_seed(&r, 1);
+    a.area_min = 0.0f;
+    cr_assert_eq(mn_cls_transform(&a, &s, &r, out), MN_EINVAL);
+    mn_cls_aug_default(&a, 8, 8, false);
+    a.crop_fraction = 0.0f;
+    cr_assert_eq(mn_cls_transform(&a, &s, NULL, out), MN_EINVAL);
+    mn_sample_free(&s);
+    mn_sample g = {.image = {.w = 8, .h = 8, .c = 1, .data = calloc(64, 1)}};
+    mn_cls_aug_default(&a, 8, 8, false);
+    cr_assert_eq(mn_cls_transform(&a, &g, NULL, out), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "RGB"), "%s", mn_last_error());
+    mn_sample_free(&g);
 }
 
 /* ======================================================================================== */

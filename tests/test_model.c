@@ -124,6 +124,53 @@ Test(model, one_handle_for_every_task)
     }
 }
 
+/* Every task keeps names of up to 63 bytes whole and refuses longer ones by class and length
+ * (the segmenter and the detector used to cut them at 31 bytes without a word). */
+Test(model, class_names_are_kept_whole_or_refused)
+{
+    char long_name[64], too_long[65];
+    memset(long_name, 'n', 63);
+    long_name[63] = 0;
+    memset(too_long, 't', 64);
+    too_long[64] = 0;
+    static const enum mn_task_kind tasks[] = {MN_TASK_SEGMENTATION, MN_TASK_DETECTION, MN_TASK_CLASSIFICATION};
+    for (int i = 0; i < 3; i++) {
+        mn_config c;
+        small_config(&c, tasks[i]);
+        const char *names[] = {"background", "cat", long_name}, *bad[] = {"background", too_long, "dog"};
+        int ids[] = {0, 1, 2};
+        char path[128];
+        snprintf(path, sizeof path, "%s/names%d.safetensors", dir, i);
+        int rc, refused;
+        if (tasks[i] == MN_TASK_SEGMENTATION) {
+            mn_seg_model m;
+            rc = mn_seg_model_create(&m, &c, 3, names, 1);
+            if (!rc) rc = mn_seg_model_save(&m, path, NULL, 0);
+            if (!rc) mn_seg_model_free(&m);
+            refused = mn_seg_model_create(&m, &c, 3, bad, 1);
+        } else if (tasks[i] == MN_TASK_DETECTION) {
+            mn_det_model m;
+            rc = mn_det_model_create(&m, &c, 3, names, ids, 96, 128, 1);
+            if (!rc) rc = mn_det_model_save(&m, path, NULL, 0);
+            if (!rc) mn_det_model_free(&m);
+            refused = mn_det_model_create(&m, &c, 3, bad, ids, 96, 128, 1);
+        } else {
+            mn_cls_model m;
+            rc = mn_cls_model_create(&m, &c, 3, names, 1);
+            if (!rc) rc = mn_cls_model_save(&m, path, NULL, 0);
+            if (!rc) mn_cls_model_free(&m);
+            refused = mn_cls_model_create(&m, &c, 3, bad, 1);
+        }
+        cr_assert_eq(rc, 0, "task %d: %s", i, mn_last_error());
+        cr_assert_eq(refused, MN_EINVAL, "task %d: a 64-byte name", i);
+        cr_assert(strstr(mn_last_error(), "class 1") && strstr(mn_last_error(), "64 bytes"), "%s", mn_last_error());
+        mn_model m;
+        cr_assert_eq(mn_model_open(&m, path), 0, "%s", mn_last_error());
+        cr_assert_str_eq(mn_model_class_name(&m, 2), long_name);
+        mn_model_free(&m);
+    }
+}
+
 Test(model, not_a_checkpoint)
 {
     char path[128];

@@ -17,7 +17,7 @@ put backbone backbone slim
 put heads seg det boxes
 put datasets dataset polygon synth
 put viz viz
-put model config model seg_model det_model cls_model calibrate query
+put model config model seg_model det_model cls_model calibrate query classes
 put eval coco_eval miou seg_eval det_eval cls_eval
 put train train
 

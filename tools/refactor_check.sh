@@ -28,16 +28,26 @@ det=(--config configs/det_shapes_mbv2.json --set data.root="$work/shapes" --set 
 cls=(--config configs/cls_shapes_mbv2.json --set data.root="$work/cls" --set "data.crop=[48,48]"
      --set "data.eval_size=[48,48]" --set train.batch_size=8 "${common[@]}")
 
-# tensors and metadata of a safetensors file, whatever the order of its header's keys
+# a safetensors file as two fingerprints: its tensors with the metadata other than the stored
+# configuration (whatever the order of the header's keys), then that configuration, so that a
+# change which only adds configuration keys shows on the second line alone
 ckpt() { python3 - "$1" <<'PY'
 import hashlib, json, struct, sys
 b = open(sys.argv[1], "rb").read()
 n = struct.unpack("<Q", b[:8])[0]
 h = json.loads(b[8:8 + n])
+config = h.get("__metadata__", {}).pop("config", "")
 print(hashlib.sha256(json.dumps(h, sort_keys=True).encode() + b[8 + n:]).hexdigest())
+print(hashlib.sha256(config.encode()).hexdigest())
 PY
 }
 say() { printf '%s  %s\n' "$1" "$2"; }
+say_ckpt() {
+  local h
+  h=($(ckpt "$1"))
+  say "${h[0]}" "$2 tensors"
+  say "${h[1]}" "$2 configuration"
+}
 
 for task in seg det cls; do
   declare -n args=$task
@@ -47,10 +57,10 @@ for task in seg det cls; do
   $mn train "${args[@]}" --set train.out_dir="$run/resumed" --resume "$run/straight/previous.safetensors" 2>/dev/null
   for r in straight resumed; do
     say "$(sed 's/, "seconds": [0-9.]*//' "$run/$r/metrics.jsonl" | sha256sum | cut -c1-64)" "$task $r metrics"
-    say "$(ckpt "$run/$r/last.safetensors")" "$task $r checkpoint"
+    say_ckpt "$run/$r/last.safetensors" "$task $r checkpoint"
   done
   $mn calibrate --checkpoint "$run/straight/last.safetensors" --out "$run/cal.safetensors" >/dev/null 2>&1
-  say "$(ckpt "$run/cal.safetensors")" "$task calibrated checkpoint"
+  say_ckpt "$run/cal.safetensors" "$task calibrated checkpoint"
   $mn eval --checkpoint "$run/cal.safetensors" > "$run/eval_full.json" 2>/dev/null
   say "$(sha256sum < "$run/eval_full.json" | cut -c1-64)" "$task eval full width"
   $mn eval --checkpoint "$run/cal.safetensors" --width 0.35 $([ $task = det ] && echo "--size 48" || echo "--size 32x32") \

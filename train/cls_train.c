@@ -20,7 +20,7 @@ typedef struct trainer {
     float *teacher;          /* (N, K) detached softmax of the full network */
 } trainer;
 
-static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, bool teacher, double *loss)
+static int run_subnet(trainer *tr, const mn_cls_batch *b, const mn_subnet *sn, bool teacher, double *loss)
 {
     const mn_config *c = tr->run.c;
     mn_tape *t = &tr->run.tape;
@@ -65,7 +65,9 @@ static int open_run(drv_run *run)
     trainer *tr = (trainer *)run;
     const mn_config *c = run->c;
     int rc = drv_open_splits(run);
-    if (!rc) rc = drv_open_image_loader(run);
+    mn_cls_aug aug = mn_config_cls_aug(c, true);
+    mn_loader_options lo = drv_loader_options(c);
+    if (!rc) rc = mn_loader_open_cls(&run->loader, run->train, &aug, &lo);
     if (rc) return rc;
     int K = mn_dataset_num_classes(run->train);
     const char **names = malloc(sizeof(char *) * (size_t)(K > 0 ? K : 1));
@@ -100,6 +102,14 @@ static int alloc_buffers(drv_run *run)
     trainer *tr = (trainer *)run;
     tr->teacher = malloc(sizeof(float) * (size_t)run->c->train.batch_size * (size_t)tr->model.num_classes);
     return tr->teacher ? 0 : mn_error(MN_ENOMEM, "out of memory for the teacher's outputs");
+}
+
+static int next_batch(mn_loader *ld, const void **batch)
+{
+    const mn_cls_batch *b = NULL;
+    int rc = mn_loader_next_cls(ld, &b);
+    *batch = b;
+    return rc;
 }
 
 static int pass(drv_run *run, const void *batch, const mn_subnet *sn, int64_t it, int k, double *loss)
@@ -139,7 +149,7 @@ static const drv_train_ops cls_ops = {
     .open = open_run,
     .resume = resume_model,
     .buffers = alloc_buffers,
-    .next = drv_next_image_batch,
+    .next = next_batch,
     .pass = pass,
     .metrics_subnet = drv_metrics_subnet_plain,
     .save = save,

@@ -8,6 +8,7 @@
 
 #include "backbone.h"
 #include "calibrate.h"
+#include "classes.h"
 #include "config.h"
 #include "dataset.h"
 #include "optim.h"
@@ -19,7 +20,7 @@ typedef struct mn_cls_model {
     mn_config cfg;
     int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
     int num_classes;
-    char (*class_names)[64];      /* (num_classes) */
+    mn_class_name *class_names;   /* (num_classes) */
     mn_param_set ps;
     mn_backbone *net;             /* output stride 32, classifier of num_classes outputs */
     mn_query_table table;         /* metric "top-1"; n == 0 until calibrated */

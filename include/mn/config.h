@@ -39,6 +39,9 @@ typedef struct mn_config {
         int eval_size[2];       /* evaluation input (h, w) at scale 1, multiples of 32 */
         float scale_range[2];   /* random rescale in augmentation */
         bool hflip;
+        float crop_area[2];     /* classification: RandomResizedCrop's area fraction range */
+        float crop_ratio[2];    /* classification: its aspect ratio range */
+        float eval_crop;        /* classification: evaluation centre crop fraction */
         int workers;
         int max_pixels;         /* largest width x height of an image file, checked from its header */
     } data;
@@ -110,9 +113,12 @@ MN_API int mn_config_diff(const mn_config *a, const mn_config *b, bool run_keys_
 /* The data set options of split `split` as the configuration describes them. The strings
  * point into c, which must outlive *o. */
 MN_API void mn_config_dataset_options(const mn_config *c, const char *split, mn_dataset_options *o);
-/* The image augmentation of a whole-image task (segmentation, classification) as c asks for it:
- * crop, rescale range and flips when train, a plain resize to the crop otherwise. */
+/* Segmentation's augmentation as c asks for it: crop, rescale range and flips when train, a
+ * plain resize to the crop otherwise. */
 MN_API mn_seg_aug mn_config_seg_aug(const mn_config *c, bool train);
+/* Classification's: the random resized crop of data.crop and flips when train; otherwise the
+ * centre crop of data.eval_size (set out_h / out_w for other sizes). */
+MN_API mn_cls_aug mn_config_cls_aug(const mn_config *c, bool train);
 /* An input side scaled by a sub-network's or a table's scale (side x scale), rounded to the
  * nearest multiple of 32 and at least 32: the sizes the networks run at below scale 1. */
 MN_API int mn_round32(double v);

@@ -129,6 +129,33 @@ MN_API void mn_seg_aug_default(mn_seg_aug *a, int crop_h, int crop_w, bool train
 MN_API int mn_seg_transform(const mn_seg_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw,
                             int32_t *label_hw);
 
+/* ---- classification transforms (datasets/cls_transforms.c) ----
+ * torchvision's ImageNet pipeline. Training: RandomResizedCrop (a box of a random fraction of
+ * the image's area and a random aspect ratio, ten draws, else the central box of the widest
+ * allowed ratio) resized to the crop, then a random horizontal flip. Evaluation: the image
+ * resized to cover size / crop_fraction (Resize(256) for 224 at 0.875), then the centre crop.
+ * Resizing is bilinear with align_corners = False and no antialiasing (torchvision's tensor path
+ * with antialias=False), each output pixel sampled from inside the box only. */
+
+typedef struct mn_cls_aug {
+    int out_h, out_w;            /* output size */
+    bool train;                  /* false: resize + centre crop, no randomness */
+    float area_min, area_max;    /* train: crop box area as a fraction of the image's (0.08, 1) */
+    float ratio_min, ratio_max;  /* train: crop box width / height (3/4, 4/3) */
+    bool hflip;                  /* train: random horizontal flip */
+    float crop_fraction;         /* eval: centre crop / resized image side (0.875) */
+    float mean[3], std[3];       /* normalisation on [0, 1] pixel values */
+} mn_cls_aug;
+
+/* torchvision's defaults for an out_h x out_w input; flips when train; ImageNet statistics. */
+MN_API void mn_cls_aug_default(mn_cls_aug *a, int out_h, int out_w, bool train);
+/* The source box (y, x, h, w) in image pixels that the transform reads for an ih x iw image:
+ * random draws from rng when a->train (rng may be NULL otherwise). */
+MN_API int mn_cls_crop_box(const mn_cls_aug *a, int ih, int iw, mn_rng *rng, int box[4]);
+/* One sample into a normalised image_chw (3, out_h, out_w): its crop box resized, flipped when
+ * drawn. The rng draws are the box's, then the flip's. */
+MN_API int mn_cls_transform(const mn_cls_aug *a, const mn_sample *s, mn_rng *rng, float *image_chw /* (3, out_h, out_w) */);
+
 /* ---- detection transforms (datasets/det_transforms.c) ----
  * torchvision's detection pipeline: optional horizontal flip, then GeneralizedRCNNTransform's
  * resize (scale = min(min_size / short side, max_size / long side) in float32, output sides
@@ -162,21 +189,28 @@ typedef struct mn_seg_batch {
     int n, h, w;
     float *images;               /* (n, 3, h, w) */
     int32_t *labels;             /* (n, h, w) */
-    int index[64];               /* data set indices of the samples (n <= 64) */
-    int32_t classes[64];         /* class_id of each sample (-1 when the kind has none) */
+    int index[MN_MAX_BATCH];     /* data set indices of the samples */
 } mn_seg_batch;
+
+/* A classification batch: images of one size and their image-level classes. */
+typedef struct mn_cls_batch {
+    int n, h, w;
+    float *images;               /* (n, 3, h, w) */
+    int index[MN_MAX_BATCH];     /* data set indices of the samples */
+    int32_t classes[MN_MAX_BATCH]; /* class_id of each sample */
+} mn_cls_batch;
 
 /* A detection batch: images of different sizes resized by short side, padded together. */
 typedef struct mn_det_batch {
     int n, h, w;                 /* h, w: padded size, multiples of size_divisible */
     float *images;               /* (n, 3, h, w), zero beyond each image's valid region */
-    mn_det_image info[64];
-    mn_box *boxes[64];           /* n_boxes[i] boxes of image i in padded-image pixels (crowd kept) */
-    int n_boxes[64];
-    int index[64];               /* data set indices */
-    int64_t image_id[64];        /* the samples' image ids (COCO ids) */
+    mn_det_image info[MN_MAX_BATCH];
+    mn_box *boxes[MN_MAX_BATCH]; /* n_boxes[i] boxes of image i in padded-image pixels (crowd kept) */
+    int n_boxes[MN_MAX_BATCH];
+    int index[MN_MAX_BATCH];     /* data set indices */
+    int64_t image_id[MN_MAX_BATCH]; /* the samples' image ids (COCO ids) */
     size_t cap_images;           /* floats allocated in images (owned memory, grown as needed) */
-    int cap_boxes[64];
+    int cap_boxes[MN_MAX_BATCH];
 } mn_det_batch;
 
 /* The same batch at another short side, for a sub-network's input scale: each valid region is
@@ -205,6 +239,8 @@ MN_API int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug,
  * determinism guarantees; the data set kind must provide boxes (coco). Images without
  * annotations are kept (n_boxes 0). */
 MN_API int mn_loader_open_det(mn_loader **out, mn_dataset *d, const mn_det_aug *aug, const mn_loader_options *o);
+/* A loader of classification batches (mn_loader_next_cls); every sample must have a class. */
+MN_API int mn_loader_open_cls(mn_loader **out, mn_dataset *d, const mn_cls_aug *aug, const mn_loader_options *o);
 /* Starts an epoch at batch `first` (for resuming mid-epoch). */
 MN_API int mn_loader_start(mn_loader *l, int epoch, int first);
 /* *out = the next batch of the epoch (owned by the loader, valid until the next call), or
@@ -214,6 +250,11 @@ MN_API int mn_loader_next(mn_loader *l, const mn_seg_batch **out);
 /* The detection counterpart of mn_loader_next (a loader opened with mn_loader_open_det; each
  * kind of loader refuses the other's call). */
 MN_API int mn_loader_next_det(mn_loader *l, const mn_det_batch **out);
+/* The classification counterpart (a loader opened with mn_loader_open_cls). */
+MN_API int mn_loader_next_cls(mn_loader *l, const mn_cls_batch **out);
+/* The images of the next batch of a segmentation or classification loader, whatever its kind:
+ * *n = 0 at the end of the epoch (BN calibration needs nothing else). */
+MN_API int mn_loader_next_images(mn_loader *l, int *n, int *h, int *w, const float **images /* (n, 3, h, w) */);
 MN_API int mn_loader_batches_per_epoch(const mn_loader *l);
 MN_API void mn_loader_close(mn_loader *l);
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "calibrate.h"
+#include "classes.h"
 #include "config.h"
 #include "det.h"
 #include "optim.h"
@@ -25,7 +26,7 @@ typedef struct mn_det_model {
     mn_config cfg;
     int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
     int num_classes;              /* including background (label 0) */
-    char class_names[256][32];    /* [0] = "background" */
+    mn_class_name *class_names;   /* (num_classes); [0] = "background" */
     int category_ids[256];        /* the data set's category id of label k (k >= 1) for results files */
     int typical_h, typical_w;     /* median original image size of the validation split (for MACs) */
     mn_param_set ps;

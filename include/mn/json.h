@@ -16,6 +16,9 @@
 
 /* Deepest nesting of arrays and objects accepted (cJSON's own cap is 1000). */
 #define MN_JSON_MAX_DEPTH 512
+/* Largest JSON file read whole (COCO's train2017 instances file is 448 MB; cJSON's tree takes
+ * several times the text). */
+#define MN_JSON_MAX_BYTES ((size_t)4 << 30)
 
 /* Parses text[0, len) (no NUL terminator needed; a NUL inside is an error) as one JSON value,
  * with only whitespace around it. origin names the source in messages (a path, "--set lr").

@@ -5,6 +5,7 @@
 #define MN_SEG_MODEL_H
 
 #include "calibrate.h"
+#include "classes.h"
 #include "config.h"
 #include "dataset.h"
 #include "optim.h"
@@ -15,7 +16,7 @@ typedef struct mn_seg_model {
     mn_config cfg;
     int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
     int num_classes;
-    char class_names[256][32];
+    mn_class_name *class_names;   /* (num_classes) */
     mn_param_set ps;
     mn_segmenter *net;
     mn_query_table table;         /* n == 0 until calibrated */
