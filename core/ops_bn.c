@@ -1,6 +1,7 @@
 #include <math.h>
 
 #include "core/kernels/bn.h"
+#include "core/grad.h"
 #include "mn/ops.h"
 
 typedef struct bn_ctx {
@@ -13,20 +14,6 @@ typedef struct bn_ctx {
     float lo, hi;
 } bn_ctx;
 
-/* A gradient buffer that the kernels can write as a dense array, or an error. */
-static int dense_grad(mn_var *v, const char *what, float **out)
-{
-    *out = NULL;
-    if (!v || !v->requires_grad) return 0;
-    if (!mn_tensor_is_contiguous(&v->grad)) {
-        char buf[64];
-        return mn_error(MN_EINVAL, "batch_norm backward: the gradient of %s %s is not contiguous", what,
-                        mn_shape_str(&v->grad, buf, sizeof buf));
-    }
-    *out = v->grad.data;
-    return 0;
-}
-
 static int bn_backward(mn_node *nd, mn_tape *t)
 {
     (void)t;
@@ -36,8 +23,8 @@ static int bn_backward(mn_node *nd, mn_tape *t)
     mn_var *beta = c->ib >= 0 ? nd->in[c->ib] : NULL;
     float *dx, *dg, *db;
     int rc;
-    if ((rc = dense_grad(x, "x", &dx)) || (rc = dense_grad(gamma, "gamma", &dg)) ||
-        (rc = dense_grad(beta, "beta", &db)))
+    if ((rc = core_grad_dense(x, "batch_norm", "x", &dx)) || (rc = core_grad_dense(gamma, "batch_norm", "gamma", &dg)) ||
+        (rc = core_grad_dense(beta, "batch_norm", "beta", &db)))
         return rc;
     const float *g = gamma ? gamma->val.data : NULL, *dy = nd->out->grad.data, *y = nd->out->val.data;
     if (c->clamp && c->training)

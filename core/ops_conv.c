@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/kernels/conv.h"
+#include "core/grad.h"
 #include "mn/ops.h"
 
 typedef struct conv_ctx {
@@ -50,15 +51,6 @@ static const float *weight_for_grad(mn_tape *t, const mn_tensor *w, int64_t rows
     return c;
 }
 
-/* Checks a gradient buffer that backward writes as contiguous memory. */
-static int check_contiguous_grad(const mn_var *v, const char *op, const char *what)
-{
-    if (!v->requires_grad || mn_tensor_is_contiguous(&v->grad)) return 0;
-    char s[64];
-    return mn_error(MN_EINVAL, "%s: the gradient of %s %s is a strided view; it must be contiguous", op, what,
-                    mn_shape_str(&v->grad, s, sizeof s));
-}
-
 /* ---- conv2d ---- */
 
 static int conv2d_backward(mn_node *nd, mn_tape *t)
@@ -67,7 +59,7 @@ static int conv2d_backward(mn_node *nd, mn_tape *t)
     mn_conv2d_dims d = c->d;
     mn_var *x = nd->in[0], *w = nd->in[1], *b = nd->n_in > 2 ? nd->in[2] : NULL;
     int rc;
-    if ((rc = check_contiguous_grad(x, "conv2d", "input")) || (b && (rc = check_contiguous_grad(b, "conv2d", "bias"))))
+    if ((rc = core_grad_dense(x, "conv2d", "input", NULL)) || (rc = core_grad_dense(b, "conv2d", "bias", NULL)))
         return rc;
     const float *wv = w->val.data;
     float *dw = NULL;
@@ -255,7 +247,7 @@ static int linear_backward(mn_node *nd, mn_tape *t)
 {
     mn_var *x = nd->in[0], *w = nd->in[1], *b = nd->n_in > 2 ? nd->in[2] : NULL;
     int rc;
-    if ((rc = check_contiguous_grad(x, "linear", "input")) || (b && (rc = check_contiguous_grad(b, "linear", "bias"))))
+    if ((rc = core_grad_dense(x, "linear", "input", NULL)) || (rc = core_grad_dense(b, "linear", "bias", NULL)))
         return rc;
     const int n = (int)x->val.shape[0], out = (int)w->val.shape[0], in = (int)w->val.shape[1];
     int64_t ldw = row_stride(&w->val);

@@ -1,19 +1,6 @@
 #include "core/kernels/eltwise.h"
+#include "core/grad.h"
 #include "mn/ops.h"
-
-/* The gradient of input v as a dense array (NULL when v needs none), or an error naming the op. */
-static int dense_grad(const mn_node *nd, mn_var *v, float **out)
-{
-    *out = NULL;
-    if (!v->requires_grad) return 0;
-    if (!mn_tensor_is_contiguous(&v->grad)) {
-        char buf[64];
-        return mn_error(MN_EINVAL, "%s backward: input gradient %s is not contiguous", nd->op,
-                        mn_shape_str(&v->grad, buf, sizeof buf));
-    }
-    *out = v->grad.data;
-    return 0;
-}
 
 /* ---- ReLU, ReLU6 ---- */
 
@@ -22,7 +9,7 @@ static int relu_backward(mn_node *nd, mn_tape *t)
     (void)t;
     mn_var *x = nd->in[0];
     float *dx;
-    int rc = dense_grad(nd, x, &dx);
+    int rc = core_grad_dense(x, nd->op, "input", &dx);
     if (rc || !dx) return rc;
     mn_relu_backward(dx, nd->out->grad.data, x->val.data, mn_tensor_numel(&x->val));
     return 0;
@@ -33,7 +20,7 @@ static int relu6_backward(mn_node *nd, mn_tape *t)
     (void)t;
     mn_var *x = nd->in[0];
     float *dx;
-    int rc = dense_grad(nd, x, &dx);
+    int rc = core_grad_dense(x, nd->op, "input", &dx);
     if (rc || !dx) return rc;
     mn_relu6_backward(dx, nd->out->grad.data, x->val.data, mn_tensor_numel(&x->val));
     return 0;
@@ -70,7 +57,7 @@ static int add_backward(mn_node *nd, mn_tape *t)
     int64_t n = mn_tensor_numel(&nd->out->val);
     for (int i = 0; i < 2; i++) {
         float *d;
-        int rc = dense_grad(nd, nd->in[i], &d);
+        int rc = core_grad_dense(nd->in[i], nd->op, "input", &d);
         if (rc) return rc;
         if (d) mn_scale_backward(d, gy, 1.0f, n);
     }
@@ -101,7 +88,7 @@ static int scale_backward(mn_node *nd, mn_tape *t)
 {
     (void)t;
     float *dx;
-    int rc = dense_grad(nd, nd->in[0], &dx);
+    int rc = core_grad_dense(nd->in[0], nd->op, "input", &dx);
     if (rc || !dx) return rc;
     mn_scale_backward(dx, nd->out->grad.data, *(const float *)nd->ctx, mn_tensor_numel(&nd->out->val));
     return 0;
@@ -135,7 +122,7 @@ static int concat_backward(mn_node *nd, mn_tape *t)
     float **dxs = mn_arena_alloc(&t->arena, sizeof(float *) * (size_t)nd->n_in);
     if (!dxs) return MN_ENOMEM;
     for (int i = 0; i < nd->n_in; i++) {
-        int rc = dense_grad(nd, nd->in[i], &dxs[i]);
+        int rc = core_grad_dense(nd->in[i], nd->op, "input", &dxs[i]);
         if (rc) return rc;
     }
     mn_concat_backward(dxs, nd->out->grad.data, c->cs, nd->n_in, c->n, c->s);

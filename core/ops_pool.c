@@ -1,24 +1,11 @@
 #include "core/kernels/pool.h"
+#include "core/grad.h"
 #include "mn/ops.h"
 
 typedef struct pool_ctx {
     int32_t *argmax; /* (N, C, Ho, Wo), max pooling only */
     int k, stride, pad;
 } pool_ctx;
-
-/* The gradient of input v as a dense array (NULL when v needs none), or an error naming the op. */
-static int dense_grad(const mn_node *nd, mn_var *v, float **out)
-{
-    *out = NULL;
-    if (!v->requires_grad) return 0;
-    if (!mn_tensor_is_contiguous(&v->grad)) {
-        char buf[64];
-        return mn_error(MN_EINVAL, "%s backward: input gradient %s is not contiguous", nd->op,
-                        mn_shape_str(&v->grad, buf, sizeof buf));
-    }
-    *out = v->grad.data;
-    return 0;
-}
 
 /* Checks a pooling op's input and window; returns the contiguous input or NULL (error set). */
 static mn_var *check_pool(mn_tape *t, const char *op, mn_var *x, int k, int stride, int pad, int64_t *ho,
@@ -58,7 +45,7 @@ static int max_pool_backward(mn_node *nd, mn_tape *t)
     pool_ctx *c = nd->ctx;
     mn_var *x = nd->in[0];
     float *dx;
-    int rc = dense_grad(nd, x, &dx);
+    int rc = core_grad_dense(x, nd->op, "input", &dx);
     if (rc || !dx) return rc;
     const int64_t *xs = x->val.shape, *ys = nd->out->val.shape;
     mn_max_pool2d_backward(dx, c->argmax, nd->out->grad.data, xs[0], xs[1], xs[2], xs[3], ys[2], ys[3]);
@@ -97,7 +84,7 @@ static int avg_pool_backward(mn_node *nd, mn_tape *t)
     pool_ctx *c = nd->ctx;
     mn_var *x = nd->in[0];
     float *dx;
-    int rc = dense_grad(nd, x, &dx);
+    int rc = core_grad_dense(x, nd->op, "input", &dx);
     if (rc || !dx) return rc;
     const int64_t *xs = x->val.shape;
     mn_avg_pool2d_backward(dx, nd->out->grad.data, xs[0], xs[1], xs[2], xs[3], c->k, c->stride, c->pad);
@@ -131,7 +118,7 @@ static int global_avg_pool_backward(mn_node *nd, mn_tape *t)
     (void)t;
     mn_var *x = nd->in[0];
     float *dx;
-    int rc = dense_grad(nd, x, &dx);
+    int rc = core_grad_dense(x, nd->op, "input", &dx);
     if (rc || !dx) return rc;
     const int64_t *xs = x->val.shape;
     mn_global_avg_pool_backward(dx, nd->out->grad.data, xs[0], xs[1], xs[2] * xs[3]);

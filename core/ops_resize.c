@@ -1,24 +1,11 @@
 #include "core/kernels/resize.h"
+#include "core/grad.h"
 #include "mn/ops.h"
 
 typedef struct resize_ctx {
     int64_t *h0, *h1, *w0, *w1; /* (OH), (OH), (OW), (OW) source rows / columns */
     float *hl, *wl;             /* (OH), (OW) upper-neighbour weights (bilinear only) */
 } resize_ctx;
-
-/* The gradient of input v as a dense array (NULL when v needs none), or an error naming the op. */
-static int dense_grad(const mn_node *nd, mn_var *v, float **out)
-{
-    *out = NULL;
-    if (!v->requires_grad) return 0;
-    if (!mn_tensor_is_contiguous(&v->grad)) {
-        char buf[64];
-        return mn_error(MN_EINVAL, "%s backward: input gradient %s is not contiguous", nd->op,
-                        mn_shape_str(&v->grad, buf, sizeof buf));
-    }
-    *out = v->grad.data;
-    return 0;
-}
 
 /* Checks the input and output size; returns the contiguous input or NULL (error set). */
 static mn_var *check_resize(mn_tape *t, const char *op, mn_var *x, int oh, int ow)
@@ -46,7 +33,7 @@ static int bilinear_backward(mn_node *nd, mn_tape *t)
     resize_ctx *c = nd->ctx;
     mn_var *x = nd->in[0];
     float *dx;
-    int rc = dense_grad(nd, x, &dx);
+    int rc = core_grad_dense(x, nd->op, "input", &dx);
     if (rc || !dx) return rc;
     const int64_t *xs = x->val.shape, *ys = nd->out->val.shape;
     mn_resize_bilinear_backward(dx, c->h0, c->h1, c->hl, c->w0, c->w1, c->wl, nd->out->grad.data, xs[0], xs[1], xs[2],
@@ -84,7 +71,7 @@ static int nearest_backward(mn_node *nd, mn_tape *t)
     resize_ctx *c = nd->ctx;
     mn_var *x = nd->in[0];
     float *dx;
-    int rc = dense_grad(nd, x, &dx);
+    int rc = core_grad_dense(x, nd->op, "input", &dx);
     if (rc || !dx) return rc;
     const int64_t *xs = x->val.shape, *ys = nd->out->val.shape;
     mn_resize_nearest_backward(dx, c->h0, c->w0, nd->out->grad.data, xs[0], xs[1], xs[2], xs[3], ys[2], ys[3]);

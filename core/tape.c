@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "core/grad.h"
 #include "mn/tape.h"
 
 void mn_tape_init(mn_tape *t, size_t initial_bytes)
@@ -181,4 +182,17 @@ int mn_backward(mn_tape *t, mn_var *loss)
                         (long long)mn_tensor_numel(&loss->val));
     const float one = 1.0f;
     return mn_backward_grad(t, loss, &one);
+}
+
+int core_grad_dense(mn_var *v, const char *op, const char *what, float **out)
+{
+    if (out) *out = NULL;
+    if (!v || !v->requires_grad) return 0;
+    if (!mn_tensor_is_contiguous(&v->grad)) {
+        char shape[64];
+        return mn_error(MN_EINVAL, "%s backward: the gradient of %s %s is a strided view; it must be contiguous", op, what,
+                        mn_shape_str(&v->grad, shape, sizeof shape));
+    }
+    if (out) *out = v->grad.data;
+    return 0;
 }

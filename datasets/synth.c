@@ -383,12 +383,15 @@ static double quantise(double v) { return nearbyint(v * 8.0) / 8.0; }
 static int propose(double **poly, const mn_synth_config *c, mn_rng *r, int shape, double *cx, double *cy,
                    double *target)
 {
-    double xy[2 * MAX_VERTS];
-    *target = draw_area(r, (double)c->width * c->height);
+    double xy[2 * MAX_VERTS], image_area = (double)c->width * c->height;
+    /* large objects: a shape that can be told from the others at any crop a classifier sees */
+    bool large = c->large_objects || c->classification;
+    *target = large ? image_area * 0.08 * exp(mn_rng_uniform(r) * log(0.35 / 0.08)) : draw_area(r, image_area);
     int n = make_shape(xy, shape, *target, r);
     double ang = mn_rng_range(r, 0, (float)(2 * PI)), ca = cos(ang), sa = sin(ang);
-    *cx = mn_rng_range(r, 0, (float)c->width);
-    *cy = mn_rng_range(r, 0, (float)c->height);
+    float lo = large ? 0.3f : 0.0f, hi = large ? 0.7f : 1.0f;
+    *cx = mn_rng_range(r, lo * (float)c->width, hi * (float)c->width);
+    *cy = mn_rng_range(r, lo * (float)c->height, hi * (float)c->height);
     for (int k = 0; k < n; k++) {
         double x = xy[2 * k], y = xy[2 * k + 1];
         xy[2 * k] = *cx + ca * x - sa * y;

@@ -45,7 +45,7 @@ static const key keys[] = {
     {"data.void_index", K_INT, F(data.void_index), -1, 254, NULL, "folder kind: label value treated as ignore (-1 none)"},
     {"data.crop", K_INT2, F(data.crop), 32, 4096, NULL, "training crop [h, w] (multiples of 32 are fastest)"},
     {"data.eval_size", K_INT2, F(data.eval_size), 32, 4096, NULL, "evaluation input [h, w] at scale 1"},
-    {"data.scale_range", K_FLOAT2, F(data.scale_range), 0.1, 8, NULL, "random rescale [min, max] before cropping"},
+    {"data.scale_range", K_FLOAT2, F(data.scale_range), 0.1, 8, NULL, "segmentation: random rescale [min, max] before cropping"},
     {"data.hflip", K_BOOL, F(data.hflip), 0, 0, NULL, "random horizontal flips"},
     {"data.crop_area", K_FLOAT2, F(data.crop_area), 0.01, 1, NULL,
      "classification: training crop box area [min, max] as a fraction of the image's (RandomResizedCrop's scale)"},

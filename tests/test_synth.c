@@ -613,6 +613,7 @@ Test(synth, classification_set_is_an_imagefolder)
     mn_synth_config one = c;
     one.classification = false;
     one.max_objects = 1;
+    one.large_objects = true;
     generate_cls(&one, "plain_one_object", 2, plain);
 
     /* what the split and every-10th rules leave, and the class of each image's one object */
@@ -626,6 +627,14 @@ Test(synth, classification_set_is_an_imagefolder)
         cls_of[i] = empty ? -1 : r.objects[0].label - 1;
         if (!empty) {
             cr_assert_eq(r.objects[0].shape, c.classes[cls_of[i]]);
+            /* large and mostly inside: its box's centre in the middle of the image, its area from
+             * 8 % of the image (35 % at most, before clipping) */
+            const double *bb = r.objects[0].bbox;
+            double mx = bb[0] + bb[2] / 2, my = bb[1] + bb[3] / 2;
+            cr_assert(mx > 0.2 * 64 && mx < 0.8 * 64 && my > 0.2 * 64 && my < 0.8 * 64, "image %d: box %g %g %g %g", i, bb[0],
+                      bb[1], bb[2], bb[3]);
+            cr_assert(r.objects[0].area > 0.04 * 64 * 64 && r.objects[0].area < 0.36 * 64 * 64, "image %d: area %g", i,
+                      r.objects[0].area);
             want[s]++;
         }
         mn_synth_sample_free(&r);

@@ -29,8 +29,10 @@ static void usage(FILE *f)
             "  --val F            fraction of images in the val split, [0, 1) (default 0.2)\n"
             "  --max-objects M    objects per non-empty image, 1..%d (default 6)\n"
             "  --force            write into a non-empty DIR, replacing files of the same names\n"
-            "  --classification   write an image classification set instead (one object per image,\n"
-            "                     --max-objects ignored)\n\n"
+            "  --large-objects    every object covers 8-35%% of the image, its centre in the middle 40%%\n"
+            "                     of each side (default: COCO's small / medium / large mix, anywhere)\n"
+            "  --classification   write an image classification set instead (one large object per\n"
+            "                     image, --max-objects ignored)\n\n"
             "Layout: DIR/images/{train,val}/NNNNNN.jpg, DIR/labels/{train,val}/NNNNNN.png (0 background,\n"
             "1..K classes, 255 ignore border), DIR/annotations/instances_{train,val}.json (COCO),\n"
             "DIR/splits/{train,val}.txt, DIR/classes.txt.\n"
@@ -81,6 +83,8 @@ int mn_cmd_synth(int argc, char **argv)
             c.png = true;
         } else if (!strcmp(a, "--classification")) {
             c.classification = true;
+        } else if (!strcmp(a, "--large-objects")) {
+            c.large_objects = true;
         } else if (!strcmp(a, "--out")) {
             if (!(c.out_dir = mn_arg_value(cmd, argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--images")) {

@@ -18,7 +18,7 @@
  *   Images without an object (the empty 10th, 20th, ... of each split, or the rare image whose
  *   placement failed) are not written; nothing else (labels, JSON, split lists) is. A written
  *   image is byte-identical to what the normal layout writes for the same index and config
- *   with max_objects 1.
+ *   with max_objects 1 and large_objects.
  *
  * Shapes and geometry
  * - Classes: circle, square, triangle, star, ring. Each has a fixed, non-contiguous COCO
@@ -44,6 +44,9 @@
  *   probabilities 0.4 / 0.35 / 0.25, then an area log-uniform in that range (small from 64 px^2,
  *   large up to 30% of the image; ranges that do not fit the image are not drawn). Clipping at
  *   the border can make an object smaller; the JSON area is what counts.
+ * - Large objects (config.large_objects, and always in the classification layout): an area
+ *   log-uniform in 8% .. 35% of the image and a centre in the middle 40% of each side, so that
+ *   every object is large in COCO's sense and mostly inside the image.
  *
  * Splits, empty images, determinism
  * - Image i (0-based) is in val when floor((i+1) f) > floor(i f), f = val_fraction: exactly
@@ -79,6 +82,7 @@ typedef struct mn_synth_config {
     int max_objects;              /* per non-empty image, 1 .. MN_SYNTH_MAX_OBJECTS */
     bool force;                   /* write into a non-empty out_dir, replacing files of the same names */
     bool classification;          /* write an imagefolder classification set (see layout) */
+    bool large_objects;           /* objects of 8-35% of the image, centred (implied by classification) */
 } mn_synth_config;
 
 /* Defaults: 300 images of 320x320, seed 0, all five classes, JPEG quality 90, 20% val, up to
