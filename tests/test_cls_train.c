@@ -92,6 +92,20 @@ Test(cls_train, learns_reopens_scores_and_calibrates)
     double first = 0, last = 0;
     for (int i = 1; i <= 10; i++) first += l[i] / 10, last += l[90 + i] / 10;
     cr_assert_lt(last, 0.8 * first, "loss did not fall: first ten %.4f, last ten %.4f", first, last);
+    /* the metrics carry the full network's top-1 on each logged training batch: whole eighths
+     * (batches of 8), and near 1 once the 18 images are memorised */
+    char(*lines)[TC_METRICS_LINE] = calloc(120, TC_METRICS_LINE);
+    cr_assert_eq(tc_metrics_lines(c.train.out_dir, lines, 120), 100);
+    double fit = 0;
+    for (int i = 1; i <= 100; i++) {
+        const char *p = strstr(lines[i], "\"train_top1\": ");
+        cr_assert_not_null(p, "line %d: %s", i, lines[i]);
+        double v = atof(p + strlen("\"train_top1\": "));
+        cr_assert(v >= 0 && v <= 1 && fabs(v * 8 - round(v * 8)) < 1e-3, "line %d: train_top1 %g", i, v);
+        if (i > 90) fit += v / 10;
+    }
+    free(lines);
+    cr_assert_geq(fit, 0.7, "the last ten training batches' top-1 averages %.3f", fit);
 
     char ckpt[700];
     snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", c.train.out_dir);

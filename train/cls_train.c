@@ -18,7 +18,21 @@ typedef struct trainer {
     drv_run run;             /* first: the driver's callbacks get &run back */
     mn_cls_model model;
     float *teacher;          /* (N, K) detached softmax of the full network */
+    double batch_top1;       /* the full network's top-1 on this iteration's batch (training mode) */
 } trainer;
+
+/* Top-1 of logits (n, K) against the classes, ties going to the lower class index. */
+static double top1(const float *logits, int n, int K, const int32_t *classes)
+{
+    int right = 0;
+    for (int i = 0; i < n; i++) {
+        const float *row = logits + (int64_t)i * K;
+        int best = 0;
+        for (int k = 1; k < K; k++) best = row[k] > row[best] ? k : best;
+        right += best == classes[i];
+    }
+    return n ? (double)right / n : 0.0;
+}
 
 static int run_subnet(trainer *tr, const mn_cls_batch *b, const mn_subnet *sn, bool teacher, double *loss)
 {
@@ -52,6 +66,7 @@ static int run_subnet(trainer *tr, const mn_cls_batch *b, const mn_subnet *sn, b
     *loss = l->val.data[0];
     if (!isfinite(*loss))
         return mn_error(MN_ENUMERIC, "loss is %g at width %.3f, scale %.2f", *loss, (double)sn->width, (double)sn->scale);
+    if (teacher) tr->batch_top1 = top1(logits->val.data, b->n, tr->model.num_classes, b->classes);
     if (teacher && c->mutual.distill == MN_DISTILL_KL) {
         mn_var *p = mn_softmax(t, logits); /* kept beyond this pass, cut from the graph */
         if (!p) return mn_last_error_code();
@@ -117,6 +132,13 @@ static int pass(drv_run *run, const void *batch, const mn_subnet *sn, int64_t it
     return run_subnet((trainer *)run, batch, sn, k == 0, loss);
 }
 
+/* The training batch's top-1 beside the loss: a network that cannot fit its data shows here,
+ * one that fits but does not generalise shows only in val_top1. */
+static void metrics_losses(drv_run *run, FILE *f)
+{
+    fprintf(f, ", \"train_top1\": %.4f", ((trainer *)run)->batch_top1);
+}
+
 static int save(drv_run *run, const char *path, int64_t iteration)
 {
     return mn_cls_model_save(&((trainer *)run)->model, path, &run->opt, iteration);
@@ -151,6 +173,7 @@ static const drv_train_ops cls_ops = {
     .buffers = alloc_buffers,
     .next = next_batch,
     .pass = pass,
+    .metrics_losses = metrics_losses,
     .metrics_subnet = drv_metrics_subnet_plain,
     .save = save,
     .evaluate = evaluate,
