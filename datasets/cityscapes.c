@@ -153,6 +153,9 @@ static const char *cityscapes_class_name(const void *state, int k)
     return k >= 0 && k < N_TRAIN ? train_names[k] : "?";
 }
 
+/* The label id that becomes train id k: the file's own id of the class. */
+static int cityscapes_label_id(const void *state, int k) { return k >= 0 && k < N_TRAIN ? label_of_train[k] : -1; }
+
 const mn_dataset_kind mn_dataset_cityscapes = {
     .name = "cityscapes",
     .open = cityscapes_open,
@@ -161,4 +164,5 @@ const mn_dataset_kind mn_dataset_cityscapes = {
     .num_classes = cityscapes_num_classes,
     .class_name = cityscapes_class_name,
     .close = cityscapes_close,
+    .category_id = cityscapes_label_id,
 };

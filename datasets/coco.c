@@ -61,6 +61,9 @@ typedef struct coco {
     bool check_files;    /* stat every image at open (off only for the fuzz target) */
     const mn_reporter *rep; /* notices of skipped annotations (may be NULL) */
     mn_box_stats stats;
+    bool record_issues;  /* keep each dropped annotation in issues (mn_dataset_annotation_issues) */
+    mn_dataset_issue *issues;
+    int n_issues, cap_issues;
     coco_image *imgs;
     int n_imgs;
     coco_ann *anns;
@@ -387,6 +390,33 @@ static int check_polygon_numbers(const cJSON *seg, const char *where)
 
 enum { DROP_IMAGE, DROP_CATEGORY, DROP_EMPTY, DROP_OUTSIDE, N_DROP };
 
+/* Keeps dropped annotation i and why, when the caller asked for the list. */
+static int note_drop(coco *c, const cJSON *e, int i, int64_t image_id, int64_t cat_id, const double xywh[4], int why)
+{
+    if (!c->record_issues) return 0;
+    if (c->n_issues == c->cap_issues) {
+        int cap = c->cap_issues ? 2 * c->cap_issues : 64;
+        mn_dataset_issue *t = realloc(c->issues, sizeof *t * (size_t)cap);
+        if (!t) return mn_error(MN_ENOMEM, "%s: out of memory", c->json);
+        c->issues = t;
+        c->cap_issues = cap;
+    }
+    mn_dataset_issue *is = &c->issues[c->n_issues++];
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+    bool has_id = cJSON_IsNumber(id) && fabs(id->valuedouble) <= EXACT_INT && id->valuedouble == floor(id->valuedouble);
+    *is = (mn_dataset_issue){.index = i, .id = has_id ? (int64_t)id->valuedouble : -1, .image_id = image_id,
+                             .category_id = cat_id};
+    snprintf(is->file, sizeof is->file, "%s", c->json);
+    if (why == DROP_IMAGE)
+        snprintf(is->reason, sizeof is->reason, "image_id %lld is not in \"images\"", (long long)image_id);
+    else if (why == DROP_CATEGORY)
+        snprintf(is->reason, sizeof is->reason, "category_id %lld is not in \"categories\"", (long long)cat_id);
+    else
+        snprintf(is->reason, sizeof is->reason, "bbox [%g, %g, %g, %g] %s", xywh[0], xywh[1], xywh[2], xywh[3],
+                 why == DROP_EMPTY ? "has zero or negative width or height" : "has no area inside its image");
+    return 0;
+}
+
 typedef struct pending {
     int img;             /* index into imgs, -1 when dropped */
     mn_box box;
@@ -432,16 +462,10 @@ static int load_annotations(coco *c, const cJSON *arr, const id_index *imgs, con
         if (rc) break;
 
         int img = find_id(imgs, c->n_imgs, image_id), cat = find_id(cats, c->n_cats, cat_id);
-        if (img < 0) {
-            dropped[DROP_IMAGE]++;
-            continue;
-        }
-        if (cat < 0) {
-            dropped[DROP_CATEGORY]++;
-            continue;
-        }
-        if (!(xywh[2] > 0) || !(xywh[3] > 0)) {
-            dropped[DROP_EMPTY]++;
+        int why = img < 0 ? DROP_IMAGE : cat < 0 ? DROP_CATEGORY : !(xywh[2] > 0) || !(xywh[3] > 0) ? DROP_EMPTY : -1;
+        if (why >= 0) {
+            dropped[why]++;
+            rc = note_drop(c, e, i, image_id, cat_id, xywh, why);
             continue;
         }
         const coco_image *im = &c->imgs[imgs[img].index];
@@ -453,6 +477,7 @@ static int load_annotations(coco *c, const cJSON *arr, const id_index *imgs, con
         float x2 = inside ? (float)dx2 : 0, y2 = inside ? (float)dy2 : 0;
         if (!(x2 > x1) || !(y2 > y1)) {
             dropped[DROP_OUTSIDE]++;
+            rc = note_drop(c, e, i, image_id, cat_id, xywh, DROP_OUTSIDE);
             continue;
         }
         if (crowd) c->stats.crowd++;
@@ -514,6 +539,7 @@ static void coco_close(void *state)
     free(c->poly_len);
     free(c->coords);
     free(c->runs);
+    free(c->issues);
     free(c);
 }
 
@@ -554,16 +580,18 @@ int mn_ds_coco_parse(void **state, const char *text, size_t len, const char *jso
     return rc;
 }
 
-static int coco_open(void **state, const mn_dataset_options *o)
+/* Reads the annotations file of o into a new state; record_issues keeps each dropped annotation. */
+static int coco_read(coco **out, const mn_dataset_options *o, bool record_issues)
 {
     coco *c = calloc(1, sizeof *c);
+    *out = c;
     if (!c) return mn_error(MN_ENOMEM, "%s: out of memory", o->root);
-    *state = c;
     mn_ds_path(c->json, sizeof c->json, o->root, o->annotations ? o->annotations : "annotations/instances_{split}.json",
                o->split);
     mn_ds_path(c->images, sizeof c->images, o->root, o->images ? o->images : "images/{split}", o->split);
     c->max_pixels = o->max_pixels > 0 ? o->max_pixels : MN_IMAGE_DEFAULT_MAX_PIXELS;
     c->check_files = true;
+    c->record_issues = record_issues;
     c->rep = o->reporter;
     char *text = NULL;
     size_t len = 0;
@@ -572,9 +600,34 @@ static int coco_open(void **state, const mn_dataset_options *o)
     free(text);
     if (rc) {
         coco_close(c);
-        *state = NULL;
+        *out = NULL;
     }
     return rc;
+}
+
+static int coco_open(void **state, const mn_dataset_options *o)
+{
+    coco *c;
+    int rc = coco_read(&c, o, false);
+    *state = c;
+    return rc;
+}
+
+/* Only the coco kind drops annotations; the other kinds have none to report. */
+int mn_dataset_annotation_issues(const mn_dataset_options *o, mn_dataset_issue **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!o->kind || strcmp(o->kind, "coco")) return 0;
+    if (!o->root || !o->split) return mn_error(MN_EINVAL, "data set options need kind, root and split");
+    coco *c;
+    int rc = coco_read(&c, o, true);
+    if (rc) return rc;
+    *out = c->issues;
+    *n = c->n_issues;
+    c->issues = NULL; /* handed over */
+    coco_close(c);
+    return 0;
 }
 
 static int coco_get(void *state, int i, mn_sample *out)

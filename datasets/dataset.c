@@ -87,6 +87,14 @@ int mn_dataset_category_id(const mn_dataset *d, int k)
     return d->kind->category_id ? d->kind->category_id(d->state, k) : k;
 }
 
+int mn_dataset_class_value(const mn_dataset *d, int k)
+{
+    if (k < 0 || k >= mn_dataset_num_classes(d)) return -1;
+    if (d->kind == &mn_dataset_imagefolder) return -1; /* classes are folder names, not values */
+    if (d->kind == &mn_dataset_coco && k == 0) return -1; /* background: no category of its own */
+    return mn_dataset_category_id(d, k);
+}
+
 int mn_dataset_box_stats(const mn_dataset *d, mn_box_stats *out)
 {
     memset(out, 0, sizeof *out);

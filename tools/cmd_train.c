@@ -84,6 +84,11 @@ int mn_cmd_train(int argc, char **argv)
         fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
+    /* a wrong class mapping is cheaper to see now than after hours; a data set that does not open is
+     * left for mn_train to report */
+#ifdef MN_HAVE_CMD_DATA
+    mn_data_print_classes(stderr, &c);
+#endif
     /* SA_RESETHAND: the first signal asks for a checkpoint, a second one kills as usual */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

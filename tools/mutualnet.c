@@ -29,6 +29,9 @@ static const command commands[] = {
 #ifdef MN_HAVE_CMD_INFO
     {"info", mn_cmd_info, "what a checkpoint holds: task, model, widths and scales, classes, query table"},
 #endif
+#ifdef MN_HAVE_CMD_DATA
+    {"data", mn_cmd_data, "check a data set: class counts, sizes, the class mapping, bad files and boxes"},
+#endif
 #ifdef MN_HAVE_CMD_CALIBRATE
     {"calibrate", mn_cmd_calibrate, "BN calibration and accuracy/FLOPs for a grid of configurations: the query table"},
 #endif

@@ -258,4 +258,27 @@ MN_API int mn_loader_next_images(mn_loader *l, int *n, int *h, int *w, const flo
 MN_API int mn_loader_batches_per_epoch(const mn_loader *l);
 MN_API void mn_loader_close(mn_loader *l);
 
+/* ---- checking a data set (datasets/dataset.c, datasets/coco.c; `mutualnet data check`) ---- */
+
+/* The value in the data set's own files that becomes class index k: the label PNG value
+ * (folder and voc: k itself; cityscapes: the label id of train id k), the COCO category id
+ * (coco), or -1 where no value exists (coco's background 0, every imagefolder class, whose
+ * source is its folder name, and k outside the classes). */
+MN_API int mn_dataset_class_value(const mn_dataset *d, int k);
+
+/* An annotation that the data set drops at open rather than train on, and why. */
+typedef struct mn_dataset_issue {
+    char file[1024];             /* the annotations file */
+    int index;                   /* its position in the JSON's "annotations" array */
+    int64_t id;                  /* its "id", or -1 when it has no usable one */
+    int64_t image_id, category_id;
+    char reason[160];            /* e.g. "category_id 99 is not in \"categories\"" */
+} mn_dataset_issue;
+
+/* Every annotation of split o->split that opening the data set drops (an image_id or
+ * category_id the file does not define, a box of zero or negative width or height, a box with
+ * no area inside its image), in file order: *out (malloc'd, free() it; NULL when *n is 0) and
+ * *n. Reads the annotations file again. Kinds without annotations (all but coco) give *n = 0. */
+MN_API int mn_dataset_annotation_issues(const mn_dataset_options *o, mn_dataset_issue **out /* (*n) */, int *n);
+
 #endif
