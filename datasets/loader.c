@@ -47,27 +47,41 @@ struct mn_loader {
 
 int mn_loader_batches_per_epoch(const mn_loader *l) { return l->n_batches; }
 
-/* Loads and augments the samples of batch b of the current epoch into s. */
-static int make_batch(mn_loader *l, int b, slot *s)
+/* The samples of batch b of the current epoch, one at a time: each is loaded, given the random
+ * stream of its position in the epoch, handed to `place` with its slot j in the batch and its
+ * data set index, and freed. *n = the batch's size. Segmentation and classification batches are
+ * made this way. */
+static int each_sample(mn_loader *l, int b, slot *s, int *n,
+                       int (*place)(mn_loader *l, slot *s, int j, int index, const mn_sample *smp, mn_rng *r))
 {
-    int B = l->o.batch_size, H = l->aug.crop_h, W = l->aug.crop_w;
-    int first = b * B, n = l->n_items - first < B ? l->n_items - first : B;
-    mn_seg_batch *bt = &s->batch;
-    bt->n = n;
-    bt->h = H;
-    bt->w = W;
-    for (int j = 0; j < n; j++) {
-        int idx = l->order[first + j];
-        bt->index[j] = idx;
+    int B = l->o.batch_size, first = b * B;
+    *n = l->n_items - first < B ? l->n_items - first : B;
+    for (int j = 0; j < *n; j++) {
         mn_sample smp;
-        int rc = mn_dataset_get(l->d, idx, &smp);
+        int rc = mn_dataset_get(l->d, l->order[first + j], &smp);
         if (rc) return rc;
         mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + j));
-        rc = mn_seg_transform(&l->aug, &smp, &r, bt->images + (int64_t)j * 3 * H * W, bt->labels + (int64_t)j * H * W);
+        rc = place(l, s, j, l->order[first + j], &smp, &r);
         mn_sample_free(&smp);
         if (rc) return rc;
     }
     return 0;
+}
+
+static int place_seg(mn_loader *l, slot *s, int j, int index, const mn_sample *smp, mn_rng *r)
+{
+    mn_seg_batch *bt = &s->batch;
+    int64_t hw = (int64_t)l->aug.crop_h * l->aug.crop_w;
+    bt->index[j] = index;
+    return mn_seg_transform(&l->aug, smp, r, bt->images + j * 3 * hw, bt->labels + j * hw);
+}
+
+static int make_batch(mn_loader *l, int b, slot *s)
+{
+    mn_seg_batch *bt = &s->batch;
+    bt->h = l->aug.crop_h;
+    bt->w = l->aug.crop_w;
+    return each_sample(l, b, s, &bt->n, place_seg);
 }
 
 /* Detection: loads the batch's samples, pads to the largest resized size among them, then
@@ -125,28 +139,22 @@ static int make_det_batch(mn_loader *l, int b, slot *s)
 }
 
 /* Classification: each sample's crop and flip into its place, its class beside it. */
+static int place_cls(mn_loader *l, slot *s, int j, int index, const mn_sample *smp, mn_rng *r)
+{
+    mn_cls_batch *bt = &s->cls;
+    bt->index[j] = index;
+    bt->classes[j] = smp->class_id;
+    if (smp->class_id < 0)
+        return mn_error(MN_EINVAL, "%s: the image has no class (a classification loader needs one)", smp->name);
+    return mn_cls_transform(&l->caug, smp, r, bt->images + (int64_t)j * 3 * l->caug.out_h * l->caug.out_w);
+}
+
 static int make_cls_batch(mn_loader *l, int b, slot *s)
 {
-    int B = l->o.batch_size, H = l->caug.out_h, W = l->caug.out_w;
-    int first = b * B, n = l->n_items - first < B ? l->n_items - first : B;
     mn_cls_batch *bt = &s->cls;
-    bt->n = n;
-    bt->h = H;
-    bt->w = W;
-    for (int j = 0; j < n; j++) {
-        int idx = l->order[first + j];
-        bt->index[j] = idx;
-        mn_sample smp;
-        int rc = mn_dataset_get(l->d, idx, &smp);
-        if (rc) return rc;
-        bt->classes[j] = smp.class_id;
-        if (smp.class_id < 0) rc = mn_error(MN_EINVAL, "%s: the image has no class (a classification loader needs one)", smp.name);
-        mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + j));
-        if (!rc) rc = mn_cls_transform(&l->caug, &smp, &r, bt->images + (int64_t)j * 3 * H * W);
-        mn_sample_free(&smp);
-        if (rc) return rc;
-    }
-    return 0;
+    bt->h = l->caug.out_h;
+    bt->w = l->caug.out_w;
+    return each_sample(l, b, s, &bt->n, place_cls);
 }
 
 static int make(mn_loader *l, int b, slot *s)
