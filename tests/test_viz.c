@@ -581,6 +581,148 @@ Test(viz, det_overlay_rejects_bad_input)
     mn_image_free(&img);
 }
 
+/* ---------------------------------------------------------------- grids */
+
+/* Six cells of different sizes, each one flat colour (cell 1 grey, cell 5 RGBA), in 2 rows x 3 columns. */
+static const int grid_wh[6][2] = {{10, 6}, {20, 4}, {5, 9}, {7, 12}, {3, 3}, {15, 2}};
+
+static mn_rgb grid_colour(int i) { return (mn_rgb){(uint8_t)(20 + 30 * i), (uint8_t)(200 - 25 * i), (uint8_t)(7 * i)}; }
+
+static void grid_cells(mn_image *cells /* (6) */)
+{
+    for (int i = 0; i < 6; i++) {
+        int c = i == 1 ? 1 : i == 5 ? 4 : 3;
+        cr_assert_eq(mn_image_alloc(&cells[i], grid_wh[i][0], grid_wh[i][1], c), 0);
+        mn_rgb col = grid_colour(i);
+        for (int p = 0; p < grid_wh[i][0] * grid_wh[i][1]; p++) {
+            uint8_t *d = cells[i].data + (size_t)p * c;
+            if (c == 1) {
+                d[0] = col.r;
+                continue;
+            }
+            d[0] = col.r, d[1] = col.g, d[2] = col.b;
+            if (c == 4) d[3] = 17; /* alpha is dropped */
+        }
+    }
+}
+
+/* The colour a cell lands in the grid with (grey repeated). */
+static mn_rgb grid_landed(int i)
+{
+    mn_rgb c = grid_colour(i);
+    return i == 1 ? (mn_rgb){c.r, c.r, c.r} : c;
+}
+
+/* Cells at their documented places (columns 10, 20, 15 wide at x = 0, 18, 46; rows 9, 12 tall at
+ * y = top and top + 17), each exactly its own size, and panel colour everywhere else below top. */
+static void expect_grid_cells(const mn_image *out, int top)
+{
+    const int col_x[3] = {0, 10 + 8, 10 + 8 + 20 + 8}, row_y[2] = {top, top + 9 + 8};
+    int counted = 0;
+    for (int i = 0; i < 6; i++) {
+        int x0 = col_x[i % 3], y0 = row_y[i / 3], w = grid_wh[i][0], h = grid_wh[i][1];
+        mn_rgb c = grid_landed(i);
+        expect_rgb(out, x0, y0, c, "cell's top-left pixel");
+        expect_rgb(out, x0 + w - 1, y0 + h - 1, c, "cell's bottom-right pixel");
+        for (int y = y0; y < y0 + h; y++)
+            for (int x = x0; x < x0 + w; x++) counted += is_rgb(px(out, x, y), c);
+    }
+    int area = 0, panel = 0;
+    for (int i = 0; i < 6; i++) area += grid_wh[i][0] * grid_wh[i][1];
+    cr_expect_eq(counted, area, "every cell pixel copied");
+    for (int y = top; y < out->h; y++)
+        for (int x = 0; x < out->w; x++) panel += is_rgb(px(out, x, y), MN_VIZ_PANEL);
+    cr_expect_eq(panel, out->w * (out->h - top) - area, "panel colour everywhere else");
+    /* the gaps: right of column 0, below row 0, and right of a narrower cell / below a shorter one */
+    expect_rgb(out, 10, top, MN_VIZ_PANEL, "gap after column 0");
+    expect_rgb(out, 17, top + 20, MN_VIZ_PANEL, "gap after column 0, last pixel");
+    expect_rgb(out, 0, top + 9, MN_VIZ_PANEL, "gap after row 0");
+    expect_rgb(out, 0, top + 16, MN_VIZ_PANEL, "gap after row 0, last pixel");
+    expect_rgb(out, 7, top + 17, MN_VIZ_PANEL, "slot right of the narrower cell (1, 0)");
+    expect_rgb(out, 18, top + 4, MN_VIZ_PANEL, "slot below the shorter cell (0, 1)");
+}
+
+Test(viz, grid_layout_without_and_with_caption)
+{
+    mn_image cells[6], out;
+    grid_cells(cells);
+    /* no caption: 10 + 8 + 20 + 8 + 15 wide, 9 + 8 + 12 tall */
+    cr_assert_eq(mn_viz_grid(cells, 6, 2, 3, NULL, &out), 0, "%s", mn_last_error());
+    cr_expect_eq(out.w, 61);
+    cr_expect_eq(out.h, 29);
+    cr_expect_eq(out.c, 3);
+    expect_grid_cells(&out, 0);
+    mn_image_free(&out);
+    cr_assert_eq(mn_viz_grid(cells, 6, 2, 3, "", &out), 0, "an empty caption is no caption");
+    cr_expect_eq(out.h, 29);
+    mn_image_free(&out);
+
+    /* a caption wider than the grid: scale 1 (the widest column is 20, the tallest row 12), a 17-pixel
+     * bar, an 8-pixel gap, and the canvas as wide as the caption needs */
+    const char *caption = "one set of weights at 3 budgets: seg_shapes / cal.safetensors";
+    cr_assert_eq(mn_viz_grid(cells, 6, 2, 3, caption, &out), 0, "%s", mn_last_error());
+    cr_expect_eq(out.w, mn_viz_text_width(caption, 1) + 8);
+    cr_expect_eq(out.h, 17 + 8 + 29);
+    expect_px(&out, 0, 0, 40, 40, 40, "caption bar");
+    expect_px(&out, out.w - 1, 16, 40, 40, 40, "caption bar's last row");
+    int white = 0;
+    for (int y = 4; y < 11; y++)
+        for (int x = 4; x < out.w - 4; x++) white += is_rgb(px(&out, x, y), (mn_rgb){255, 255, 255});
+    cr_expect_gt(white, 100, "caption text");
+    for (int x = 0; x < out.w; x++) {
+        expect_rgb(&out, x, 17, MN_VIZ_PANEL, "gap under the caption");
+        expect_rgb(&out, x, 24, MN_VIZ_PANEL, "gap under the caption, last row");
+    }
+    expect_grid_cells(&out, 25);
+    mn_image_free(&out);
+    for (int i = 0; i < 6; i++) mn_image_free(&cells[i]);
+}
+
+Test(viz, grid_caption_scale_follows_the_slot_size)
+{
+    /* one 300 x 250 cell: text scale 2, so the bar is 34 tall and the cell starts at 34 + 8 */
+    mn_image cell, out;
+    fill_image(&cell, 300, 250, 90);
+    cr_assert_eq(mn_viz_grid(&cell, 1, 1, 1, "short", &out), 0, "%s", mn_last_error());
+    cr_expect_eq(out.w, 300);
+    cr_expect_eq(out.h, 34 + 8 + 250);
+    expect_px(&out, 299, 33, 40, 40, 40, "caption bar at scale 2");
+    expect_rgb(&out, 299, 34, MN_VIZ_PANEL, "gap");
+    expect_px(&out, 0, 42, 90, 90, 90, "the cell");
+    expect_px(&out, 299, 291, 90, 90, 90, "the cell's last pixel");
+    mn_image_free(&out);
+    mn_image_free(&cell);
+}
+
+Test(viz, grid_rejects_bad_input)
+{
+    mn_image cells[6], out;
+    grid_cells(cells);
+    cr_expect_eq(mn_viz_grid(cells, 5, 2, 3, NULL, &out), MN_EINVAL, "5 cells for 2 x 3");
+    cr_expect(strstr(mn_last_error(), "5 cells for 2 rows x 3 columns"), "%s", mn_last_error());
+    cr_expect_null(out.data);
+    cr_expect_eq(mn_viz_grid(cells, 6, 3, 3, NULL, &out), MN_EINVAL, "6 cells for 3 x 3");
+    cr_expect_eq(mn_viz_grid(cells, 0, 0, 0, NULL, &out), MN_EINVAL, "zero cells");
+    cr_expect_eq(mn_viz_grid(NULL, 0, 1, 1, NULL, &out), MN_EINVAL, "no cells");
+    cr_expect_eq(mn_viz_grid(cells, 6, -2, -3, NULL, &out), MN_EINVAL, "negative rows and columns");
+    mn_image keep = cells[3];
+    cells[3] = (mn_image){0};
+    cr_expect_eq(mn_viz_grid(cells, 6, 2, 3, "caption", &out), MN_EINVAL, "a cell without pixels");
+    cr_expect(strstr(mn_last_error(), "cell (row 1, column 0)"), "%s", mn_last_error());
+    cr_expect_null(out.data);
+    cells[3] = keep;
+    /* a NULL caption is allowed, and so is one row or one column */
+    cr_assert_eq(mn_viz_grid(cells, 6, 6, 1, NULL, &out), 0, "%s", mn_last_error());
+    cr_expect_eq(out.w, 20);
+    cr_expect_eq(out.h, 6 + 4 + 9 + 12 + 3 + 2 + 5 * 8);
+    mn_image_free(&out);
+    cr_assert_eq(mn_viz_grid(cells, 6, 1, 6, NULL, &out), 0, "%s", mn_last_error());
+    cr_expect_eq(out.w, 10 + 20 + 5 + 7 + 3 + 15 + 5 * 8);
+    cr_expect_eq(out.h, 12);
+    mn_image_free(&out);
+    for (int i = 0; i < 6; i++) mn_image_free(&cells[i]);
+}
+
 /* ---------------------------------------------------------------- charts */
 
 /* The plot frame of a rendered chart: the columns and rows where more than half the picture is

@@ -15,7 +15,7 @@
 #include "mn/det_model.h"
 #include "mn/fileio.h"
 #include "mn/seg_eval.h"
-#include "mn/viz.h"
+#include "render.h"
 #include "select.h"
 
 static void usage(FILE *f)
@@ -149,11 +149,7 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
         mn_det_model_free(&m);
         return pick == -2 ? MN_EXIT_USAGE : MN_EXIT_FAIL;
     }
-    const char *names[256];
-    for (int k = 0; k < m.num_classes; k++) names[k] = m.class_names[k];
-    char title[160], brief[64];
-    snprintf(title, sizeof title, "width %.2f  short side %d  %.3f GMACs", (double)width, side, (double)macs / 1e9);
-    snprintf(brief, sizeof brief, "w %.2f  s %d  %.3fG", (double)width, side, (double)macs / 1e9);
+    const mn_render_config cfg = {.width = width, .h = side, .macs = macs};
     mn_tape t;
     mn_tape_init(&t, 0);
     int failures = 0;
@@ -164,26 +160,11 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
         char stem[512], path[1600];
         stem_of(images[i], stem, sizeof stem);
         int rc = mn_image_load_max(images[i], 3, max_pixels, &img);
-        if (!rc) rc = mn_det_predict(&m, &t, &img, width, side, &d, &n);
+        if (!rc) rc = mn_render_det(&m, &t, &img, &cfg, (float)thr, &d, &n, &ov);
         if (!rc) {
             snprintf(path, sizeof path, "%s/%s_boxes.json", out, stem);
             rc = write_boxes(path, images[i], &img, &m, d, n, (float)thr);
         }
-        float *boxes = rc ? NULL : malloc(sizeof(float) * 4 * (size_t)(n + 1));
-        float *scores = rc ? NULL : malloc(sizeof(float) * (size_t)(n + 1));
-        int *labels = rc ? NULL : malloc(sizeof(int) * (size_t)(n + 1));
-        if (!rc && (!boxes || !scores || !labels)) rc = mn_error(MN_ENOMEM, "out of memory");
-        for (int j = 0; !rc && j < n; j++) {
-            boxes[4 * j] = d[j].x1;
-            boxes[4 * j + 1] = d[j].y1;
-            boxes[4 * j + 2] = d[j].x2;
-            boxes[4 * j + 3] = d[j].y2;
-            scores[j] = d[j].score;
-            labels[j] = d[j].label < m.num_classes ? d[j].label : 0;
-        }
-        /* the overlay is as wide as the image: a short title where the long one would be cut */
-        const char *tt = mn_viz_text_width(title, mn_viz_text_scale(img.w, img.h)) + 8 <= img.w ? title : brief;
-        if (!rc) rc = mn_viz_det_overlay(&img, boxes, labels, scores, n, names, (float)thr, tt, &ov);
         if (!rc) {
             snprintf(path, sizeof path, "%s/%s_overlay.%s", out, stem, format);
             rc = mn_image_save(path, &ov, 92);
@@ -196,9 +177,6 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
         } else {
             fprintf(stderr, "mutualnet predict: %s -> %s (%d detections at score >= %.2f)\n", images[i], path, shown, thr);
         }
-        free(boxes);
-        free(scores);
-        free(labels);
         free(d);
         mn_image_free(&img);
         mn_image_free(&ov);
@@ -356,10 +334,7 @@ int mn_cmd_predict(int argc, char **argv)
         mn_seg_model_free(&m);
         goto done;
     }
-    const char *names[256];
-    for (int k = 0; k < m.num_classes; k++) names[k] = m.class_names[k];
-    char title[160];
-    snprintf(title, sizeof title, "width %.2f  %dx%d  %.3f GMACs", (double)width, h, w, (double)macs / 1e9);
+    const mn_render_config cfg = {.width = width, .h = h, .w = w, .macs = macs};
     mn_tape t;
     mn_tape_init(&t, 0);
     int failures = 0;
@@ -368,13 +343,11 @@ int mn_cmd_predict(int argc, char **argv)
         char stem[512], path[1600];
         stem_of(images[i], stem, sizeof stem);
         int rc = mn_image_load_max(images[i], 3, max_pixels, &img);
-        if (!rc) rc = mn_image_alloc(&lab, img.w, img.h, 1);
-        if (!rc) rc = mn_seg_predict(&m, &t, &img, width, h, w, lab.data);
+        if (!rc) rc = mn_render_seg(&m, &t, &img, &cfg, (float)alpha, &lab, &ov);
         if (!rc) {
             snprintf(path, sizeof path, "%s/%s_labels.png", out, stem);
             rc = mn_image_save(path, &lab, 0);
         }
-        if (!rc) rc = mn_viz_seg_overlay_titled(&img, lab.data, m.num_classes, names, (float)alpha, title, &ov);
         if (!rc) {
             snprintf(path, sizeof path, "%s/%s_overlay.%s", out, stem, format);
             rc = mn_image_save(path, &ov, 92);

@@ -16,6 +16,7 @@ int mn_cmd_train(int argc, char **argv);
 int mn_cmd_eval(int argc, char **argv);
 int mn_cmd_calibrate(int argc, char **argv);
 int mn_cmd_predict(int argc, char **argv);
+int mn_cmd_story(int argc, char **argv);
 int mn_cmd_plot(int argc, char **argv);
 int mn_cmd_info(int argc, char **argv);
 int mn_cmd_data(int argc, char **argv);

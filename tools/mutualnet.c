@@ -41,6 +41,9 @@ static const command commands[] = {
 #ifdef MN_HAVE_CMD_PREDICT
     {"predict", mn_cmd_predict, "predict images at a budget or configuration and render overlays"},
 #endif
+#ifdef MN_HAVE_CMD_STORY
+    {"story", mn_cmd_story, "one picture: the same images at several budgets side by side, as predict draws them"},
+#endif
 #ifdef MN_HAVE_CMD_PLOT
     {"plot", mn_cmd_plot, "draw loss curves, the accuracy-FLOPs chart of a run, or compare runs"},
 #endif

@@ -162,6 +162,29 @@ MN_API int mn_viz_det_overlay(const mn_image *rgb, const float *boxes /* (n, 4) 
                               const char *const *class_names, float score_threshold, const char *title,
                               mn_image *out);
 
+/* ---------------------------------------------------------------- grids */
+
+/* Pictures side by side: n = rows * cols cells, row-major, composed into one RGB image, e.g. the
+ * same image (rows) at several budgets (columns). Layout, in canvas pixels, G = MN_VIZ_GRID_GAP:
+ * - col_w[c] = the widest cell of column c, row_h[r] = the tallest cell of row r;
+ *   grid_w = sum(col_w) + G (cols - 1), grid_h = sum(row_h) + G (rows - 1).
+ * - s = mn_viz_text_scale(max col_w, max row_h): the text scale of one slot, so the caption's
+ *   letters match the cells' own titles.
+ * - With a caption (non-NULL, non-empty): a bar [0, canvas_w) x [0, cap_h), cap_h = 17 s, in dark
+ *   grey (40, 40, 40) with the caption in white at (4 s, 4 s), as an overlay's title bar; the
+ *   cells start G rows below it, at top = cap_h + G. Without one: cap_h = 0, top = 0.
+ * - Cell (r, c) is copied top-left-aligned at x = sum(col_w[0 .. c)) + G c,
+ *   y = top + sum(row_h[0 .. r)) + G r (1 channel repeated, a 4th channel dropped).
+ * - canvas_w = max(grid_w, caption width + 8 s) with a caption, else grid_w;
+ *   canvas_h = top + grid_h. Every pixel no cell or caption bar covers (the gaps, and each slot
+ *   right of and below a smaller cell) is MN_VIZ_PANEL. */
+#define MN_VIZ_GRID_GAP 8
+
+/* The grid above as a new RGB image. n must equal rows * cols (both >= 1); every cell must be
+ * drawable (an error names the first that is not by row and column). caption may be NULL. */
+MN_API int mn_viz_grid(const mn_image *cells /* (rows * cols), row-major */, int n, int rows, int cols,
+                       const char *caption, mn_image *out);
+
 /* ---------------------------------------------------------------- charts */
 
 /* A chart of named (x, y) series. Build it, add series, then render to an image or SVG; both
