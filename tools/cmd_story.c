@@ -161,24 +161,6 @@ static int seg_column(mn_seg_model *m, mn_tape *t, const story_args *a, const mn
     return MN_EXIT_OK;
 }
 
-static int seg_cells(const story_args *a, const mn_image *imgs /* (n_images) */,
-                     mn_image *cells /* (n_images, n_budgets) */, char *caption, size_t size)
-{
-    mn_seg_model m;
-    if (mn_seg_model_open(&m, a->ckpt)) {
-        fprintf(stderr, "mutualnet story: %s\n", mn_last_error());
-        return MN_EXIT_FAIL;
-    }
-    caption_of(a, &m.cfg, caption, size);
-    mn_tape t;
-    mn_tape_init(&t, 0);
-    int status = MN_EXIT_OK;
-    for (int c = 0; c < a->n_budgets && status == MN_EXIT_OK; c++) status = seg_column(&m, &t, a, imgs, c, cells);
-    mn_tape_free(&t);
-    mn_seg_model_free(&m);
-    return status;
-}
-
 /* Column c of a detector's story, as seg_column. */
 static int det_column(mn_det_model *m, mn_tape *t, const story_args *a, const mn_image *imgs /* (n_images) */, int c,
                       mn_image *cells /* (n_images, n_budgets) */)
@@ -199,21 +181,24 @@ static int det_column(mn_det_model *m, mn_tape *t, const story_args *a, const mn
     return MN_EXIT_OK;
 }
 
-static int det_cells(const story_args *a, const mn_image *imgs /* (n_images) */,
-                     mn_image *cells /* (n_images, n_budgets) */, char *caption, size_t size)
+/* Every cell: the model opened once, one column per budget (a segmenter or a detector). */
+static int story_cells(const story_args *a, const mn_image *imgs /* (n_images) */,
+                       mn_image *cells /* (n_images, n_budgets) */, char *caption, size_t size)
 {
-    mn_det_model m;
-    if (mn_det_model_open(&m, a->ckpt)) {
+    mn_model m;
+    if (mn_model_open(&m, a->ckpt)) {
         fprintf(stderr, "mutualnet story: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
-    caption_of(a, &m.cfg, caption, size);
+    caption_of(a, mn_model_config(&m), caption, size);
     mn_tape t;
     mn_tape_init(&t, 0);
     int status = MN_EXIT_OK;
-    for (int c = 0; c < a->n_budgets && status == MN_EXIT_OK; c++) status = det_column(&m, &t, a, imgs, c, cells);
+    for (int c = 0; c < a->n_budgets && status == MN_EXIT_OK; c++)
+        status = m.task == MN_TASK_DETECTION ? det_column(&m.det, &t, a, imgs, c, cells)
+                                             : seg_column(&m.seg, &t, a, imgs, c, cells);
     mn_tape_free(&t);
-    mn_det_model_free(&m);
+    mn_model_free(&m);
     return status;
 }
 
@@ -259,8 +244,7 @@ static int run_story(const story_args *a)
     int status = story_task(a, &task);
     if (status == MN_EXIT_OK && !load_images(a, imgs)) status = MN_EXIT_FAIL;
     if (status == MN_EXIT_OK)
-        status = task == MN_TASK_DETECTION ? det_cells(a, imgs, cells, caption, sizeof caption)
-                                           : seg_cells(a, imgs, cells, caption, sizeof caption);
+        status = story_cells(a, imgs, cells, caption, sizeof caption);
     if (status == MN_EXIT_OK) status = write_story(a, cells, caption);
     for (int i = 0; i < MAX_IMAGES * MAX_BUDGETS; i++) mn_image_free(&cells[i]);
     for (int i = 0; i < MAX_IMAGES; i++) mn_image_free(&imgs[i]);
