@@ -1,3 +1,4 @@
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,18 +83,32 @@ int mn_checkpoint_load(const char *path, mn_param_set *ps)
     return rc;
 }
 
-int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char *prefix, int *copied)
+/* Whether a file's tensor has the shape of the parameter it would fill. */
+static bool same_shape(const mn_st_entry *e, const mn_tensor *t)
+{
+    if (e->ndim != t->ndim) return false;
+    for (int d = 0; d < e->ndim; d++)
+        if (e->shape[d] != t->shape[d]) return false;
+    return true;
+}
+
+int mn_checkpoint_apply_head(const char *path, mn_param_set *ps, const char *prefix, const char *head_prefix, int *copied,
+                             int *skipped)
 {
     mn_safetensors st;
     int rc = mn_st_read(path, &st);
     if (rc) return rc;
-    int matched = 0;
+    int matched = 0, left = 0;
     char name[256];
     for (int pass = 0; pass < 2 && !rc; pass++) /* check everything, then copy */
         for (int i = 0; i < st.n && !rc; i++) {
             snprintf(name, sizeof name, "%s%s", prefix, st.entries[i].name);
             mn_param *p = mn_param_find(ps, name);
             if (!p) continue;
+            if (head_prefix && !strncmp(name, head_prefix, strlen(head_prefix)) && !same_shape(&st.entries[i], &p->var.val)) {
+                left += pass == 1; /* another head (class count): it keeps its initial values */
+                continue;
+            }
             mn_tensor t;
             rc = mn_st_get_f32(&st, st.entries[i].name, p->var.val.ndim, p->var.val.shape, &t);
             if (!rc && pass == 0) rc = mn_check_finite(t.data, mn_tensor_numel(&t), path, st.entries[i].name);
@@ -106,6 +121,12 @@ int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char 
         rc = mn_error(MN_EFORMAT, "%s: no tensor matches a parameter under \"%s\" (expected torchvision names such as "
                                   "features.0.0.weight)", path, prefix);
     if (!rc && copied) *copied = matched;
+    if (!rc && skipped) *skipped = left;
     mn_st_free(&st);
     return rc;
+}
+
+int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char *prefix, int *copied)
+{
+    return mn_checkpoint_apply_head(path, ps, prefix, NULL, copied, NULL);
 }

@@ -50,7 +50,9 @@ int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, 
     if (!rc) rc = mdl_class_names(&m->class_names, num_classes, class_names, NULL);
     if (!rc) rc = build(m, seed);
     if (!rc && cfg->model.init[0]) {
-        rc = mn_checkpoint_apply_prefixed(cfg->model.init, &m->ps, "", &m->init_tensors);
+        /* weights trained on other classes: everything but a classifier of another shape */
+        const char *head = strcmp(cfg->model.backbone, "resnet50") ? "classifier." : "fc.";
+        rc = mn_checkpoint_apply_head(cfg->model.init, &m->ps, "", head, &m->init_tensors, &m->init_skipped);
     }
     if (!rc) snapshot_stats(m);
     if (rc) mn_cls_model_free(m);

@@ -171,6 +171,36 @@ Test(model, class_names_are_kept_whole_or_refused)
     }
 }
 
+/* A classifier starts from weights trained on other classes: everything is copied but a
+ * classifier of another class count, which keeps its random initialisation. */
+Test(model, classifier_starts_from_another_class_count)
+{
+    mn_config c;
+    small_config(&c, MN_TASK_CLASSIFICATION);
+    const char *five[] = {"a", "b", "c", "d", "e"};
+    mn_cls_model src;
+    cr_assert_eq(mn_cls_model_create(&src, &c, 5, five, 7), 0, "%s", mn_last_error());
+    char path[128];
+    snprintf(path, sizeof path, "%s/five.safetensors", dir);
+    cr_assert_eq(mn_cls_model_save(&src, path, NULL, 0), 0, "%s", mn_last_error());
+    snprintf(c.model.init, sizeof c.model.init, "%s", path);
+    for (int k = 3; k <= 5; k += 2) {
+        mn_cls_model m;
+        cr_assert_eq(mn_cls_model_create(&m, &c, k, five, 8), 0, "%d classes: %s", k, mn_last_error());
+        cr_assert_eq(m.init_skipped, k == 5 ? 0 : 2, "%d classes: %d skipped", k, m.init_skipped);
+        cr_assert_eq(m.init_tensors + m.init_skipped, src.ps.n);
+        for (int p = 0; p < m.ps.n; p++) {
+            const mn_tensor *a = &m.ps.items[p]->var.val, *b = &mn_param_find(&src.ps, m.ps.items[p]->name)->var.val;
+            bool head = !strncmp(m.ps.items[p]->name, "classifier.", 11);
+            bool same = mn_tensor_numel(a) == mn_tensor_numel(b) &&
+                        !memcmp(a->data, b->data, sizeof(float) * (size_t)mn_tensor_numel(a));
+            cr_assert_eq(same, !head || k == 5, "%d classes: %s %s", k, m.ps.items[p]->name, same ? "copied" : "not copied");
+        }
+        mn_cls_model_free(&m);
+    }
+    mn_cls_model_free(&src);
+}
+
 Test(model, not_a_checkpoint)
 {
     char path[128];

@@ -91,8 +91,9 @@ static int open_run(drv_run *run)
     run->ps = &tr->model.ps;
     rc = mn_cls_model_create(&tr->model, c, K, names, c->train.seed);
     if (!rc && c->model.init[0])
-        mn_report(run->rep, MN_LOG_INFO, "%s: initialised %d %s tensors", c->model.init, tr->model.init_tensors,
-                  c->model.backbone);
+        mn_report(run->rep, MN_LOG_INFO, "%s: initialised %d %s tensors%s", c->model.init, tr->model.init_tensors,
+                  c->model.backbone,
+                  tr->model.init_skipped ? "; its classifier is for another number of classes, so this one starts at random" : "");
     free(names);
     return rc;
 }

@@ -31,5 +31,11 @@ MN_API int mn_checkpoint_load(const char *path, mn_param_set *ps);
  * backbone weights saved under torchvision's names. Shapes are checked for all before any copy;
  * a file matching nothing is an error. *copied gets the count (may be NULL). */
 MN_API int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char *prefix, int *copied);
+/* The same, except that a tensor whose full name starts with head_prefix and whose shape differs
+ * from its parameter's is left out (the parameter keeps its initial values): a classifier of
+ * another class count, when a model starts from weights trained on other classes. *skipped
+ * counts those (may be NULL). */
+MN_API int mn_checkpoint_apply_head(const char *path, mn_param_set *ps, const char *prefix, const char *head_prefix,
+                                    int *copied, int *skipped);
 
 #endif

@@ -19,6 +19,7 @@
 typedef struct mn_cls_model {
     mn_config cfg;
     int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
+    int init_skipped;             /* its classifier tensors of another class count, left at random init */
     int num_classes;
     mn_class_name *class_names;   /* (num_classes) */
     mn_param_set ps;
@@ -27,8 +28,10 @@ typedef struct mn_cls_model {
     float *train_stats;           /* BN running statistics as trained (table.n_stats floats) */
 } mn_cls_model;
 
-/* Builds the classifier of cfg for num_classes classes, initialised from seed (and cfg->model.init
- * when set: torchvision-named backbone weights; a classifier of another class count is skipped). */
+/* Builds the classifier of cfg for num_classes classes, initialised from seed, then from
+ * cfg->model.init when set: torchvision-named weights (an ImageNet file, or a mutualnet
+ * classification checkpoint); a classifier of another class count in it is skipped and counted
+ * in init_skipped. */
 MN_API int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, const char *const *class_names,
                                uint64_t seed);
 /* Rebuilds the model stored in a checkpoint (configuration, classes, weights, query table). */
