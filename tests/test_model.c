@@ -201,6 +201,60 @@ Test(model, classifier_starts_from_another_class_count)
     mn_cls_model_free(&src);
 }
 
+/* The paper's two stages: a segmenter and a detector start from a classification checkpoint's
+ * backbone (its classifier and optimiser state are not theirs and are left out). */
+Test(model, dense_models_start_from_a_classification_checkpoint)
+{
+    mn_config c;
+    small_config(&c, MN_TASK_CLASSIFICATION);
+    const char *names[] = {"background", "a", "b"};
+    mn_cls_model src;
+    cr_assert_eq(mn_cls_model_create(&src, &c, 3, names, 7), 0, "%s", mn_last_error());
+    char path[128];
+    snprintf(path, sizeof path, "%s/pretrained.safetensors", dir);
+    mn_sgd opt;
+    mn_sgd_config oc = {.lr = 0.1f, .momentum = 0.9f};
+    cr_assert_eq(mn_sgd_init(&opt, &src.ps, &oc), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_cls_model_save(&src, path, &opt, 10), 0, "%s", mn_last_error());
+    int features = 0;
+    for (int p = 0; p < src.ps.n; p++) features += !strncmp(src.ps.items[p]->name, "features.", 9);
+    for (int task = 0; task < 2; task++) {
+        small_config(&c, task ? MN_TASK_DETECTION : MN_TASK_SEGMENTATION);
+        snprintf(c.model.init, sizeof c.model.init, "%s", path);
+        mn_param_set *ps;
+        int copied;
+        mn_seg_model s;
+        mn_det_model d;
+        int ids[] = {0, 1, 2};
+        if (task == 0) {
+            cr_assert_eq(mn_seg_model_create(&s, &c, 3, names, 1), 0, "%s", mn_last_error());
+            ps = &s.ps;
+            copied = s.init_tensors;
+        } else {
+            cr_assert_eq(mn_det_model_create(&d, &c, 3, names, ids, 96, 128, 1), 0, "%s", mn_last_error());
+            ps = &d.ps;
+            copied = d.init_tensors;
+        }
+        /* MobileNetV2's features.18 (the 1280-channel tail) is built only with a classifier */
+        int want = 0;
+        for (int p = 0; p < src.ps.n; p++) {
+            char full[300];
+            snprintf(full, sizeof full, "backbone.%s", src.ps.items[p]->name);
+            mn_param *q = mn_param_find(ps, full);
+            if (!q) continue;
+            want++;
+            cr_assert(!memcmp(q->var.val.data, src.ps.items[p]->var.val.data,
+                              sizeof(float) * (size_t)mn_tensor_numel(&q->var.val)), "%s differs", full);
+        }
+        cr_assert_eq(copied, want, "task %d: %d tensors copied, %d backbone tensors match", task, copied, want);
+        cr_assert(want > features / 2, "task %d: only %d of %d feature tensors", task, want, features);
+        if (task == 0) mn_seg_model_free(&s);
+        else mn_det_model_free(&d);
+    }
+    mn_sgd_free(&opt);
+    mn_cls_model_free(&src);
+}
+
 Test(model, not_a_checkpoint)
 {
     char path[128];
