@@ -21,13 +21,16 @@
 static const struct {
     const char *name;
     size_t size;
-} dtypes[] = {{"F32", 4}, {"I32", 4}, {"I64", 8}, {"U8", 1}};
+} dtypes[] = {{"F32", 4}, {"I32", 4}, {"I64", 8}, {"U8", 1}, {"F16", 2}};
 
 #define MAX_HEADER (100u << 20)
 
 void mn_st_free(mn_safetensors *st)
 {
-    for (int i = 0; i < st->n; i++) free(st->entries[i].name);
+    for (int i = 0; i < st->n; i++) {
+        free(st->entries[i].name);
+        free(st->entries[i].widened);
+    }
     for (int i = 0; i < st->n_meta; i++) {
         free(st->meta_keys[i]);
         free(st->meta_values[i]);
@@ -191,6 +194,58 @@ static int parse_header(const char *path, const char *json, size_t len, mn_safet
     return rc;
 }
 
+uint16_t mn_f32_to_f16(float v)
+{
+    uint32_t x;
+    memcpy(&x, &v, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, mant = x & 0x7fffffu;
+    int exp = (int)((x >> 23) & 0xff);
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u : 0)); /* inf, NaN */
+    int e = exp - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00u);                           /* too large: inf */
+    if (e <= 0) {                                                              /* subnormal or zero */
+        if (e < -10) return (uint16_t)sign;
+        mant |= 0x800000u;
+        int shift = 14 - e;
+        uint32_t half = mant >> shift, rest = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        half += rest > mid || (rest == mid && (half & 1));
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = (uint32_t)e << 10 | mant >> 13, rest = mant & 0x1fffu;
+    half += rest > 0x1000u || (rest == 0x1000u && (half & 1)); /* a carry into the exponent is right */
+    return (uint16_t)(sign | half);
+}
+
+float mn_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, x;
+    if (exp == 0x1f) x = sign | 0x7f800000u | mant << 13;
+    else if (exp) x = sign | (exp - 15 + 127) << 23 | mant << 13;
+    else if (!mant) x = sign;
+    else { /* subnormal: normalise */
+        int e = -1;
+        do {
+            mant <<= 1;
+            e++;
+        } while (!(mant & 0x400u));
+        x = sign | (uint32_t)(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
+    }
+    float v;
+    memcpy(&v, &x, 4);
+    return v;
+}
+
+/* An F16 tensor's values as float32, kept beside the file's bytes. */
+static int widen(const char *path, mn_st_entry *e)
+{
+    size_t n = e->nbytes / 2;
+    e->widened = malloc(sizeof(float) * (n ? n : 1));
+    if (!e->widened) return mn_error(MN_ENOMEM, "%s: out of memory widening tensor %s", path, e->name);
+    const unsigned char *p = e->data;
+    for (size_t i = 0; i < n; i++) e->widened[i] = mn_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    return 0;
+}
+
 int mn_st_read(const char *path, mn_safetensors *st)
 {
     memset(st, 0, sizeof *st);
@@ -224,7 +279,11 @@ int mn_st_read(const char *path, mn_safetensors *st)
         goto done;
     }
     rc = parse_header(path, header, hlen, st);
-    for (int i = 0; i < st->n && !rc; i++) st->entries[i].data = st->blob + st->entries[i].offset;
+    for (int i = 0; i < st->n && !rc; i++) {
+        mn_st_entry *e = &st->entries[i];
+        e->data = st->blob + e->offset;
+        if (e->dtype == MN_ST_F16 && !(rc = widen(path, e))) e->data = e->widened;
+    }
 done:
     free(header);
     fclose(f);
@@ -258,8 +317,9 @@ int mn_st_get_any_f32(const mn_safetensors *st, const char *name, mn_tensor *out
 {
     const mn_st_entry *e = mn_st_find(st, name);
     if (!e) return mn_error(MN_EFORMAT, "%s: tensor %s is missing", st->path, name);
-    if (e->dtype != MN_ST_F32)
-        return mn_error(MN_EFORMAT, "%s: tensor %s has dtype %s, expected F32", st->path, name, dtypes[e->dtype].name);
+    if (e->dtype != MN_ST_F32 && !(e->dtype == MN_ST_F16 && e->widened))
+        return mn_error(MN_EFORMAT, "%s: tensor %s has dtype %s, expected F32 (or F16)", st->path, name,
+                        dtypes[e->dtype].name);
     if (e->ndim > MN_MAX_DIMS) return mn_error(MN_ESHAPE, "%s: tensor %s has %d dims", st->path, name, e->ndim);
     int64_t one = 1;
     *out = e->ndim ? mn_tensor_view(e->data, e->ndim, e->shape) : mn_tensor_view(e->data, 1, &one);

@@ -1,4 +1,6 @@
 /* safetensors: round trip and strict rejection of every kind of bad file. */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,8 +135,8 @@ Test(safetensors, lying_headers)
     expect_error(path, "outside the 8 data bytes");
     write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", d, 8);
     expect_error(path, "shape needs 12 bytes");
-    write_raw(path, "{\"a\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}", d, 8);
-    expect_error(path, "unsupported dtype F16");
+    write_raw(path, "{\"a\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]}}", d, 8);
+    expect_error(path, "unsupported dtype BF16");
     write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}}", d, 8);
     expect_error(path, "unknown header key");
     write_raw(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", d, 8);
@@ -266,5 +268,46 @@ Test(safetensors, empty_tensors_and_huge_but_honest_shapes_are_fine)
     cr_assert_eq(mn_st_get_f32(&st, "w", 2, shape, &t), 0, "%s", mn_last_error());
     cr_assert_eq(t.data[3], 4.0f);
     cr_assert_eq(mn_st_find(&st, "z1")->shape[2], 1000000);
+    mn_st_free(&st);
+}
+
+/* Half precision: the bit patterns IEEE 754 gives (round to nearest even at every boundary), and
+ * an F16 file read back through the float32 reader. */
+Test(safetensors, half_precision_is_exact_and_read_as_float)
+{
+    static const struct {
+        float v;
+        uint16_t h;
+    } cases[] = {
+        {0.0f, 0x0000},       {-0.0f, 0x8000},          {1.0f, 0x3c00},        {-2.5f, 0xc100},
+        {65504.0f, 0x7bff},   {65519.0f, 0x7bff},       {65520.0f, 0x7c00},    {1.0f / 3.0f, 0x3555},
+        {0x1p-24f, 0x0001},   {0x1p-25f, 0x0000},       {0x3p-25f, 0x0002},    {0x1p-14f, 0x0400},
+        {1.0f + 0x1p-11f, 0x3c00}, {1.0f + 0x3p-11f, 0x3c02}, {-INFINITY, 0xfc00}, {1e-10f, 0x0000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cr_assert_eq(mn_f32_to_f16(cases[i].v), cases[i].h, "%a -> 0x%04x, expected 0x%04x", (double)cases[i].v,
+                     mn_f32_to_f16(cases[i].v), cases[i].h);
+        /* and back, where the value is exactly representable */
+        float back = mn_f16_to_f32(cases[i].h);
+        cr_assert_eq(mn_f32_to_f16(back), cases[i].h, "0x%04x -> %a does not come back", cases[i].h, (double)back);
+    }
+    cr_assert(isnan(mn_f16_to_f32(mn_f32_to_f16(NAN))));
+    cr_assert_eq(mn_f16_to_f32(0x0001), 0x1p-24f);
+    cr_assert_eq(mn_f16_to_f32(0x3555), 0x1.554p-2f);
+
+    char path[128];
+    snprintf(path, sizeof path, "%s/half.safetensors", dir);
+    uint16_t halves[6] = {0x3c00, 0xc100, 0x7bff, 0x0001, 0x3555, 0x8000};
+    int64_t shape[2] = {2, 3};
+    mn_st_item item = {"w", MN_ST_F16, 2, shape, halves};
+    cr_assert_eq(mn_st_write(path, &item, 1, NULL, NULL, 0), 0, "%s", mn_last_error());
+    mn_safetensors st;
+    cr_assert_eq(mn_st_read(path, &st), 0, "%s", mn_last_error());
+    cr_assert_eq(st.entries[0].dtype, MN_ST_F16);
+    cr_assert_eq(st.entries[0].nbytes, 12, "two bytes a value in the file");
+    mn_tensor t;
+    cr_assert_eq(mn_st_get_f32(&st, "w", 2, shape, &t), 0, "%s", mn_last_error());
+    const float want[6] = {1.0f, -2.5f, 65504.0f, 0x1p-24f, 0x1.554p-2f, -0.0f};
+    for (int i = 0; i < 6; i++) cr_assert_eq(t.data[i], want[i], "value %d: %a", i, (double)t.data[i]);
     mn_st_free(&st);
 }

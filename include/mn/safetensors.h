@@ -14,7 +14,9 @@
 
 #define MN_ST_MAX_DIMS 8
 
-enum mn_st_dtype { MN_ST_F32 = 0, MN_ST_I32 = 1, MN_ST_I64 = 2, MN_ST_U8 = 3 };
+/* F16 tensors are widened to float32 when a file is read, so every reader of F32 reads them too
+ * (weights shipped at half the size); writing F16 takes the halves as given (mn_f32_to_f16). */
+enum mn_st_dtype { MN_ST_F32 = 0, MN_ST_I32 = 1, MN_ST_I64 = 2, MN_ST_U8 = 3, MN_ST_F16 = 4 };
 
 typedef struct mn_st_entry {
     char *name;
@@ -22,7 +24,8 @@ typedef struct mn_st_entry {
     int ndim;
     int64_t shape[MN_ST_MAX_DIMS];
     size_t offset, nbytes;        /* within the data section */
-    void *data;                   /* points into the file's data section */
+    void *data;                   /* points into the file's data section (F16: to the widened floats) */
+    float *widened;               /* F16 only: the values as float32 (owned) */
 } mn_st_entry;
 
 typedef struct mn_safetensors {
@@ -52,6 +55,10 @@ typedef struct mn_st_item {
     const int64_t *shape;
     const void *data;             /* contiguous */
 } mn_st_item;
+
+/* IEEE 754 half precision <-> float: round to nearest even, overflow to infinity, subnormals kept. */
+MN_API uint16_t mn_f32_to_f16(float v);
+MN_API float mn_f16_to_f32(uint16_t h);
 
 /* Writes items (and metadata string pairs, may be 0) to path atomically. */
 MN_API int mn_st_write(const char *path, const mn_st_item *items, int n, const char *const *meta_keys,
