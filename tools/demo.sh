@@ -11,7 +11,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 init=tools/demo/backbone_mbv2_shapes.safetensors # pretrained by tools/demo/make_backbone.sh on shapes of its own
 seg_budgets=(0.28G 0.1G 0.04G 0.012G)
-det_budgets=(0.2G 0.08G 0.03G)
+det_budgets=(0.3G 0.1G 0.03G)
 
 step "1/8 synthetic shapes data set (COCO JSON, label PNGs, splits): 3 shapes, large objects"
 $mn synth --out "$out/shapes" --images 1200 --val 0.15 --size 128x128 --seed 1 \
