@@ -121,16 +121,27 @@ int mn_write_file_atomic(const char *path, const void *data, size_t n)
     return mn_atomic_commit(&a, fwrite(data, 1, n, a.f) == n);
 }
 
+/* One folder: made, or already there as a folder (a file of that name is an error). */
+static int make_folder(const char *path)
+{
+    if (mkdir(path, 0777) == 0) return 0;
+    int err = errno;
+    struct stat sb;
+    if (err == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return 0;
+    if (err == EEXIST) return mn_error(MN_EIO, "%s: exists and is not a folder", path);
+    return mn_error(MN_EIO, "%s: cannot create the folder: %s", path, strerror(err));
+}
+
 int mn_mkdirs(const char *dir)
 {
     char buf[1024];
     if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return mn_error(MN_EINVAL, "%s: path too long", dir);
-    for (char *p = buf + 1; *p; p++)
+    int rc = 0;
+    for (char *p = buf + 1; *p && !rc; p++)
         if (*p == '/') {
             *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
+            rc = make_folder(buf);
             *p = '/';
         }
-    if (mkdir(buf, 0777) && errno != EEXIST) return mn_error(MN_EIO, "%s: cannot create folder", buf);
-    return 0;
+    return rc ? rc : make_folder(buf);
 }

@@ -553,31 +553,6 @@ int mn_synth_render(const mn_synth_config *c, int index, mn_synth_sample *out)
 
 /* ---------------------------------------------------------------- files */
 
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0777) == 0) return 0;
-    struct stat sb;
-    if (errno == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return 0;
-    if (errno == EEXIST) return mn_error(MN_EIO, "%s: exists and is not a directory", path);
-    return mn_error(MN_EIO, "%s: cannot create directory: %s", path, strerror(errno));
-}
-
-static int make_dirs(const char *path)
-{
-    char *p = strdup(path);
-    if (!p) return mn_error(MN_ENOMEM, "%s: out of memory", path);
-    int rc = 0;
-    for (char *s = p + 1; *s && !rc; s++)
-        if (*s == '/') {
-            *s = 0;
-            rc = make_dir(p);
-            *s = '/';
-        }
-    if (!rc) rc = make_dir(p);
-    free(p);
-    return rc;
-}
-
 static int prepare_out_dir(const mn_synth_config *c)
 {
     const char *d = c->out_dir;
@@ -604,14 +579,14 @@ static int prepare_out_dir(const mn_synth_config *c)
     size_t len = strlen(d) + 32;
     char *p = malloc(len);
     if (!p) return mn_error(MN_ENOMEM, "%s: out of memory", d);
-    int rc = make_dirs(d);
+    int rc = mn_mkdirs(d);
     for (size_t i = 0; i < sizeof subs / sizeof *subs && !rc && !c->classification; i++) {
         snprintf(p, len, "%s/%s", d, subs[i]);
-        rc = make_dirs(p);
+        rc = mn_mkdirs(p);
     }
     for (int i = 0; i < 2 * c->n_classes && !rc && c->classification; i++) { /* {train,val}/<class> */
         snprintf(p, len, "%s/%s/%s", d, i < c->n_classes ? "train" : "val", shape_names[c->classes[i % c->n_classes]]);
-        rc = make_dirs(p);
+        rc = mn_mkdirs(p);
     }
     free(p);
     return rc;

@@ -31,7 +31,8 @@ MN_API int mn_atomic_commit(mn_atomic_file *a, bool write_ok);
 /* Drops the temp file without a word (the caller failed for its own reason); path is untouched. */
 MN_API void mn_atomic_abort(mn_atomic_file *a);
 
-/* Creates dir and any missing parents (a run folder); error naming the folder. */
+/* Creates dir and any missing parents (a run folder); a file in the way, or a folder that cannot
+ * be made, is an error naming it (with the system's reason). */
 MN_API int mn_mkdirs(const char *dir);
 
 /* Fsyncs the folder holding path so that a rename into it survives a power cut (best effort:
