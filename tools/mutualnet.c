@@ -1,4 +1,5 @@
 /* mutualnet: one network trained once, run at many costs. Command dispatcher. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,26 +81,44 @@ static int cmd_help(int argc, char **argv)
     return MN_EXIT_OK;
 }
 
+/* Both settings below are read by libraries when the process loads (OpenBLAS picks its kernels,
+ * libgomp its wait policy), before main runs: the only way to change them is to set the
+ * environment and start again, which main does at most once. A user's own settings are kept. */
+
 /* OpenBLAS 0.3.21 (Debian 12) does not recognise AVX-512 CPUs newer than it (Zen 4/5) and falls
  * back to its AVX2 "Haswell" kernels; its SkylakeX kernels run there at about twice the speed
- * (docs/BENCHMARKS.md). It chooses kernels when the library loads, so the only way to switch is
- * to set OPENBLAS_CORETYPE and start again. A user's own OPENBLAS_CORETYPE is left alone. */
-static void prefer_avx512_blas(char **argv)
+ * (docs/BENCHMARKS.md). True when it set OPENBLAS_CORETYPE. */
+static bool prefer_avx512_blas(void)
 {
-    if (getenv("OPENBLAS_CORETYPE")) return;
+    if (getenv("OPENBLAS_CORETYPE")) return false;
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq") ||
         !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl"))
-        return;
+        return false;
     const char *core = openblas_get_corename();
-    if (!core || (strcmp(core, "Haswell") && strcmp(core, "Zen"))) return;
-    if (setenv("OPENBLAS_CORETYPE", "SkylakeX", 1)) return;
-    execv("/proc/self/exe", argv); /* returns only on failure: carry on with the AVX2 kernels */
+    if (!core || (strcmp(core, "Haswell") && strcmp(core, "Zen"))) return false;
+    return setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) == 0;
+}
+
+#ifndef MN_DEFAULT_SPINCOUNT
+#define MN_DEFAULT_SPINCOUNT "1000"
+#endif
+
+/* libgomp's default lets an idle worker spin for 300000 iterations before it sleeps: free on an
+ * idle machine, but when another program wants the same cores the spinning threads take their
+ * time slices. Measured with bench/wait_policy.sh (docs/BENCHMARKS.md): a spin of 1000 halves a
+ * run's time beside two busy loops (as passive waiting does) and costs about 4 % alone, within
+ * the noise. True when it set GOMP_SPINCOUNT. */
+static bool gentle_openmp_wait(void)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return false;
+    return setenv("GOMP_SPINCOUNT", MN_DEFAULT_SPINCOUNT, 1) == 0;
 }
 
 int main(int argc, char **argv)
 {
-    prefer_avx512_blas(argv);
+    bool blas = prefer_avx512_blas(), omp = gentle_openmp_wait();
+    if (blas || omp) execv("/proc/self/exe", argv); /* returns only on failure: carry on as loaded */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? MN_EXIT_USAGE : MN_EXIT_OK;
@@ -110,6 +129,9 @@ int main(int argc, char **argv)
         printf("mutualnet 0.1.0\nOpenMP threads: %d\nOpenBLAS: %s build, %d threads, %s kernels\n",
                omp_get_max_threads(), par == 2 ? "OpenMP" : par == 1 ? "pthreads (expected the OpenMP build)" : "sequential",
                openblas_get_num_threads(), openblas_get_corename());
+        const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+        printf("OpenMP idle wait: OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s\n", policy ? policy : "(unset)",
+               spin ? spin : "(unset)");
         return MN_EXIT_OK;
     }
     for (int i = 0; i < n_commands; i++)
