@@ -1,6 +1,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -273,4 +274,26 @@ void tc_remove_tree(const char *dir)
     char cmd[1100];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+int tc_run_cmd(int (*cmd)(int, char **), const char *stderr_path, char **err, int argc, char **argv)
+{
+    FILE *f = fopen(stderr_path, "w+");
+    cr_assert(f, "%s", stderr_path);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(f), 2);
+    int status = cmd(argc, argv);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *err = malloc((size_t)n + 1);
+    cr_assert_eq(fread(*err, 1, (size_t)n, f), (size_t)n);
+    (*err)[n] = 0;
+    fclose(f);
+    remove(stderr_path);
+    return status;
 }

@@ -63,3 +63,6 @@ void tc_expect_resume_matches(int (*train)(const mn_config *c, const char *resum
                               const mn_config *b, int stop);
 /* rm -rf dir (test data under /tmp). */
 void tc_remove_tree(const char *dir);
+/* Runs a command's entry point (mn_cmd_predict, ...) in this process with its standard error
+ * captured through the file stderr_path (removed after): *err gets the text (malloc'd). */
+int tc_run_cmd(int (*cmd)(int, char **), const char *stderr_path, char **err, int argc, char **argv);

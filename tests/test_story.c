@@ -45,24 +45,7 @@ static int run_cmd(int (*cmd)(int, char **), char **err, int argc, char **argv)
 {
     char epath[128];
     sub(epath, sizeof epath, "stderr.txt");
-    FILE *f = fopen(epath, "w+");
-    cr_assert(f);
-    fflush(stderr);
-    int saved = dup(2);
-    dup2(fileno(f), 2);
-    int status = cmd(argc, argv);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *err = malloc((size_t)n + 1);
-    cr_assert_eq(fread(*err, 1, (size_t)n, f), (size_t)n);
-    (*err)[n] = 0;
-    fclose(f);
-    remove(epath);
-    return status;
+    return tc_run_cmd(cmd, epath, err, argc, argv);
 }
 
 static void write_image(const char *name, int w, int h, uint8_t seed)
