@@ -14,6 +14,17 @@ const char *mn_arg_value(const char *cmd, int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+bool mn_arg_set(const char *cmd, int argc, char **argv, int *i, const char **sets, int *n, int max)
+{
+    if (*n == max) {
+        fprintf(stderr, "mutualnet %s: more than %d --set options\n", cmd, max);
+        return false;
+    }
+    const char *v = mn_arg_value(cmd, argc, argv, i);
+    if (v) sets[(*n)++] = v;
+    return v != NULL;
+}
+
 bool mn_arg_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out)
 {
     char *end;

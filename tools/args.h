@@ -6,6 +6,9 @@
 
 /* The value after argv[*i] (advancing *i), or NULL after printing "<cmd>: <flag> needs a value". */
 const char *mn_arg_value(const char *cmd, int argc, char **argv, int *i);
+/* Takes the KEY=VALUE after --set at argv[*i] into sets[*n] (advancing *i and *n); false after
+ * printing why when the value is missing or more than `max` were given. */
+bool mn_arg_set(const char *cmd, int argc, char **argv, int *i, const char **sets /* (max) */, int *n, int max);
 /* Parses a whole number / a float; prints "<cmd>: <flag>: ..." and returns false otherwise. */
 bool mn_arg_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
 bool mn_arg_float(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);

@@ -604,11 +604,7 @@ int mn_cmd_data(int argc, char **argv)
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "--set")) {
-            if (n_sets == MAX_SETS) {
-                fprintf(stderr, "mutualnet data check: too many --set options\n");
-                return MN_EXIT_USAGE;
-            }
-            if (!(sets[n_sets++] = mn_arg_value("data check", argc, argv, &i))) return MN_EXIT_USAGE;
+            if (!mn_arg_set("data check", argc, argv, &i, sets, &n_sets, MAX_SETS)) return MN_EXIT_USAGE;
         } else {
             fprintf(stderr, "mutualnet data check: unknown option %s (see mutualnet data --help)\n", a);
             return MN_EXIT_USAGE;

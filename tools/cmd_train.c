@@ -41,7 +41,8 @@ int mn_cmd_train(int argc, char **argv)
     tool_report tr_state;
     mn_reporter rep = tool_reporter(&tr_state);
     mn_train_options o = {.stop = &stop_signal, .reporter = &rep};
-    const char *sets[64];
+    enum { MAX_SETS = 64 };
+    const char *sets[MAX_SETS];
     int n_sets = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -60,11 +61,7 @@ int mn_cmd_train(int argc, char **argv)
         } else if (!strcmp(a, "--overwrite")) {
             o.overwrite = true;
         } else if (!strcmp(a, "--set")) {
-            if (!(sets[n_sets] = mn_arg_value("train", argc, argv, &i))) return MN_EXIT_USAGE;
-            if (++n_sets == 64) {
-                fprintf(stderr, "mutualnet train: too many --set options\n");
-                return MN_EXIT_USAGE;
-            }
+            if (!mn_arg_set("train", argc, argv, &i, sets, &n_sets, MAX_SETS)) return MN_EXIT_USAGE;
         } else {
             fprintf(stderr, "mutualnet train: unknown option %s (see mutualnet train --help)\n", a);
             return MN_EXIT_USAGE;
