@@ -580,18 +580,17 @@ int mn_ds_coco_parse(void **state, const char *text, size_t len, const char *jso
     return rc;
 }
 
-/* Reads the annotations file of o into a new state; record_issues keeps each dropped annotation. */
-static int coco_read(coco **out, const mn_dataset_options *o, bool record_issues)
+static int coco_open(void **state, const mn_dataset_options *o)
 {
     coco *c = calloc(1, sizeof *c);
-    *out = c;
+    *state = c;
     if (!c) return mn_error(MN_ENOMEM, "%s: out of memory", o->root);
     mn_ds_path(c->json, sizeof c->json, o->root, o->annotations ? o->annotations : "annotations/instances_{split}.json",
                o->split);
     mn_ds_path(c->images, sizeof c->images, o->root, o->images ? o->images : "images/{split}", o->split);
     c->max_pixels = o->max_pixels > 0 ? o->max_pixels : MN_IMAGE_DEFAULT_MAX_PIXELS;
     c->check_files = true;
-    c->record_issues = record_issues;
+    c->record_issues = o->record_issues;
     c->rep = o->reporter;
     char *text = NULL;
     size_t len = 0;
@@ -600,34 +599,16 @@ static int coco_read(coco **out, const mn_dataset_options *o, bool record_issues
     free(text);
     if (rc) {
         coco_close(c);
-        *out = NULL;
+        *state = NULL;
     }
     return rc;
 }
 
-static int coco_open(void **state, const mn_dataset_options *o)
+static void coco_issues(const void *state, const mn_dataset_issue **out, int *n)
 {
-    coco *c;
-    int rc = coco_read(&c, o, false);
-    *state = c;
-    return rc;
-}
-
-/* Only the coco kind drops annotations; the other kinds have none to report. */
-int mn_dataset_annotation_issues(const mn_dataset_options *o, mn_dataset_issue **out, int *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (!o->kind || strcmp(o->kind, "coco")) return 0;
-    if (!o->root || !o->split) return mn_error(MN_EINVAL, "data set options need kind, root and split");
-    coco *c;
-    int rc = coco_read(&c, o, true);
-    if (rc) return rc;
+    const coco *c = state;
     *out = c->issues;
     *n = c->n_issues;
-    c->issues = NULL; /* handed over */
-    coco_close(c);
-    return 0;
 }
 
 static int coco_get(void *state, int i, mn_sample *out)
@@ -738,4 +719,5 @@ const mn_dataset_kind mn_dataset_coco = {
     .category_id = coco_category_id,
     .mask = coco_mask,
     .box_stats = coco_box_stats,
+    .issues = coco_issues,
 };

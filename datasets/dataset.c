@@ -102,6 +102,14 @@ int mn_dataset_box_stats(const mn_dataset *d, mn_box_stats *out)
     return d->kind->box_stats(d->state, out);
 }
 
+int mn_dataset_annotation_issues(const mn_dataset *d, const mn_dataset_issue **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (d->kind->issues) d->kind->issues(d->state, out, n);
+    return 0;
+}
+
 int mn_dataset_mask(mn_dataset *d, int i, int j, mn_image *out)
 {
     memset(out, 0, sizeof *out);

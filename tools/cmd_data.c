@@ -117,22 +117,24 @@ static void print_mapping(FILE *f, const mn_dataset *d, const mn_config *c)
     else if (strcmp(kind, "coco") && strcmp(kind, "imagefolder")) fprintf(f, "  %d -> ignore\n", MN_IGNORE_LABEL);
 }
 
-static int open_split(mn_dataset **d, const mn_config *c, const char *split)
+/* Opens a split; with record_issues the dropped annotations are kept for note_annotations. */
+static int open_split(mn_dataset **d, const mn_config *c, const char *split, bool record_issues)
 {
     mn_dataset_options o;
     mn_config_dataset_options(c, split, &o);
+    o.record_issues = record_issues;
     return mn_dataset_open(d, &o);
 }
 
 int mn_data_print_classes(FILE *f, const mn_config *c)
 {
     mn_dataset *d;
-    int rc = open_split(&d, c, c->data.train_split);
+    int rc = open_split(&d, c, c->data.train_split, false);
     if (rc) return rc;
     print_mapping(f, d, c);
     fprintf(f, "split %s: %d images", c->data.train_split, mn_dataset_size(d));
     mn_dataset_close(d);
-    if (!open_split(&d, c, c->data.val_split)) {
+    if (!open_split(&d, c, c->data.val_split, false)) {
         fprintf(f, "; split %s: %d images", c->data.val_split, mn_dataset_size(d));
         mn_dataset_close(d);
     }
@@ -251,21 +253,18 @@ static int read_samples(mn_dataset *d, const mn_config *c, int split, split_stat
     return 0;
 }
 
-/* The annotations that opening the split drops, as warnings. */
-static void note_annotations(const mn_config *c, int split, problems *pr)
+/* The annotations that opening the split dropped, as warnings. */
+static void note_annotations(const mn_dataset *d, int split, problems *pr)
 {
-    mn_dataset_options o;
-    mn_config_dataset_options(c, split ? c->data.val_split : c->data.train_split, &o);
-    mn_dataset_issue *is;
+    const mn_dataset_issue *is;
     int n;
-    if (mn_dataset_annotation_issues(&o, &is, &n)) return; /* the open already failed and said why */
+    mn_dataset_annotation_issues(d, &is, &n);
     char msg[1400];
     for (int k = 0; k < n; k++) {
         snprintf(msg, sizeof msg, "%s: annotations[%d] (id %lld, image %lld): %s", is[k].file, is[k].index,
                  (long long)is[k].id, (long long)is[k].image_id, is[k].reason);
         add_problem(pr, false, split, 1, is[k].index, msg);
     }
-    free(is);
 }
 
 /* Index k of val must be index k of train: same value and name. */
@@ -534,7 +533,7 @@ static int check_split(const mn_config *c, int s, split_stats *st, mn_dataset **
                        const mn_reporter *rep)
 {
     st->name = s ? c->data.val_split : c->data.train_split;
-    if (open_split(d, c, st->name)) {
+    if (open_split(d, c, st->name, true)) {
         add_problem(pr, true, s, 0, 0, mn_last_error());
         return 0;
     }
@@ -542,7 +541,7 @@ static int check_split(const mn_config *c, int s, split_stats *st, mn_dataset **
     st->n = mn_dataset_size(*d);
     st->K = mn_dataset_num_classes(*d);
     if (c->task == MN_TASK_DETECTION) mn_dataset_box_stats(*d, &st->boxes); /* zeroed for kinds without boxes */
-    note_annotations(c, s, pr);
+    note_annotations(*d, s, pr);
     return read_samples(*d, c, s, st, pr, rep);
 }
 

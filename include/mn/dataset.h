@@ -33,6 +33,15 @@ typedef struct mn_sample {
 
 MN_API void mn_sample_free(mn_sample *s);
 
+/* An annotation that the data set drops at open rather than train on, and why. */
+typedef struct mn_dataset_issue {
+    char file[1024];             /* the annotations file */
+    int index;                   /* its position in the JSON's "annotations" array */
+    int64_t id;                  /* its "id", or -1 when it has no usable one */
+    int64_t image_id, category_id;
+    char reason[160];            /* e.g. "category_id 99 is not in \"categories\"" */
+} mn_dataset_issue;
+
 typedef struct mn_dataset_options {
     const char *kind;        /* "voc" | "cityscapes" | "folder" | "coco" | "imagefolder" */
     const char *root;        /* data set root folder */
@@ -58,6 +67,8 @@ typedef struct mn_dataset_options {
     int64_t max_pixels;
     /* where notices go (annotations skipped, a split list missing); NULL: nowhere */
     const mn_reporter *reporter;
+    /* coco kind: keep each annotation dropped at open (mn_dataset_annotation_issues) */
+    bool record_issues;
 } mn_dataset_options;
 
 typedef struct mn_dataset mn_dataset;
@@ -88,6 +99,8 @@ typedef struct mn_dataset_kind {
     int (*mask)(void *state, int i, int j, mn_image *out);
     /* optional: the box counts of mn_dataset_box_stats */
     int (*box_stats)(const void *state, mn_box_stats *out);
+    /* optional: the annotations dropped at open (mn_dataset_annotation_issues) */
+    void (*issues)(const void *state, const mn_dataset_issue **out, int *n);
 } mn_dataset_kind;
 
 MN_API int mn_dataset_open(mn_dataset **out, const mn_dataset_options *o);
@@ -266,19 +279,11 @@ MN_API void mn_loader_close(mn_loader *l);
  * source is its folder name, and k outside the classes). */
 MN_API int mn_dataset_class_value(const mn_dataset *d, int k);
 
-/* An annotation that the data set drops at open rather than train on, and why. */
-typedef struct mn_dataset_issue {
-    char file[1024];             /* the annotations file */
-    int index;                   /* its position in the JSON's "annotations" array */
-    int64_t id;                  /* its "id", or -1 when it has no usable one */
-    int64_t image_id, category_id;
-    char reason[160];            /* e.g. "category_id 99 is not in \"categories\"" */
-} mn_dataset_issue;
 
-/* Every annotation of split o->split that opening the data set drops (an image_id or
- * category_id the file does not define, a box of zero or negative width or height, a box with
- * no area inside its image), in file order: *out (malloc'd, free() it; NULL when *n is 0) and
- * *n. Reads the annotations file again. Kinds without annotations (all but coco) give *n = 0. */
-MN_API int mn_dataset_annotation_issues(const mn_dataset_options *o, mn_dataset_issue **out /* (*n) */, int *n);
+/* Every annotation that opening the data set dropped (an image_id or category_id the file does
+ * not define, a box of zero or negative width or height, a box with no area inside its image),
+ * in file order: *out (owned by d, valid while it is open) and *n. Recorded only when it was
+ * opened with record_issues; kinds without annotations (all but coco) give *n = 0. */
+MN_API int mn_dataset_annotation_issues(const mn_dataset *d, const mn_dataset_issue **out /* (*n) */, int *n);
 
 #endif
