@@ -3,6 +3,7 @@
 #include "core/kernels/bn.h"
 #include "core/grad.h"
 #include "mn/ops.h"
+#include "mn/trace.h"
 
 typedef struct bn_ctx {
     float *mean;    /* (C) batch mean (training) or a copy of the running mean (eval) */
@@ -164,10 +165,20 @@ static mn_var *bn_op(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const m
     return y;
 }
 
+static mn_var *bn_traced(mn_tape *t, mn_var *y, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
+                         const mn_bn_params *p, int act)
+{
+    if (!y || !t->tracer) return y;
+    mn_var *in[3] = {x, gamma, beta};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_BN_ACT, .name = "batch_norm", .out = y, .in = in,
+                                                 .n_in = 3, .bn = st ? *st : (mn_bn_state){0}, .eps = p->eps, .bn_training = p->training,
+                                                 .act = act});
+}
+
 mn_var *mn_batch_norm(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
                       const mn_bn_params *p)
 {
-    return bn_op(t, x, gamma, beta, st, p, false, 0.0f, 0.0f);
+    return bn_traced(t, bn_op(t, x, gamma, beta, st, p, false, 0.0f, 0.0f), x, gamma, beta, st, p, 0);
 }
 
 mn_var *mn_batch_norm_act(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const mn_bn_state *st,
@@ -179,5 +190,6 @@ mn_var *mn_batch_norm_act(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, co
         mn_error(MN_EINVAL, "mn_batch_norm_act: activation %d is not 0 (none), 1 (ReLU) or 6 (ReLU6)", act);
         return NULL;
     }
-    return bn_op(t, x, gamma, beta, st, p, true, 0.0f, act == 6 ? 6.0f : INFINITY);
+    return bn_traced(t, bn_op(t, x, gamma, beta, st, p, true, 0.0f, act == 6 ? 6.0f : INFINITY), x, gamma, beta, st, p,
+                     act);
 }

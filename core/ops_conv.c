@@ -11,6 +11,7 @@
 #include "core/kernels/conv.h"
 #include "core/grad.h"
 #include "mn/ops.h"
+#include "mn/trace.h"
 
 typedef struct conv_ctx {
     mn_conv2d_dims d;
@@ -220,7 +221,11 @@ static mn_var *conv_forward(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const m
 
 mn_var *mn_conv2d(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p)
 {
-    return conv_forward(t, x, w, b, p, NULL);
+    mn_var *y = conv_forward(t, x, w, b, p, NULL);
+    if (!y || !t->tracer) return y;
+    mn_var *in[3] = {x, w, b};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_CONV, .name = "conv2d", .out = y, .in = in, .n_in = 3,
+                                                 .conv = *p});
 }
 
 mn_var *mn_conv2d_bn_act(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_conv2d_params *p, mn_var *gamma,
@@ -238,7 +243,10 @@ mn_var *mn_conv2d_bn_act(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_c
         return mn_batch_norm_act(t, mn_conv2d(t, x, w, b, p), gamma, beta, st, &bp, act);
     }
     const conv_fuse f = {gamma, beta, st, eps, act ? 0.0f : -INFINITY, act == 6 ? 6.0f : INFINITY};
-    return conv_forward(t, x, w, b, p, &f);
+    mn_var *y = conv_forward(t, x, w, b, p, &f);
+    if (!y || !t->tracer) return y;
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_CONV_BN_ACT, .name = "conv2d_bn_act", .out = y,
+                                                 .in = in, .n_in = 5, .conv = *p, .bn = *st, .eps = eps, .act = act});
 }
 
 /* ---- linear ---- */
@@ -314,5 +322,6 @@ mn_var *mn_linear(mn_tape *t, mn_var *x, mn_var *w, mn_var *b)
     mn_var *inp[3] = {x, w, b};
     int n_in = b ? 3 : 2;
     if (mn_tape_wants(t, inp, n_in) && !mn_tape_record(t, "linear", y, inp, n_in, linear_backward, 0)) return NULL;
-    return y;
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_LINEAR, .name = "linear", .out = y, .in = inp,
+                                                 .n_in = 3});
 }

@@ -1,6 +1,7 @@
 #include "core/kernels/eltwise.h"
 #include "core/grad.h"
 #include "mn/ops.h"
+#include "mn/trace.h"
 
 /* ---- ReLU, ReLU6 ---- */
 
@@ -26,7 +27,7 @@ static int relu6_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_relu(mn_tape *t, mn_var *x)
+static mn_var *relu_untraced(mn_tape *t, mn_var *x)
 {
     x = mn_contiguous(t, x);
     if (!x) return NULL;
@@ -37,7 +38,13 @@ mn_var *mn_relu(mn_tape *t, mn_var *x)
     return y;
 }
 
-mn_var *mn_relu6(mn_tape *t, mn_var *x)
+mn_var *mn_relu(mn_tape *t, mn_var *x)
+{
+    mn_var *y = relu_untraced(t, x), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_RELU, .name = "relu", .out = y, .in = in, .n_in = 1});
+}
+
+static mn_var *relu6_untraced(mn_tape *t, mn_var *x)
 {
     x = mn_contiguous(t, x);
     if (!x) return NULL;
@@ -46,6 +53,12 @@ mn_var *mn_relu6(mn_tape *t, mn_var *x)
     mn_relu6_forward(y->val.data, x->val.data, mn_tensor_numel(&x->val));
     if (mn_tape_wants(t, &x, 1) && !mn_tape_record(t, "relu6", y, &x, 1, relu6_backward, 0)) return NULL;
     return y;
+}
+
+mn_var *mn_relu6(mn_tape *t, mn_var *x)
+{
+    mn_var *y = relu6_untraced(t, x), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_RELU6, .name = "relu6", .out = y, .in = in, .n_in = 1});
 }
 
 /* ---- add, scale ---- */
@@ -64,7 +77,7 @@ static int add_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_add(mn_tape *t, mn_var *a, mn_var *b)
+static mn_var *add_untraced(mn_tape *t, mn_var *a, mn_var *b)
 {
     if (!a || !b) return NULL;
     if (!mn_tensor_same_shape(&a->val, &b->val)) {
@@ -84,6 +97,12 @@ mn_var *mn_add(mn_tape *t, mn_var *a, mn_var *b)
     return y;
 }
 
+mn_var *mn_add(mn_tape *t, mn_var *a, mn_var *b)
+{
+    mn_var *y = add_untraced(t, a, b), *in[2] = {a, b};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_ADD, .name = "add", .out = y, .in = in, .n_in = 2});
+}
+
 static int scale_backward(mn_node *nd, mn_tape *t)
 {
     (void)t;
@@ -94,7 +113,7 @@ static int scale_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_scale(mn_tape *t, mn_var *x, float s)
+static mn_var *scale_untraced(mn_tape *t, mn_var *x, float s)
 {
     x = mn_contiguous(t, x);
     if (!x) return NULL;
@@ -107,6 +126,12 @@ mn_var *mn_scale(mn_tape *t, mn_var *x, float s)
         *(float *)nd->ctx = s;
     }
     return y;
+}
+
+mn_var *mn_scale(mn_tape *t, mn_var *x, float s)
+{
+    mn_var *y = scale_untraced(t, x, s), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_SCALE, .name = "scale", .out = y, .in = in, .n_in = 1, .scale = s});
 }
 
 /* ---- concat along channels ---- */
@@ -129,7 +154,7 @@ static int concat_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_concat(mn_tape *t, mn_var *const *xs, int n)
+static mn_var *concat_untraced(mn_tape *t, mn_var *const *xs, int n)
 {
     if (!xs || n < 1) {
         mn_error(MN_EINVAL, "mn_concat: no inputs (n = %d)", n);
@@ -177,4 +202,10 @@ mn_var *mn_concat(mn_tape *t, mn_var *const *xs, int n)
         c->s = s;
     }
     return y;
+}
+
+mn_var *mn_concat(mn_tape *t, mn_var *const *xs, int n)
+{
+    mn_var *y = concat_untraced(t, xs, n);
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_CONCAT, .name = "concat", .out = y, .in = xs, .n_in = n});
 }

@@ -7,6 +7,7 @@
 
 #include "core/kernels/loss.h"
 #include "mn/ops.h"
+#include "mn/trace.h"
 
 /* Adds the contiguous src into the (possibly strided, up to 4-d) gradient view dst. */
 static void add_into_view(mn_tensor *dst /* any shape, strided */, const float *src /* numel(dst), contiguous */)
@@ -99,7 +100,7 @@ static int ce_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_cross_entropy(mn_tape *t, mn_var *logits, const int32_t *target, int ignore_index)
+static mn_var *cross_entropy_untraced(mn_tape *t, mn_var *logits, const int32_t *target, int ignore_index)
 {
     static const char *op = "mn_cross_entropy";
     if (!logits) return NULL;
@@ -156,6 +157,12 @@ mn_var *mn_cross_entropy(mn_tape *t, mn_var *logits, const int32_t *target, int 
     return y;
 }
 
+mn_var *mn_cross_entropy(mn_tape *t, mn_var *logits, const int32_t *target, int ignore_index)
+{
+    mn_var *y = cross_entropy_untraced(t, logits, target, ignore_index), *in[1] = {logits};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_OTHER, .name = "cross_entropy", .out = y, .in = in, .n_in = 1});
+}
+
 /* ---- KL divergence against a fixed distribution ---- */
 
 typedef struct kl_ctx {
@@ -177,7 +184,7 @@ static int kl_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_kl_div(mn_tape *t, mn_var *logits, mn_var *p)
+static mn_var *kl_div_untraced(mn_tape *t, mn_var *logits, mn_var *p)
 {
     static const char *op = "mn_kl_div";
     if (!logits || !p) return NULL;
@@ -214,6 +221,12 @@ mn_var *mn_kl_div(mn_tape *t, mn_var *logits, mn_var *p)
         cx->hw = hw;
     }
     return y;
+}
+
+mn_var *mn_kl_div(mn_tape *t, mn_var *logits, mn_var *p)
+{
+    mn_var *y = kl_div_untraced(t, logits, p), *in[2] = {logits, p};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_OTHER, .name = "kl_div", .out = y, .in = in, .n_in = 2});
 }
 
 /* ---- elementwise losses ---- */
@@ -285,26 +298,44 @@ static mn_var *elementwise_loss(mn_tape *t, const char *op, enum elt_kind kind, 
     return y;
 }
 
-mn_var *mn_bce_with_logits(mn_tape *t, mn_var *logits, mn_var *target, enum mn_reduction r)
+static mn_var *bce_with_logits_untraced(mn_tape *t, mn_var *logits, mn_var *target, enum mn_reduction r)
 {
     return elementwise_loss(t, "bce_with_logits", ELT_BCE, logits, target, 0.0f, r);
 }
 
-mn_var *mn_smooth_l1(mn_tape *t, mn_var *pred, mn_var *target, float beta, enum mn_reduction r)
+mn_var *mn_bce_with_logits(mn_tape *t, mn_var *logits, mn_var *target, enum mn_reduction r)
+{
+    mn_var *y = bce_with_logits_untraced(t, logits, target, r), *in[2] = {logits, target};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_OTHER, .name = "bce_with_logits", .out = y, .in = in, .n_in = 2});
+}
+
+static mn_var *smooth_l1_untraced(mn_tape *t, mn_var *pred, mn_var *target, float beta, enum mn_reduction r)
 {
     return elementwise_loss(t, "smooth_l1", ELT_SMOOTH_L1, pred, target, beta, r);
 }
 
-mn_var *mn_l1(mn_tape *t, mn_var *pred, mn_var *target, enum mn_reduction r)
+mn_var *mn_smooth_l1(mn_tape *t, mn_var *pred, mn_var *target, float beta, enum mn_reduction r)
+{
+    mn_var *y = smooth_l1_untraced(t, pred, target, beta, r), *in[2] = {pred, target};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_OTHER, .name = "smooth_l1", .out = y, .in = in, .n_in = 2});
+}
+
+static mn_var *l1_untraced(mn_tape *t, mn_var *pred, mn_var *target, enum mn_reduction r)
 {
     return elementwise_loss(t, "l1", ELT_SMOOTH_L1, pred, target, 0.0f, r);
+}
+
+mn_var *mn_l1(mn_tape *t, mn_var *pred, mn_var *target, enum mn_reduction r)
+{
+    mn_var *y = l1_untraced(t, pred, target, r), *in[2] = {pred, target};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_OTHER, .name = "l1", .out = y, .in = in, .n_in = 2});
 }
 
 /* ---- softmax ---- */
 
 /* Records no node, even when logits require a gradient: softmax here serves teachers (whose
  * outputs are detached by definition) and inference. The result never requires a gradient. */
-mn_var *mn_softmax(mn_tape *t, mn_var *logits)
+static mn_var *softmax_untraced(mn_tape *t, mn_var *logits)
 {
     if (!logits) return NULL;
     int64_t n = 0, c = 0, hw = 0;
@@ -320,4 +351,10 @@ mn_var *mn_softmax(mn_tape *t, mn_var *logits)
     if (!y) return NULL;
     mn_softmax_c(y->val.data, xv, n, c, hw);
     return y;
+}
+
+mn_var *mn_softmax(mn_tape *t, mn_var *logits)
+{
+    mn_var *y = softmax_untraced(t, logits), *in[1] = {logits};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_SOFTMAX, .name = "softmax", .out = y, .in = in, .n_in = 1});
 }

@@ -1,6 +1,7 @@
 #include "core/kernels/pool.h"
 #include "core/grad.h"
 #include "mn/ops.h"
+#include "mn/trace.h"
 
 typedef struct pool_ctx {
     int32_t *argmax; /* (N, C, Ho, Wo), max pooling only */
@@ -52,7 +53,7 @@ static int max_pool_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_max_pool2d(mn_tape *t, mn_var *x, int k, int stride, int pad)
+static mn_var *max_pool2d_untraced(mn_tape *t, mn_var *x, int k, int stride, int pad)
 {
     int64_t ho, wo;
     if (!(x = check_pool(t, "mn_max_pool2d", x, k, stride, pad, &ho, &wo))) return NULL;
@@ -76,6 +77,12 @@ mn_var *mn_max_pool2d(mn_tape *t, mn_var *x, int k, int stride, int pad)
     return y;
 }
 
+mn_var *mn_max_pool2d(mn_tape *t, mn_var *x, int k, int stride, int pad)
+{
+    mn_var *y = max_pool2d_untraced(t, x, k, stride, pad), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_MAX_POOL, .name = "max_pool2d", .out = y, .in = in, .n_in = 1, .k = k, .stride = stride, .pad = pad});
+}
+
 /* ---- average pooling ---- */
 
 static int avg_pool_backward(mn_node *nd, mn_tape *t)
@@ -91,7 +98,7 @@ static int avg_pool_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_avg_pool2d(mn_tape *t, mn_var *x, int k, int stride, int pad)
+static mn_var *avg_pool2d_untraced(mn_tape *t, mn_var *x, int k, int stride, int pad)
 {
     int64_t ho, wo;
     if (!(x = check_pool(t, "mn_avg_pool2d", x, k, stride, pad, &ho, &wo))) return NULL;
@@ -111,6 +118,12 @@ mn_var *mn_avg_pool2d(mn_tape *t, mn_var *x, int k, int stride, int pad)
     return y;
 }
 
+mn_var *mn_avg_pool2d(mn_tape *t, mn_var *x, int k, int stride, int pad)
+{
+    mn_var *y = avg_pool2d_untraced(t, x, k, stride, pad), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_AVG_POOL, .name = "avg_pool2d", .out = y, .in = in, .n_in = 1, .k = k, .stride = stride, .pad = pad});
+}
+
 /* ---- global average pooling ---- */
 
 static int global_avg_pool_backward(mn_node *nd, mn_tape *t)
@@ -125,7 +138,7 @@ static int global_avg_pool_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_global_avg_pool(mn_tape *t, mn_var *x)
+static mn_var *global_avg_pool_untraced(mn_tape *t, mn_var *x)
 {
     if (!x) return NULL;
     if (x->val.ndim != 4 || x->val.shape[2] * x->val.shape[3] < 1) {
@@ -143,4 +156,10 @@ mn_var *mn_global_avg_pool(mn_tape *t, mn_var *x)
     if (mn_tape_wants(t, &x, 1) && !mn_tape_record(t, "global_avg_pool", y, &x, 1, global_avg_pool_backward, 0))
         return NULL;
     return y;
+}
+
+mn_var *mn_global_avg_pool(mn_tape *t, mn_var *x)
+{
+    mn_var *y = global_avg_pool_untraced(t, x), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_GLOBAL_AVG_POOL, .name = "global_avg_pool", .out = y, .in = in, .n_in = 1});
 }

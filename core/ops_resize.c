@@ -1,6 +1,7 @@
 #include "core/kernels/resize.h"
 #include "core/grad.h"
 #include "mn/ops.h"
+#include "mn/trace.h"
 
 typedef struct resize_ctx {
     int64_t *h0, *h1, *w0, *w1; /* (OH), (OH), (OW), (OW) source rows / columns */
@@ -41,7 +42,7 @@ static int bilinear_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_resize_bilinear(mn_tape *t, mn_var *x, int oh, int ow, bool align_corners)
+static mn_var *resize_bilinear_untraced(mn_tape *t, mn_var *x, int oh, int ow, bool align_corners)
 {
     if (!(x = check_resize(t, "mn_resize_bilinear", x, oh, ow))) return NULL;
     const int64_t *xs = x->val.shape;
@@ -63,6 +64,12 @@ mn_var *mn_resize_bilinear(mn_tape *t, mn_var *x, int oh, int ow, bool align_cor
     return y;
 }
 
+mn_var *mn_resize_bilinear(mn_tape *t, mn_var *x, int oh, int ow, bool align_corners)
+{
+    mn_var *y = resize_bilinear_untraced(t, x, oh, ow, align_corners), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_RESIZE_BILINEAR, .name = "resize_bilinear", .out = y, .in = in, .n_in = 1, .align_corners = align_corners});
+}
+
 /* ---- nearest ---- */
 
 static int nearest_backward(mn_node *nd, mn_tape *t)
@@ -78,7 +85,7 @@ static int nearest_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_resize_nearest(mn_tape *t, mn_var *x, int oh, int ow)
+static mn_var *resize_nearest_untraced(mn_tape *t, mn_var *x, int oh, int ow)
 {
     if (!(x = check_resize(t, "mn_resize_nearest", x, oh, ow))) return NULL;
     const int64_t *xs = x->val.shape;
@@ -96,4 +103,10 @@ mn_var *mn_resize_nearest(mn_tape *t, mn_var *x, int oh, int ow)
         *(resize_ctx *)nd->ctx = c;
     }
     return y;
+}
+
+mn_var *mn_resize_nearest(mn_tape *t, mn_var *x, int oh, int ow)
+{
+    mn_var *y = resize_nearest_untraced(t, x, oh, ow), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_RESIZE_NEAREST, .name = "resize_nearest", .out = y, .in = in, .n_in = 1});
 }

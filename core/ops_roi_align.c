@@ -4,6 +4,7 @@
 
 #include "core/kernels/roi_align.h"
 #include "mn/ops.h"
+#include "mn/trace.h"
 
 typedef struct roi_ctx {
     float *rois;          /* (K, 5), copy in the tape arena */
@@ -35,7 +36,7 @@ static int roi_backward(mn_node *nd, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_roi_align(mn_tape *t, mn_var *x, const float *rois, int k, const mn_roi_align_params *p)
+static mn_var *roi_align_untraced(mn_tape *t, mn_var *x, const float *rois, int k, const mn_roi_align_params *p)
 {
     static const char *op = "mn_roi_align";
     if (!x) return NULL;
@@ -99,4 +100,11 @@ mn_var *mn_roi_align(mn_tape *t, mn_var *x, const float *rois, int k, const mn_r
         cx->d = d;
     }
     return y;
+}
+
+mn_var *mn_roi_align(mn_tape *t, mn_var *x, const float *rois, int k, const mn_roi_align_params *p)
+{
+    mn_var *y = roi_align_untraced(t, x, rois, k, p), *in[1] = {x};
+    if (!y || !t->tracer) return y;
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_ROI_ALIGN, .name = "roi_align", .out = y, .in = in, .n_in = 1, .roi = *p});
 }

@@ -1,4 +1,5 @@
 #include "mn/ops.h"
+#include "mn/trace.h"
 
 static int reshape_backward(mn_node *n, mn_tape *t)
 {
@@ -11,7 +12,7 @@ static int reshape_backward(mn_node *n, mn_tape *t)
     return 0;
 }
 
-mn_var *mn_reshape(mn_tape *t, mn_var *x, int ndim, const int64_t *shape)
+static mn_var *reshape_untraced(mn_tape *t, mn_var *x, int ndim, const int64_t *shape)
 {
     if (!x) return NULL;
     mn_tensor v = mn_tensor_view(x->val.data, ndim, shape);
@@ -24,4 +25,10 @@ mn_var *mn_reshape(mn_tape *t, mn_var *x, int ndim, const int64_t *shape)
     mn_var *y = mn_var_wrap(t, v);
     if (y && mn_tape_wants(t, &x, 1) && !mn_tape_record(t, "reshape", y, &x, 1, reshape_backward, 0)) return NULL;
     return y;
+}
+
+mn_var *mn_reshape(mn_tape *t, mn_var *x, int ndim, const int64_t *shape)
+{
+    mn_var *y = reshape_untraced(t, x, ndim, shape), *in[1] = {x};
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_RESHAPE, .name = "reshape", .out = y, .in = in, .n_in = 1});
 }

@@ -2,6 +2,7 @@
 
 #include "core/grad.h"
 #include "mn/tape.h"
+#include "mn/trace.h"
 
 void mn_tape_init(mn_tape *t, size_t initial_bytes)
 {
@@ -105,7 +106,7 @@ mn_var *mn_contiguous(mn_tape *t, mn_var *x)
     if (!y) return NULL;
     mn_tensor_copy(&y->val, &x->val);
     if (mn_tape_wants(t, &x, 1) && !mn_tape_record(t, "contiguous", y, &x, 1, contiguous_backward, 0)) return NULL;
-    return y;
+    return mn_trace_emit(t, y, &(mn_trace_event){.op = MN_TRACE_COPY, .name = "contiguous", .out = y, .in = &x, .n_in = 1});
 }
 
 bool mn_tape_wants(const mn_tape *t, mn_var *const *in, int n_in)
@@ -195,4 +196,10 @@ int core_grad_dense(mn_var *v, const char *op, const char *what, float **out)
     }
     if (out) *out = v->grad.data;
     return 0;
+}
+
+mn_var *mn_trace_emit(mn_tape *t, mn_var *y, const mn_trace_event *e)
+{
+    if (!y || !t->tracer) return y;
+    return t->tracer->record(t->tracer, e) ? NULL : y;
 }

@@ -12,15 +12,15 @@
 
 int mdl_ckpt_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
                   const char *task, const char *const *keys /* (n_keys) */, const char *const *vals /* (n_keys) */,
-                  int n_keys, const mn_sgd *opt, int64_t iteration)
+                  int n_keys, const mn_sgd *opt, int64_t iteration, const mdl_cut *cut)
 {
     int n_extra = 0, rc = 0;
     mn_st_item *extra = calloc((size_t)(ps->n + table->n + 1), sizeof *extra);
     char **names = calloc((size_t)(ps->n + table->n + 1), sizeof *names);
     int64_t *shapes = calloc((size_t)(table->n + 1), sizeof *shapes);
     char *config = mn_config_to_json(cfg), *table_s = mn_query_to_json(table);
-    const char **meta_keys = calloc((size_t)(n_keys + 6), sizeof *meta_keys);
-    const char **meta_vals = calloc((size_t)(n_keys + 6), sizeof *meta_vals);
+    const char **meta_keys = calloc((size_t)(n_keys + 7), sizeof *meta_keys);
+    const char **meta_vals = calloc((size_t)(n_keys + 7), sizeof *meta_vals);
     if (!extra || !names || !shapes || !config || !table_s || !meta_keys || !meta_vals) {
         rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
         goto done;
@@ -38,7 +38,7 @@ int mdl_ckpt_save(const char *path, const mn_param_set *ps, const mn_query_table
             extra[n_extra] = (mn_st_item){names[n_extra], MN_ST_F32, b.ndim, ps->items[i]->var.val.shape, b.data};
             n_extra++;
         }
-    for (int i = 0; i < table->n; i++) {
+    for (int i = 0; !cut && i < table->n; i++) {
         if (!(names[n_extra] = malloc(32))) {
             rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
             goto done;
@@ -60,7 +60,8 @@ int mdl_ckpt_save(const char *path, const mn_param_set *ps, const mn_query_table
     meta_keys[n_meta] = "iteration", meta_vals[n_meta++] = iter_s;
     meta_keys[n_meta] = "optim_steps", meta_vals[n_meta++] = steps_s;
     meta_keys[n_meta] = "query_table", meta_vals[n_meta++] = table_s;
-    rc = mn_checkpoint_save(path, ps, extra, n_extra, meta_keys, meta_vals, n_meta);
+    if (cut) meta_keys[n_meta] = "fixed_configuration", meta_vals[n_meta++] = cut->fixed_json;
+    rc = mn_checkpoint_save_cut(path, ps, cut ? cut->keep : NULL, extra, n_extra, meta_keys, meta_vals, n_meta);
 done:
     for (int i = 0; names && i < n_extra; i++) free(names[i]);
     free(names);
@@ -129,7 +130,8 @@ char *mdl_class_names_json(const mn_class_name *names /* (n) */, int n)
 }
 
 int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
-                   const char *task, const mn_class_name *names /* (n) */, int n, const mn_sgd *opt, int64_t iteration)
+                   const char *task, const mn_class_name *names /* (n) */, int n, const mn_sgd *opt, int64_t iteration,
+                   const mdl_cut *cut)
 {
     char *list_s = mdl_class_names_json(names, n);
     if (!list_s) return mn_error(MN_ENOMEM, "%s: out of memory", path);
@@ -137,7 +139,7 @@ int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_tabl
     snprintf(count, sizeof count, "%d", n);
     const char *keys[] = {"classes", "num_classes"};
     const char *vals[] = {list_s, count};
-    int rc = mdl_ckpt_save(path, ps, table, cfg, task, keys, vals, 2, opt, iteration);
+    int rc = mdl_ckpt_save(path, ps, table, cfg, task, keys, vals, 2, opt, iteration, cut);
     free(list_s);
     return rc;
 }
@@ -168,7 +170,10 @@ static const char *const extra_prefixes[] = {"optim.", "bn_bank."};
 int mdl_ckpt_load(const mn_safetensors *st, mn_param_set *ps, mn_slim_bn *const *bns /* (nb) */, int nb,
                   float *train_stats /* (table->n_stats) */, mn_query_table *table, const char *table_json)
 {
-    int rc = mn_checkpoint_apply(st, ps, extra_prefixes, 2);
+    /* a checkpoint of one configuration holds the leading blocks its width uses, and no BN bank:
+     * its one table entry has the statistics its BN layers were saved with */
+    bool fixed = mn_st_meta(st, "fixed_configuration") != NULL;
+    int rc = fixed ? mn_checkpoint_apply_cut(st, ps, extra_prefixes, 2) : mn_checkpoint_apply(st, ps, extra_prefixes, 2);
     if (rc) return rc;
     mn_query_save_stats(train_stats, bns, nb);
     int64_t n_stats = table->n_stats;
@@ -179,7 +184,8 @@ int mdl_ckpt_load(const mn_safetensors *st, mn_param_set *ps, mn_slim_bn *const 
         mn_tensor t;
         snprintf(name, sizeof name, "bn_bank.%d", i);
         int64_t shape[1] = {n_stats};
-        rc = mn_st_get_f32(st, name, 1, shape, &t);
+        if (fixed) t = mn_tensor_view(train_stats, 1, shape);
+        else rc = mn_st_get_f32(st, name, 1, shape, &t);
         if (!rc) rc = mn_check_finite(t.data, n_stats, st->path, name);
         if (!rc && !(table->e[i].bn_stats = malloc(sizeof(float) * (size_t)n_stats)))
             rc = mn_error(MN_ENOMEM, "%s: out of memory", st->path);

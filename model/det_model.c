@@ -98,6 +98,11 @@ void mn_det_model_free(mn_det_model *m)
 
 int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
 {
+    return mdl_det_save(m, path, opt, iteration, NULL);
+}
+
+int mdl_det_save(const mn_det_model *m, const char *path, const mn_sgd *opt, int64_t iteration, const mdl_cut *cut)
+{
     cJSON *ids = cJSON_CreateArray();
     for (int k = 0; ids && k < m->num_classes; k++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(m->category_ids[k]));
     char *classes_s = mdl_class_names_json((const mn_class_name *)m->class_names, m->num_classes);
@@ -110,7 +115,7 @@ int mn_det_model_save(const mn_det_model *m, const char *path, const mn_sgd *opt
     snprintf(typical, sizeof typical, "[%d, %d]", m->typical_h, m->typical_w);
     const char *keys[] = {"classes", "category_ids", "num_classes", "typical_size"};
     const char *vals[] = {classes_s, ids_s, ncls, typical};
-    if (!rc) rc = mdl_ckpt_save(path, &m->ps, &m->table, &m->cfg, "detection", keys, vals, 4, opt, iteration);
+    if (!rc) rc = mdl_ckpt_save(path, &m->ps, &m->table, &m->cfg, "detection", keys, vals, 4, opt, iteration, cut);
     free(classes_s);
     free(ids_s);
     return rc;

@@ -6,6 +6,9 @@
 
 #include "mn/calibrate.h"
 #include "mn/classes.h"
+#include "mn/cls_model.h"
+#include "mn/det_model.h"
+#include "mn/seg_model.h"
 #include "mn/config.h"
 #include "mn/dataset.h"
 #include "mn/optim.h"
@@ -15,12 +18,20 @@
 
 /* ---- checkpoints ---- */
 
+/* A checkpoint of one configuration (mn_model_save_fixed): each parameter's leading block keep[i]
+ * (keep[i][0] == 0: all of it), no per-configuration BN statistics (the one configuration's are
+ * the parameters'), and the metadata "fixed_configuration" (fixed_json). */
+typedef struct mdl_cut {
+    const int64_t (*keep)[MN_MAX_DIMS];  /* (ps->n) */
+    const char *fixed_json;
+} mdl_cut;
+
 /* Writes ps, the optimiser's momentum buffers ("optim.<name>", with opt) and the table's BN
  * statistics ("bn_bank.<i>") to path, with the metadata "format", "task", "config", then the
  * task's own n_keys pairs, then "iteration", "optim_steps" and "query_table". */
 int mdl_ckpt_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
                   const char *task, const char *const *keys /* (n_keys) */, const char *const *vals /* (n_keys) */,
-                  int n_keys, const mn_sgd *opt, int64_t iteration);
+                  int n_keys, const mn_sgd *opt, int64_t iteration, const mdl_cut *cut);
 /* The metadata value of key; NULL and an error naming the file when it is missing. */
 const char *mdl_ckpt_meta(const mn_safetensors *st, const char *key);
 /* Into a model just built from the checkpoint's configuration: the weights, those BN statistics
@@ -41,7 +52,12 @@ char *mdl_class_names_json(const mn_class_name *names /* (n) */, int n);
  * classification): mdl_ckpt_save with the metadata "classes" (a JSON list of the n names) and
  * "num_classes". */
 int mdl_named_save(const char *path, const mn_param_set *ps, const mn_query_table *table, const mn_config *cfg,
-                   const char *task, const mn_class_name *names /* (n) */, int n, const mn_sgd *opt, int64_t iteration);
+                   const char *task, const mn_class_name *names /* (n) */, int n, const mn_sgd *opt, int64_t iteration,
+                   const mdl_cut *cut);
+/* Each task's save with a cut (NULL: the task's public save). */
+int mdl_seg_save(const mn_seg_model *m, const char *path, const mn_sgd *opt, int64_t iteration, const mdl_cut *cut);
+int mdl_det_save(const mn_det_model *m, const char *path, const mn_sgd *opt, int64_t iteration, const mdl_cut *cut);
+int mdl_cls_save(const mn_cls_model *m, const char *path, const mn_sgd *opt, int64_t iteration, const mdl_cut *cut);
 /* Reads such a checkpoint into *st (freed on error) after checking its task: the configuration
  * over the defaults into cfg, lo..hi class names into *names (malloc'd, *n of them), and
  * *table_json (inside st). */

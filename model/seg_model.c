@@ -63,10 +63,15 @@ void mn_seg_model_free(mn_seg_model *m)
     memset(m, 0, sizeof *m);
 }
 
-int mn_seg_model_save(const mn_seg_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
+int mdl_seg_save(const mn_seg_model *m, const char *path, const mn_sgd *opt, int64_t iteration, const mdl_cut *cut)
 {
     const mn_class_name *names = (const mn_class_name *)m->class_names;
-    return mdl_named_save(path, &m->ps, &m->table, &m->cfg, "segmentation", names, m->num_classes, opt, iteration);
+    return mdl_named_save(path, &m->ps, &m->table, &m->cfg, "segmentation", names, m->num_classes, opt, iteration, cut);
+}
+
+int mn_seg_model_save(const mn_seg_model *m, const char *path, const mn_sgd *opt, int64_t iteration)
+{
+    return mdl_seg_save(m, path, opt, iteration, NULL);
 }
 
 int mn_seg_model_open(mn_seg_model *m, const char *path)

@@ -12,7 +12,7 @@ stamp=${2:-}
 # the layer of each public header (include/mn/<name>.h)
 declare -A header_layer
 put() { local layer=$1; shift; for h in "$@"; do header_layer[$h]=$layer; done; }
-put core arena checkpoint error fileio image json optim ops param progress rng safetensors tape targets tensor
+put core arena checkpoint error fileio image json optim ops param progress rng safetensors tape targets tensor trace
 put backbone backbone slim
 put heads seg det boxes
 put datasets dataset polygon synth

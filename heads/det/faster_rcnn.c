@@ -168,6 +168,21 @@ int det_roi_forward(mn_detector *d, mn_run *r, mn_var *const *p, const float *ro
     return det_box_head_forward(&d->box, r, pooled, hidden_width(d, r->width), d->cfg.num_classes, cls, box);
 }
 
+int mn_det_forward_maps(mn_detector *d, mn_run *r, mn_var *images, mn_var **p, mn_var **obj, mn_var **delta)
+{
+    if (!images) return mn_last_error_code();
+    int rc = det_features(d, r, images, p);
+    return rc ? rc : det_rpn_forward(d, r, p, obj, delta);
+}
+
+int mn_det_forward_box_head(mn_detector *d, mn_run *r, mn_var *pooled, mn_var **cls, mn_var **box)
+{
+    if (!pooled) return mn_last_error_code();
+    return det_box_head_forward(&d->box, r, pooled, hidden_width(d, r->width), d->cfg.num_classes, cls, box);
+}
+
+int mn_det_neck_channels(const mn_detector *d, float width) { return neck_channels(d, width); }
+
 /* ---- input checks and ground truth ---- */
 
 static int check_batch(mn_var *images /* (N, 3, H, W) */, const mn_det_image *info /* (N) */, const char *fn)

@@ -17,11 +17,23 @@ MN_API int mn_check_finite(const float *v /* (n) */, int64_t n, const char *file
 MN_API int mn_checkpoint_save(const char *path, const mn_param_set *ps, const mn_st_item *extra, int n_extra,
                               const char *const *meta_keys, const char *const *meta_values, int n_meta);
 
+/* The same keeping of each parameter i only its leading block keep[i] (keep[i][d] <= its shape;
+ * keep[i][0] == 0: the whole tensor): a checkpoint of one narrow configuration of a slimmable
+ * model, whose unused channels are cut away. keep may be NULL. */
+MN_API int mn_checkpoint_save_cut(const char *path, const mn_param_set *ps, const int64_t (*keep)[MN_MAX_DIMS],
+                                  const mn_st_item *extra, int n_extra, const char *const *meta_keys,
+                                  const char *const *meta_values, int n_meta);
+
 /* Copies every tensor of ps from st, refusing non-finite values. Tensors of st whose names start with one of the
  * `extra_prefixes` are left for the caller; any other tensor not in ps is an error, as is any
  * tensor of ps absent from st. Nothing is copied unless everything checks out. */
 MN_API int mn_checkpoint_apply(const mn_safetensors *st, mn_param_set *ps, const char *const *extra_prefixes,
                                int n_prefixes);
+
+/* The same for a file written by mn_checkpoint_save_cut: a tensor may be a leading block of its
+ * parameter (same rank, no dim larger); the rest of the parameter is set to zero. */
+MN_API int mn_checkpoint_apply_cut(const mn_safetensors *st, mn_param_set *ps, const char *const *extra_prefixes,
+                                   int n_prefixes);
 
 /* mn_st_read + mn_checkpoint_apply with no extra tensors allowed. */
 MN_API int mn_checkpoint_load(const char *path, mn_param_set *ps);

@@ -143,6 +143,17 @@ typedef struct mn_detection {
 MN_API int mn_det_forward_test(mn_detector *d, mn_run *r, mn_var *images, const mn_det_image *info,
                                mn_detection **out, int *n);
 
+/* The detector in the two parts that are plain networks, for export and tests (recording follows
+ * r->tape). maps: images (N, 3, H, W), H and W multiples of 32 -> p[l] the FPN maps P2..P6
+ * (N, C, H / 2^(l+2), W / 2^(l+2)), obj[l] (N, A, .., ..) objectness logits and delta[l]
+ * (N, 4A, .., ..) box deltas per level. box head: pooled (R, C, roi_size, roi_size), RoIAlign's
+ * output -> cls (R, K) class logits and box (R, 4K) class-specific deltas. What joins them
+ * (anchors, proposals, RoIAlign, box decoding, NMS) is mn_det_forward_test's. C is the neck's
+ * channels at the run's width: mn_det_neck_channels. */
+MN_API int mn_det_forward_maps(mn_detector *d, mn_run *r, mn_var *images, mn_var **p, mn_var **obj, mn_var **delta);
+MN_API int mn_det_forward_box_head(mn_detector *d, mn_run *r, mn_var *pooled, mn_var **cls, mn_var **box);
+MN_API int mn_det_neck_channels(const mn_detector *d, float width);
+
 /* Whole-model multiply-accumulates (conv + linear, per image, counted by the slimmable layers
  * on a real pass, as mn_backbone_flops does) and parameters used at width w and input h x w_px:
  * backbone, FPN, RPN head on P2..P6, and the box head on flops_rois RoIs. */

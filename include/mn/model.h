@@ -51,4 +51,25 @@ MN_API const float *mn_model_train_stats(const mn_model *m);
 MN_API int mn_model_select(mn_model *m, float width, int h, int w);
 MN_API int mn_model_flops(mn_model *m, float width, int h, int w, int64_t *macs);
 
+/* A checkpoint of the configuration (width, h x w) alone, with the BN statistics select gives it:
+ * an ordinary checkpoint of a one-width model ("independent" mode at that width, that evaluation
+ * size or detection short side) holding of each parameter i only the leading block keep[i] that
+ * the width reads (keep[i][0] == 0: all of it; mn/export.h traces a pass to find them), and a
+ * one-entry query table. Opening it fills what was cut with zeros, which that width never reads:
+ * eval, predict and calibrate run it as any checkpoint. source (may be NULL) is recorded. */
+MN_API int mn_model_save_fixed(mn_model *m, const char *path, float width, int h, int w,
+                               const int64_t (*keep)[MN_MAX_DIMS] /* (params->n) */, const char *source);
+
+/* What a checkpoint says of itself when it holds one configuration (fixed false otherwise). */
+typedef struct mn_fixed_info {
+    bool fixed;
+    float width;
+    int h, w;                       /* as the query table keys it */
+    bool calibrated;                /* its BN statistics came from calibration (else from training) */
+    char source[256];               /* the checkpoint it was cut from */
+    char source_mode[32];           /* how that one was trained, and its width range */
+    float source_width_min, source_width_max;
+} mn_fixed_info;
+MN_API int mn_model_fixed(const char *path, mn_fixed_info *out);
+
 #endif

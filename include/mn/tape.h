@@ -18,6 +18,7 @@
 
 typedef struct mn_tape mn_tape;
 typedef struct mn_node mn_node;
+struct mn_tracer;
 
 typedef struct mn_var {
     mn_tensor val;
@@ -43,6 +44,7 @@ struct mn_tape {
     mn_node *last;      /* most recently recorded node */
     bool grad_enabled;  /* false: ops record nothing (inference, BN calibration) */
     int n_nodes;
+    struct mn_tracer *tracer; /* NULL, or told of every op as it runs (mn/trace.h) */
 };
 
 MN_API void mn_tape_init(mn_tape *t, size_t initial_bytes);
