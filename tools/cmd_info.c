@@ -56,13 +56,33 @@ int mn_cmd_info(int argc, char **argv)
         printf("model        %s classifier\n", c->model.backbone);
     /* calibrate writes its copy without the iteration (0) */
     bool known = iteration && strcmp(iteration, "0");
-    printf("trained      %s, %s%s iterations of batch %d, seed %llu\n", mode_name(c->mutual.mode), known ? iteration : "",
+    mn_fixed_info fx;
+    if (mn_model_fixed(path, &fx)) fx.fixed = false; /* the file opened above: only its metadata can be odd */
+    /* a cut checkpoint runs as one width; it was trained as its source was */
+    printf("trained      %s, %s%s iterations of batch %d, seed %llu\n",
+           fx.fixed ? fx.source_mode : mode_name(c->mutual.mode), known ? iteration : "",
            known ? "" : "(not recorded in this file)", c->train.batch_size, c->train.seed);
+    if (fx.fixed) {
+        printf("runs         one fixed configuration: width %.3g at ", (double)fx.width);
+        if (m.task == MN_TASK_DETECTION) printf("short side %d (long side up to %d)", fx.h, fx.w);
+        else printf("%dx%d", fx.h, fx.w);
+        printf(", BN statistics from %s\n", fx.calibrated ? "calibration" : "training (that size was not calibrated)");
+        printf("cut from     %s (%s, widths %.3g .. %.3g): only the channels this width reads are stored\n",
+               fx.source[0] ? fx.source : "(not recorded)", fx.source_mode, (double)fx.source_width_min,
+               (double)fx.source_width_max);
+    } else {
+        printf("runs         %s\n", c->mutual.mode == MN_MODE_INDEPENDENT
+                                       ? "one width, at any input size"
+                                       : "adaptive: any width in the range below, at any input size (--width/--size or "
+                                         "--budget choose)");
+    }
     if (c->mutual.mode == MN_MODE_INDEPENDENT) {
         printf("widths       %.3g\n", (double)c->mutual.width);
     } else {
         printf("widths       %.3g .. %.3g\n", (double)c->mutual.width_min, (double)c->mutual.width_max);
     }
+    printf("channels     a layer of C channels at width 1 has make_divisible(C x width, 8) at a width (TF-slim "
+           "rounding: the nearest multiple of 8, at least 8, one 8 more when that lost over 10%%)\n");
     printf("scales       ");
     int ns = c->mutual.mode == MN_MODE_MUTUALNET ? c->mutual.n_scales : 1;
     for (int i = 0; i < ns; i++) printf("%s%.3g", i ? ", " : "", (double)c->mutual.scales[i]);

@@ -20,6 +20,7 @@ int mn_cmd_story(int argc, char **argv);
 int mn_cmd_plot(int argc, char **argv);
 int mn_cmd_info(int argc, char **argv);
 int mn_cmd_data(int argc, char **argv);
+int mn_cmd_export(int argc, char **argv);
 
 /* The cheap part of `mutualnet data check` (cmd_data.c), which training prints at its start: opens the
  * training split, prints its class mapping (value or id -> index -> name, one line per class) and both

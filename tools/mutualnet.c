@@ -27,6 +27,9 @@ static const command commands[] = {
 #ifdef MN_HAVE_CMD_TRAIN
     {"train", mn_cmd_train, "train a model with mutual learning across widths and input scales"},
 #endif
+#ifdef MN_HAVE_CMD_EXPORT
+    {"export", mn_cmd_export, "one configuration alone: a compact checkpoint or ONNX"},
+#endif
 #ifdef MN_HAVE_CMD_INFO
     {"info", mn_cmd_info, "what a checkpoint holds: task, model, widths and scales, classes, query table"},
 #endif
