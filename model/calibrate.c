@@ -166,18 +166,22 @@ void mn_det_table_print(const mn_det_model *m, FILE *f)
     if (!order) return;
     for (int i = 0; i < q->n; i++) order[i] = &q->e[i];
     qsort(order, (size_t)q->n, sizeof *order, by_macs);
-    fprintf(f, "  MACs at the typical %dx%d image (median of the validation split), resized and padded\n",
-            m->typical_h, m->typical_w);
-    fprintf(f, "  %-7s %-11s %-9s %12s %8s  %s\n", "width", "short/max", "input", "MACs", q->metric, "best for its budget");
+    bool timed = mn_query_has_ms(q);
+    fprintf(f, "  MACs%s at the typical %dx%d image (median of the validation split), resized and padded\n",
+            timed ? " and ms" : "", m->typical_h, m->typical_w);
+    mn_query_print_timing(q, f);
+    fprintf(f, "  %-7s %-11s %-9s %12s %*s%8s  %s\n", "width", "short/max", "input", "MACs", timed ? 10 : 0,
+            timed ? "ms" : "", q->metric, timed ? "best for its budget (* in MACs, + in ms)" : "best for its budget");
     for (int i = 0; i < q->n; i++) {
         const mn_query_entry *e = order[i];
-        char side[24], input[24];
+        char side[24], input[24], ms[24], best[4];
         int h = 0, w = 0;
         mn_det_model_input_size(m, e->h, &h, &w);
         snprintf(side, sizeof side, "%d/%d", e->h, e->w);
         snprintf(input, sizeof input, "%dx%d", h, w);
-        fprintf(f, "  %-7.2f %-11s %-9s %11.3fG %7.2f%%  %s\n", (double)e->width, side, input, (double)e->macs / 1e9,
-                100 * e->score, e->frontier ? "*" : "");
+        mn_query_entry_text(q, e, ms, sizeof ms, best);
+        fprintf(f, "  %-7.2f %-11s %-9s %11.3fG %s%7.2f%%  %s\n", (double)e->width, side, input, (double)e->macs / 1e9,
+                ms, 100 * e->score, best);
     }
     free(order);
 }

@@ -66,7 +66,7 @@ int mn_query_add(mn_query_table *q, float width, int h, int w, int64_t macs, dou
         q->cap = cap;
     }
     mn_query_entry *e = &q->e[q->n];
-    *e = (mn_query_entry){width, h, w, macs, score, NULL, false};
+    *e = (mn_query_entry){.width = width, .h = h, .w = w, .macs = macs, .score = score};
     if (stats && q->n_stats) {
         e->bn_stats = malloc(sizeof(float) * (size_t)q->n_stats);
         if (!e->bn_stats) return mn_error(MN_ENOMEM, "query table: out of memory");
@@ -89,6 +89,52 @@ int mn_query_select(const mn_query_table *q, double budget_macs)
     return best;
 }
 
+bool mn_query_has_ms(const mn_query_table *q)
+{
+    for (int i = 0; i < q->n; i++)
+        if (q->e[i].ms > 0) return true;
+    return false;
+}
+
+bool mn_query_ms_frontier(const mn_query_table *q, int i)
+{
+    if (!(q->e[i].ms > 0)) return false;
+    for (int j = 0; j < q->n; j++)
+        if (j != i && q->e[j].ms > 0 && q->e[j].ms <= q->e[i].ms && q->e[j].score > q->e[i].score) return false;
+    return true;
+}
+
+int mn_query_fastest(const mn_query_table *q)
+{
+    int best = -1;
+    for (int i = 0; i < q->n; i++)
+        if (q->e[i].ms > 0 && (best < 0 || q->e[i].ms < q->e[best].ms)) best = i;
+    return best;
+}
+
+int mn_query_select_ms(const mn_query_table *q, double budget_ms, int *index)
+{
+    *index = -1;
+    if (!(budget_ms > 0))
+        return mn_error(MN_EINVAL, "query table: a budget of %g ms; give a positive number of milliseconds", budget_ms);
+    int fastest = mn_query_fastest(q);
+    if (fastest < 0)
+        return mn_error(MN_EINVAL, "the query table has no latencies: time it on the machine that will run the model "
+                                   "with mutualnet calibrate --latency-only --checkpoint CKPT (or calibrate --latency)");
+    for (int i = 0; i < q->n; i++) {
+        const mn_query_entry *e = &q->e[i];
+        if (!(e->ms > 0) || e->ms > budget_ms) continue;
+        const mn_query_entry *b = *index >= 0 ? &q->e[*index] : NULL;
+        if (!b || e->score > b->score || (e->score == b->score && (e->ms < b->ms || (e->ms == b->ms && e->macs < b->macs))))
+            *index = i;
+    }
+    if (*index < 0)
+        return mn_error(MN_EINVAL, "no configuration fits %.4g ms; the fastest needs %.4g ms (measured with %d thread%s%s%s)",
+                        budget_ms, q->e[fastest].ms, q->timing.threads, q->timing.threads == 1 ? "" : "s",
+                        q->timing.machine[0] ? " on " : "", q->timing.machine);
+    return 0;
+}
+
 int mn_query_find(const mn_query_table *q, float width, int h, int w)
 {
     for (int i = 0; i < q->n; i++)
@@ -108,15 +154,37 @@ void mn_query_print(const mn_query_table *q, FILE *f)
     if (!order) return;
     for (int i = 0; i < q->n; i++) order[i] = &q->e[i];
     qsort(order, (size_t)q->n, sizeof *order, by_macs);
-    fprintf(f, "  %-7s %-9s %12s %8s  %s\n", "width", "input", "MACs", q->metric, "best for its budget");
+    bool timed = mn_query_has_ms(q);
+    mn_query_print_timing(q, f);
+    fprintf(f, "  %-7s %-9s %12s %*s%8s  %s\n", "width", "input", "MACs", timed ? 10 : 0, timed ? "ms" : "", q->metric,
+            timed ? "best for its budget (* in MACs, + in ms)" : "best for its budget");
     for (int i = 0; i < q->n; i++) {
         const mn_query_entry *e = order[i];
-        char size[24];
+        char size[24], ms[24] = "", best[4];
         snprintf(size, sizeof size, "%dx%d", e->h, e->w);
-        fprintf(f, "  %-7.2f %-9s %11.3fG %7.2f%%  %s\n", (double)e->width, size, (double)e->macs / 1e9, 100 * e->score,
-                e->frontier ? "*" : "");
+        mn_query_entry_text(q, e, ms, sizeof ms, best);
+        fprintf(f, "  %-7.2f %-9s %11.3fG %s%7.2f%%  %s\n", (double)e->width, size, (double)e->macs / 1e9, ms,
+                100 * e->score, best);
     }
     free(order);
+}
+
+void mn_query_entry_text(const mn_query_table *q, const mn_query_entry *e, char *ms, size_t n, char *best /* (4) */)
+{
+    bool timed = mn_query_has_ms(q);
+    ms[0] = 0;
+    if (timed && e->ms > 0) snprintf(ms, n, " %9.3f", e->ms);
+    else if (timed) snprintf(ms, n, " %9s", "-"); /* an entry added after timing */
+    snprintf(best, 4, "%s%s", e->frontier ? "*" : "", mn_query_ms_frontier(q, (int)(e - q->e)) ? "+" : "");
+}
+
+void mn_query_print_timing(const mn_query_table *q, FILE *f)
+{
+    if (!mn_query_has_ms(q)) return;
+    const mn_query_timing *t = &q->timing;
+    fprintf(f, "  ms: median of %d runs per image at batch 1, %d OpenMP thread%s%s%s (on that machine only: time the "
+               "target with calibrate --latency-only)\n",
+            t->runs, t->threads, t->threads == 1 ? "" : "s", t->machine[0] ? ", " : "", t->machine);
 }
 
 char *mn_query_to_json(const mn_query_table *q)
@@ -129,14 +197,36 @@ char *mn_query_to_json(const mn_query_table *q)
         cJSON_AddNumberToObject(o, "w", q->e[i].w);
         cJSON_AddNumberToObject(o, "macs", (double)q->e[i].macs);
         cJSON_AddNumberToObject(o, "score", q->e[i].score);
+        if (q->e[i].ms > 0) cJSON_AddNumberToObject(o, "ms", q->e[i].ms);
         cJSON_AddItemToArray(a, o);
     }
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "metric", q->metric);
     cJSON_AddItemToObject(root, "entries", a);
+    if (q->timing.threads > 0) {
+        cJSON *t = cJSON_AddObjectToObject(root, "latency");
+        cJSON_AddNumberToObject(t, "threads", q->timing.threads);
+        cJSON_AddNumberToObject(t, "runs", q->timing.runs);
+        cJSON_AddStringToObject(t, "machine", q->timing.machine);
+    }
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return s;
+}
+
+/* The optional "latency" object: {"threads": T >= 1, "runs": N >= 1, "machine": "..."}. */
+static int timing_from_json(mn_query_timing *t, const cJSON *o)
+{
+    if (!o) return 0;
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(o, "threads"), *ru = cJSON_GetObjectItemCaseSensitive(o, "runs"),
+                *ma = cJSON_GetObjectItemCaseSensitive(o, "machine");
+    if (!cJSON_IsObject(o) || !cJSON_IsNumber(th) || !cJSON_IsNumber(ru) || th->valuedouble < 1 ||
+        th->valuedouble > 1e6 || ru->valuedouble < 1 || ru->valuedouble > 1e9 || (ma && !cJSON_IsString(ma)))
+        return mn_error(MN_EFORMAT, "query table: \"latency\" needs threads and runs (at least 1) and a machine string");
+    t->threads = th->valueint;
+    t->runs = ru->valueint;
+    snprintf(t->machine, sizeof t->machine, "%s", ma ? ma->valuestring : "");
+    return 0;
 }
 
 int mn_query_from_json(mn_query_table *q, const char *json, int64_t n_stats)
@@ -162,7 +252,16 @@ int mn_query_from_json(mn_query_table *q, const char *json, int64_t n_stats)
         else
             rc = mn_query_add(q, (float)w->valuedouble, h->valueint, wd->valueint, (int64_t)mc->valuedouble,
                               sc->valuedouble, NULL);
+        cJSON *ms = cJSON_GetObjectItemCaseSensitive(o, "ms");
+        if (!rc && ms) { /* absent in tables written before timings existed, and for untimed entries */
+            if (!cJSON_IsNumber(ms) || !(ms->valuedouble >= 0 && isfinite(ms->valuedouble)))
+                rc = mn_error(MN_EFORMAT, "query table: entry %d has an \"ms\" that is not a finite number >= 0",
+                              q->n - 1);
+            else
+                q->e[q->n - 1].ms = ms->valuedouble;
+        }
     }
+    if (!rc) rc = timing_from_json(&q->timing, cJSON_GetObjectItemCaseSensitive(root, "latency"));
     cJSON_Delete(root);
     if (rc) mn_query_free(q);
     return rc;

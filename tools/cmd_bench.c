@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "latency.h"
 #include "mn/backbone.h"
 #include "mn/optim.h"
 #include "mn/train.h"
@@ -26,18 +27,6 @@ static void usage(FILE *f)
                "--quick: widths 1.0 and 0.5 at 224 only. --width / --size: that one width or size only;\n"
                "--only: time only the forward pass or only the training step (the other column shows -),\n"
                "for profiling one row, e.g. perf record -g mutualnet bench --width 1 --size 224 --only forward.\n");
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* One timed unit: a batch-1 forward (train == false) or a batch-8 training step. The input
@@ -147,7 +136,7 @@ int mn_cmd_bench(int argc, char **argv)
                     rc = run_once(b, &ps, &opt, &t, w, s, train, labels, input);
                     if (k >= 0) v[k] = 1e3 * (mn_now() - t0);
                 }
-                if (!rc) ms[train] = median(v, reps);
+                if (!rc) ms[train] = mn_median(v, reps);
             }
             free(input);
             if (rc) break;

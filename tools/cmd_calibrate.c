@@ -1,11 +1,14 @@
 /* mutualnet calibrate: BN calibration and scoring over a grid of configurations, stored as
- * the checkpoint's query table. */
+ * the checkpoint's query table, and (--latency) each configuration's milliseconds on this machine. */
 #include <libgen.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "args.h"
 #include "commands.h"
+#include "latency.h"
 #include "report.h"
 #include "mn/model.h"
 #include "mn/calibrate.h"
@@ -14,11 +17,13 @@
 #include "mn/cls_model.h"
 #include "mn/det_eval.h"
 #include "mn/det_model.h"
+#include "mn/safetensors.h"
 
 static void calibrate_usage(FILE *f)
 {
     fprintf(f, "usage: mutualnet calibrate --checkpoint FILE [--out FILE] [--width-step S] [--batches N]\n"
-               "                           [--max-val-images N] [--scales LIST]\n\n"
+               "                           [--max-val-images N] [--scales LIST] [--latency [--latency-runs N]]\n"
+               "       mutualnet calibrate --checkpoint FILE --latency-only [--latency-runs N] [--out FILE]\n\n"
                "For every width from the trained maximum down to the minimum (step S, default calibrate.width_step)\n"
                "and every training scale of data.eval_size (segmentation) or of det.short_side (detection), or\n"
                "every scale of --scales (e.g. 1,0.75,0.5: to score a US-Net or independent network at inputs it was\n"
@@ -27,7 +32,15 @@ static void calibrate_usage(FILE *f)
                "AP on the validation split and the multiply-accumulates (a detector's at the median image size of\n"
                "the validation split, resized and padded), prints the query table and writes it, with each\n"
                "configuration's BN statistics, into --out (default: calibrated.safetensors beside the checkpoint).\n"
-               "The input checkpoint is not modified.\n");
+               "The input checkpoint is not modified (unless it is that calibrated.safetensors).\n\n"
+               "--latency also times every configuration on this machine: one image at batch 1 (a synthetic\n"
+               "picture of the configuration's input size; a detector's typical image, with proposals and NMS),\n"
+               "its BN statistics selected, 2 warm-ups, then the median of N runs (--latency-runs, default 10) of\n"
+               "what predict runs, with the OpenMP threads in force (OMP_NUM_THREADS). The milliseconds are stored\n"
+               "beside the MACs, with the thread count and the CPU model, for eval/predict/story --budget-ms and\n"
+               "plot --x ms. --latency-only times the table a checkpoint already has, without data or\n"
+               "recalibration, and writes it back into that checkpoint (or into --out): run it on the device that\n"
+               "will run the model. A calibration without --latency writes a table without timings.\n");
 }
 
 /* The configured training and validation splits of a checkpoint's data set. */
@@ -47,6 +60,7 @@ typedef struct calib_args {
     int batches, max_val;
     float scales[MN_MAX_SCALES];
     int n_scales;
+    int latency_runs;        /* > 0: time every configuration (--latency, --latency-only) */
 } calib_args;
 
 /* --width-step and --batches over the checkpoint's configuration. */
@@ -56,21 +70,78 @@ static void apply_overrides(mn_config *c, const calib_args *a)
     if (a->batches > 0) c->calibrate.batches = a->batches;
 }
 
-static int report(int rc, const char *out)
+static int report(int rc, const char *out, bool timed)
 {
     if (rc) fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
-    else fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget)\n", out);
+    else fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget%s)\n", out,
+                 timed ? " or --budget-ms" : "");
     return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
 }
 
-static int calibrate_det(const char *ckpt, const char *out, const calib_args *a)
+static void print_table(mn_model *m)
+{
+    if (m->task == MN_TASK_DETECTION) mn_det_table_print(&m->det, stdout);
+    else mn_query_print(mn_model_table(m), stdout);
+}
+
+/* Times every configuration of the model's table (a->latency_runs > 0), saying how first. */
+static int time_table(mn_model *m, const calib_args *a, const mn_reporter *rep)
+{
+    char machine[96];
+    mn_machine_name(machine, sizeof machine);
+    fprintf(stderr, "mutualnet calibrate: timing %d configurations at batch 1: %d warm-ups, then the median of %d runs "
+                    "each, %d OpenMP thread%s, on %s\n",
+            mn_model_table(m)->n, MN_LATENCY_WARMUP, a->latency_runs, omp_get_max_threads(),
+            omp_get_max_threads() == 1 ? "" : "s", machine[0] ? machine : "an unnamed machine");
+    return mn_latency_time_table(m, a->latency_runs, machine, rep);
+}
+
+/* Whether two paths name one existing file. */
+static bool same_file(const char *a, const char *b)
+{
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/* Rewriting a checkpoint in place keeps what a calibrated one holds; a training checkpoint's
+ * iteration and momentum buffers would be lost, so it is refused. */
+static int check_in_place(const char *ckpt)
+{
+    mn_safetensors st;
+    int rc = mn_st_read(ckpt, &st);
+    if (rc) return rc;
+    const char *it = mn_st_meta(&st, "iteration");
+    if (it && strcmp(it, "0"))
+        rc = mn_error(MN_EINVAL, "%s is a training checkpoint (iteration %s); rewriting it would drop its optimiser "
+                                 "state: give --out FILE", ckpt, it);
+    mn_st_free(&st);
+    return rc;
+}
+
+/* --latency-only: the table the checkpoint has, timed; no data set is opened. Without --out the
+ * checkpoint itself is rewritten (atomically: a failed write leaves it as it was). */
+static int time_existing(mn_model *m, const char *ckpt, const char *out, const calib_args *a)
 {
     tool_report tr_state;
     mn_reporter rep = tool_reporter(&tr_state);
-    mn_det_model m;
-    if (mn_det_model_open(&m, ckpt)) return report(-1, out);
-    apply_overrides(&m.cfg, a);
-    const mn_config *c = &m.cfg;
+    int rc = 0;
+    if (mn_model_table(m)->n == 0)
+        rc = mn_error(MN_EINVAL, "%s has no query table to time; calibrate and time it at once with mutualnet calibrate "
+                                 "--latency --checkpoint %s", ckpt, ckpt);
+    if (!rc && same_file(out, ckpt)) rc = check_in_place(ckpt);
+    if (!rc) rc = time_table(m, a, &rep);
+    if (!rc) print_table(m);
+    if (!rc) rc = mn_model_save(m, out, NULL, 0);
+    return report(rc, out, true);
+}
+
+static int calibrate_det(mn_model *whole, const char *out, const calib_args *a)
+{
+    mn_det_model *m = &whole->det;
+    tool_report tr_state;
+    mn_reporter rep = tool_reporter(&tr_state);
+    apply_overrides(&m->cfg, a);
+    const mn_config *c = &m->cfg;
     mn_calib_config g;
     mn_dataset *tr = NULL, *va = NULL;
     int rc = mn_det_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
@@ -80,23 +151,24 @@ static int calibrate_det(const char *ckpt, const char *out, const calib_args *a)
     if (!rc)
         fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each\n",
                 g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
-    if (!rc) rc = mn_det_build_table(&m, tr, va, ann, &g, c->train.batch_size, a->max_val, c->train.seed, &rep, stdout);
-    if (!rc) rc = mn_det_model_save(&m, out, NULL, 0);
+    /* with timings the table is printed once, after them */
+    FILE *shown = a->latency_runs ? NULL : stdout;
+    if (!rc) rc = mn_det_build_table(m, tr, va, ann, &g, c->train.batch_size, a->max_val, c->train.seed, &rep, shown);
+    if (!rc && a->latency_runs) rc = time_table(whole, a, &rep);
+    if (!rc && a->latency_runs) print_table(whole);
+    if (!rc) rc = mn_det_model_save(m, out, NULL, 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
-    mn_det_model_free(&m);
-    return report(rc, out);
+    return report(rc, out, a->latency_runs > 0);
 }
 
 /* Segmenters and classifiers: both run on whole images at (width, h x w). */
-static int calibrate_image_model(const char *ckpt, const char *out, const calib_args *a, bool cls)
+static int calibrate_image_model(mn_model *whole, const char *out, const calib_args *a)
 {
     tool_report tr_state;
     mn_reporter rep = tool_reporter(&tr_state);
-    mn_seg_model sm;
-    mn_cls_model cm;
-    if (cls ? mn_cls_model_open(&cm, ckpt) : mn_seg_model_open(&sm, ckpt)) return report(-1, out);
-    mn_config *c = cls ? &cm.cfg : &sm.cfg;
+    bool cls = whole->task == MN_TASK_CLASSIFICATION;
+    mn_config *c = cls ? &whole->cls.cfg : &whole->seg.cfg;
     apply_overrides(c, a);
     mn_calib_config g;
     mn_dataset *tr = NULL, *va = NULL;
@@ -107,21 +179,24 @@ static int calibrate_image_model(const char *ckpt, const char *out, const calib_
                 g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
     int n = c->train.batch_size;
     uint64_t seed = c->train.seed;
+    FILE *shown = a->latency_runs ? NULL : stdout;
     if (!rc)
-        rc = cls ? mn_cls_build_table(&cm, tr, va, &g, n, a->max_val, seed, &rep, stdout)
-                 : mn_seg_build_table(&sm, tr, va, &g, n, a->max_val, seed, &rep, stdout);
-    if (!rc) rc = cls ? mn_cls_model_save(&cm, out, NULL, 0) : mn_seg_model_save(&sm, out, NULL, 0);
+        rc = cls ? mn_cls_build_table(&whole->cls, tr, va, &g, n, a->max_val, seed, &rep, shown)
+                 : mn_seg_build_table(&whole->seg, tr, va, &g, n, a->max_val, seed, &rep, shown);
+    if (!rc && a->latency_runs) rc = time_table(whole, a, &rep);
+    if (!rc && a->latency_runs) print_table(whole);
+    if (!rc) rc = mn_model_save(whole, out, NULL, 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
-    if (cls) mn_cls_model_free(&cm);
-    else mn_seg_model_free(&sm);
-    return report(rc, out);
+    return report(rc, out, a->latency_runs > 0);
 }
 
 int mn_cmd_calibrate(int argc, char **argv)
 {
     const char *ckpt = NULL, *out = NULL;
     calib_args ca = {0};
+    bool latency = false, latency_only = false, grid_options = false;
+    int runs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -131,16 +206,27 @@ int mn_cmd_calibrate(int argc, char **argv)
             if (!(ckpt = mn_arg_value("calibrate", argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--out")) {
             if (!(out = mn_arg_value("calibrate", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--latency")) {
+            latency = true;
+        } else if (!strcmp(a, "--latency-only")) {
+            latency_only = true;
+        } else if (!strcmp(a, "--latency-runs")) {
+            if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 10000, &runs))
+                return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--width-step")) {
+            grid_options = true;
             if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_float("calibrate", a, v, 0.01, 1, &ca.step))
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--batches")) {
+            grid_options = true;
             if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 100000, &ca.batches))
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--max-val-images")) {
+            grid_options = true;
             if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 1 << 30, &ca.max_val))
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--scales")) {
+            grid_options = true;
             if (!(v = mn_arg_value("calibrate", argc, argv, &i)) ||
                 !mn_arg_floats("calibrate", a, v, 0.05, 4, ca.scales, MN_MAX_SCALES, &ca.n_scales))
                 return MN_EXIT_USAGE;
@@ -153,18 +239,38 @@ int mn_cmd_calibrate(int argc, char **argv)
         fprintf(stderr, "mutualnet calibrate: --checkpoint FILE is required\n");
         return MN_EXIT_USAGE;
     }
+    if (latency && latency_only) {
+        fprintf(stderr, "mutualnet calibrate: give --latency (calibrate, then time) or --latency-only (time the "
+                        "existing table), not both\n");
+        return MN_EXIT_USAGE;
+    }
+    if (latency_only && grid_options) {
+        fprintf(stderr, "mutualnet calibrate: --latency-only times the table the checkpoint has; --width-step, "
+                        "--batches, --max-val-images and --scales are for calibrating (use --latency)\n");
+        return MN_EXIT_USAGE;
+    }
+    if (runs && !latency && !latency_only) {
+        fprintf(stderr, "mutualnet calibrate: --latency-runs needs --latency or --latency-only\n");
+        return MN_EXIT_USAGE;
+    }
+    if (latency || latency_only) ca.latency_runs = runs ? runs : 10;
     char def_out[1200];
-    if (!out) {
+    if (!out && latency_only) {
+        out = ckpt; /* timings added to the calibrated checkpoint itself */
+    } else if (!out) {
         char tmp[1024];
         snprintf(tmp, sizeof tmp, "%s", ckpt);
         snprintf(def_out, sizeof def_out, "%s/calibrated.safetensors", dirname(tmp));
         out = def_out;
     }
-    enum mn_task_kind task;
-    if (mn_model_task(ckpt, &task)) {
+    mn_model m;
+    if (mn_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
-    if (task == MN_TASK_DETECTION) return calibrate_det(ckpt, out, &ca);
-    return calibrate_image_model(ckpt, out, &ca, task == MN_TASK_CLASSIFICATION);
+    int status = latency_only                  ? time_existing(&m, ckpt, out, &ca)
+                 : m.task == MN_TASK_DETECTION ? calibrate_det(&m, out, &ca)
+                                               : calibrate_image_model(&m, out, &ca);
+    mn_model_free(&m);
+    return status;
 }

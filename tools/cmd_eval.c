@@ -16,15 +16,16 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mutualnet eval --checkpoint FILE [--budget MACS | --width W --size S|HxW] [--split NAME]\n"
-               "                      [--max-images N] [--results FILE]\n\n"
+    fprintf(f, "usage: mutualnet eval --checkpoint FILE [--budget MACS | --budget-ms T | --width W --size S|HxW]\n"
+               "                      [--split NAME] [--max-images N] [--results FILE]\n\n"
                "Scores a checkpoint on a split of its data set (default: the configured validation split).\n"
                "Segmentation prints JSON {\"mIoU\", \"aAcc\", \"mAcc\", \"IoU\": [per class, null if absent], \"width\",\n"
                "\"size\", \"macs\"}. Detection prints COCO's 12 numbers {\"AP\", \"AP50\", \"AP75\", \"APs\", \"APm\", \"APl\",\n"
                "\"AR1\", \"AR10\", \"AR100\", \"ARs\", \"ARm\", \"ARl\"} (-1 where the split has no such ground truth) with\n"
                "\"width\", \"short_side\", \"max_side\", \"input\", \"macs\", \"images\", and --results FILE writes the\n"
                "detections as a COCO results JSON. --budget (e.g. 1.5G) picks the most accurate calibrated\n"
-               "configuration that fits; --width/--size pick one directly (default: full width at data.eval_size,\n"
+               "configuration that fits; --budget-ms T the most accurate whose milliseconds per image, as\n"
+               "calibrate --latency measured them, fit; --width/--size pick one directly (default: full width at data.eval_size,\n"
                "or at det.short_side for a detector, whose --size is one short side S). Classification prints\n"
                "{\"top1\", \"top5\", \"width\", \"size\", \"macs\", \"images\"}.\n");
 }
@@ -86,7 +87,11 @@ static int eval_cls(const char *ckpt, const mn_choice *ch, const char *split, in
     int64_t macs;
     mn_dataset *d = NULL;
     mn_cls_scores s;
-    if (mn_choice_apply_cls("eval", ch, &m, &width, &h, &w, &macs)) goto done;
+    int pick = mn_choice_apply_cls("eval", ch, &m, &width, &h, &w, &macs);
+    if (pick) {
+        rc = pick == -2 ? MN_EXIT_USAGE : MN_EXIT_FAIL;
+        goto done;
+    }
     mn_dataset_options o;
     mn_config_dataset_options(&m.cfg, split ? split : m.cfg.data.val_split, &o);
     if (mn_dataset_open(&d, &o) || mn_cls_evaluate(&m, d, width, h, w, max_images, &rep, &s)) {

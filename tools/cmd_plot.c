@@ -1,5 +1,5 @@
-/* mutualnet plot: loss curves from a run's metrics log and the accuracy-vs-FLOPs chart of a
- * calibrated checkpoint, to PNG and SVG. */
+/* mutualnet plot: loss curves from a run's metrics log and the accuracy-vs-FLOPs (or -vs-ms)
+ * chart of a calibrated checkpoint, to PNG and SVG. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +16,17 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mutualnet plot --run DIR [--checkpoint FILE] [--budget MACS]...\n"
+    fprintf(f, "usage: mutualnet plot --run DIR [--checkpoint FILE [--x macs|ms]] [--budget MACS... | --budget-ms T...]\n"
                "       mutualnet plot --compare PREFIX LABEL=CKPT[,CKPT...]...\n\n"
                "Writes DIR/loss.png and DIR/loss.svg (training loss of the full network and of the narrowest\n"
                "sub-network per logged iteration, from DIR/metrics.jsonl), for a detection run also\n"
                "DIR/loss_parts.png and .svg (the full network's RPN objectness, RPN box, classification and box\n"
                "losses), and, with a calibrated --checkpoint, DIR/accuracy_flops.png and .svg: every\n"
                "(width, size) of the query table by GMACs and score (mIoU or AP), the frontier highlighted, and\n"
-               "the configuration each --budget selects marked.\n\n"
+               "the configuration each --budget selects marked. --x ms (or --budget-ms) writes\n"
+               "DIR/accuracy_ms.png and .svg instead: score against the milliseconds that calibrate --latency\n"
+               "measured, the frontier by latency, each --budget-ms marked, the thread count and machine of the\n"
+               "timing in the axis label (a table without timings is refused).\n\n"
                "--compare writes PREFIX.png and PREFIX.svg: one series per LABEL (e.g. a training mode), each\n"
                "point one (width, size) of the calibrated checkpoints' query tables with the score averaged\n"
                "over the checkpoints listed (e.g. seeds) that have it, joined along the series' frontier.\n");
@@ -122,29 +125,47 @@ static int plot_losses(const char *dir)
     return rc;
 }
 
-/* The query table of a checkpoint of either kind (q->n == 0 when uncalibrated). */
+/* The query table of a checkpoint of any task (q->n == 0 when uncalibrated). */
 static int open_table(const char *ckpt, mn_query_table *q)
 {
-    enum mn_task_kind task;
-    int rc = mn_model_task(ckpt, &task);
+    mn_model m;
+    int rc = mn_model_open(&m, ckpt);
     if (rc) return rc;
-    if (task == MN_TASK_DETECTION) {
-        mn_det_model m;
-        if ((rc = mn_det_model_open(&m, ckpt))) return rc;
-        *q = m.table; /* the table changes hands */
-        memset(&m.table, 0, sizeof m.table);
-        mn_det_model_free(&m);
-    } else {
-        mn_seg_model m;
-        if ((rc = mn_seg_model_open(&m, ckpt))) return rc;
-        *q = m.table;
-        memset(&m.table, 0, sizeof m.table);
-        mn_seg_model_free(&m);
-    }
+    mn_query_table *own = m.task == MN_TASK_DETECTION        ? &m.det.table
+                          : m.task == MN_TASK_CLASSIFICATION ? &m.cls.table
+                                                             : &m.seg.table;
+    *q = *own; /* the table changes hands */
+    memset(own, 0, sizeof *own);
+    mn_model_free(&m);
     return 0;
 }
 
-static int plot_table(const char *dir, const char *ckpt, const double *budgets, int n_budgets)
+/* What the table chart puts along x: GMACs (every entry, the table's frontier) or measured ms
+ * (the timed entries, the frontier by ms), and the budgets it marks in that unit. */
+typedef struct table_axis {
+    bool ms;
+    const double *budgets;   /* MACs or ms */
+    int n_budgets;
+} table_axis;
+
+/* The configuration budget b selects and its label, or -1 when none fits. */
+static int budget_mark(const mn_query_table *q, const table_axis *ax, double b, char *label, size_t n)
+{
+    int k = -1;
+    if (ax->ms && mn_query_select_ms(q, b, &k)) return -1;
+    if (!ax->ms) k = mn_query_select(q, b);
+    if (k < 0) return -1;
+    char what[32];
+    if (ax->ms) snprintf(what, sizeof what, "%.3g ms", b);
+    else snprintf(what, sizeof what, "%.2fG", b / 1e9);
+    if (!strcmp(q->metric, "AP")) /* detection entries are (short side, max side) */
+        snprintf(label, n, "%s budget: w %.2f short side %d", what, (double)q->e[k].width, q->e[k].h);
+    else
+        snprintf(label, n, "%s budget: w %.2f %dx%d", what, (double)q->e[k].width, q->e[k].h, q->e[k].w);
+    return k;
+}
+
+static int plot_table(const char *dir, const char *ckpt, const table_axis *ax)
 {
     mn_query_table table;
     int rc = open_table(ckpt, &table);
@@ -154,55 +175,62 @@ static int plot_table(const char *dir, const char *ckpt, const double *budgets, 
         mn_query_free(&table);
         return mn_error(MN_EINVAL, "%s: no query table (run mutualnet calibrate first)", ckpt);
     }
-    double *x = malloc(sizeof(double) * (size_t)q->n), *y = malloc(sizeof(double) * (size_t)q->n);
-    double *fx = malloc(sizeof(double) * (size_t)q->n), *fy = malloc(sizeof(double) * (size_t)q->n);
-    int nf = 0;
-    mn_chart *c = NULL;
-    if (!x || !y || !fx || !fy) rc = mn_error(MN_ENOMEM, "out of memory");
-    for (int i = 0; !rc && i < q->n; i++) {
-        x[i] = (double)q->e[i].macs / 1e9;
-        y[i] = 100 * q->e[i].score;
+    if (ax->ms && !mn_query_has_ms(q)) {
+        mn_query_free(&table);
+        return mn_error(MN_EINVAL, "%s: the query table has no latencies to plot (time it on the machine that will run "
+                                   "the model: mutualnet calibrate --latency-only --checkpoint %s)", ckpt, ckpt);
     }
-    /* the frontier in increasing cost, as a line */
-    for (int i = 0; !rc && i < q->n; i++)
-        if (q->e[i].frontier) {
-            int j = nf++;
-            while (j > 0 && fx[j - 1] > x[i]) {
-                fx[j] = fx[j - 1];
-                fy[j] = fy[j - 1];
-                j--;
-            }
-            fx[j] = x[i];
-            fy[j] = y[i];
+    /* x, y of every entry; px, py the plotted ones; fx, fy the frontier in increasing cost */
+    double *x = malloc(sizeof(double) * 6 * (size_t)q->n);
+    double *y = x ? x + q->n : NULL, *px = x ? x + 2 * q->n : NULL, *py = x ? x + 3 * q->n : NULL;
+    double *fx = x ? x + 4 * q->n : NULL, *fy = x ? x + 5 * q->n : NULL;
+    int np = 0, nf = 0;
+    mn_chart *c = NULL;
+    if (!x) rc = mn_error(MN_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < q->n; i++) {
+        x[i] = ax->ms ? q->e[i].ms : (double)q->e[i].macs / 1e9;
+        y[i] = 100 * q->e[i].score;
+        if (ax->ms && !(q->e[i].ms > 0)) continue; /* an entry added after timing */
+        px[np] = x[i];
+        py[np++] = y[i];
+        if (!(ax->ms ? mn_query_ms_frontier(q, i) : q->e[i].frontier)) continue;
+        int j = nf++;
+        while (j > 0 && fx[j - 1] > x[i]) {
+            fx[j] = fx[j - 1];
+            fy[j] = fy[j - 1];
+            j--;
         }
+        fx[j] = x[i];
+        fy[j] = y[i];
+    }
     if (!rc) {
-        char ylabel[32];
-        snprintf(ylabel, sizeof ylabel, "%s (%%)", q->metric);
-        c = mn_chart_new("Accuracy vs cost: one set of weights, every (width, size)", "GMACs per image", ylabel);
+        char ylabel[48], xlabel[160];
+        snprintf(ylabel, sizeof ylabel, "%.15s (%%)", q->metric);
+        if (ax->ms) /* the numbers hold for that machine and thread count only: say which */
+            snprintf(xlabel, sizeof xlabel, "ms per image (batch 1, %d thread%s%s%.96s)", q->timing.threads,
+                     q->timing.threads == 1 ? "" : "s", q->timing.machine[0] ? ", " : "", q->timing.machine);
+        else
+            snprintf(xlabel, sizeof xlabel, "GMACs per image");
+        c = mn_chart_new(ax->ms ? "Accuracy vs latency: one set of weights, every (width, size)"
+                                : "Accuracy vs cost: one set of weights, every (width, size)",
+                         xlabel, ylabel);
         if (!c) rc = mn_last_error_code();
     }
     if (!rc) mn_chart_set_log_x(c, true);
-    if (!rc && mn_chart_add_series(c, "calibrated configurations", x, y, q->n, MN_CHART_MARKERS) < 0) rc = mn_last_error_code();
-    if (!rc && mn_chart_add_series(c, "query-table frontier", fx, fy, nf, MN_CHART_LINE | MN_CHART_MARKERS | MN_CHART_FRONTIER) < 0)
+    if (!rc && mn_chart_add_series(c, ax->ms ? "timed configurations" : "calibrated configurations", px, py, np,
+                                   MN_CHART_MARKERS) < 0)
         rc = mn_last_error_code();
-    for (int b = 0; !rc && b < n_budgets; b++) {
-        int k = mn_query_select(q, budgets[b]);
-        if (k < 0) continue;
+    if (!rc && mn_chart_add_series(c, ax->ms ? "frontier by latency" : "query-table frontier", fx, fy, nf,
+                                   MN_CHART_LINE | MN_CHART_MARKERS | MN_CHART_FRONTIER) < 0)
+        rc = mn_last_error_code();
+    for (int b = 0; !rc && b < ax->n_budgets; b++) {
         char label[96];
-        if (!strcmp(q->metric, "AP")) /* detection entries are (short side, max side) */
-            snprintf(label, sizeof label, "%.2fG budget: w %.2f short side %d", budgets[b] / 1e9, (double)q->e[k].width,
-                     q->e[k].h);
-        else
-            snprintf(label, sizeof label, "%.2fG budget: w %.2f %dx%d", budgets[b] / 1e9, (double)q->e[k].width,
-                     q->e[k].h, q->e[k].w);
-        rc = mn_chart_mark(c, x[k], y[k], label);
+        int k = budget_mark(q, ax, ax->budgets[b], label, sizeof label);
+        if (k >= 0) rc = mn_chart_mark(c, x[k], y[k], label);
     }
-    if (!rc) rc = save_both(c, dir, "accuracy_flops");
+    if (!rc) rc = save_both(c, dir, ax->ms ? "accuracy_ms" : "accuracy_flops");
     mn_chart_free(c);
     free(x);
-    free(y);
-    free(fx);
-    free(fy);
     mn_query_free(&table);
     return rc;
 }
@@ -327,8 +355,9 @@ int mn_cmd_plot(int argc, char **argv)
     const char *run = NULL, *ckpt = NULL, *compare = NULL, *v;
     char *series[16];
     int n_series = 0;
-    double budgets[8];
-    int n_budgets = 0;
+    double budgets[8], budgets_ms[8];
+    int n_budgets = 0, n_budgets_ms = 0;
+    const char *x_axis = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -345,13 +374,38 @@ int mn_cmd_plot(int argc, char **argv)
         } else if (!strcmp(a, "--budget") && n_budgets < 8) {
             if (!(v = mn_arg_value("plot", argc, argv, &i)) || !mn_arg_count("plot", a, v, &budgets[n_budgets++]))
                 return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--budget-ms") && n_budgets_ms < 8) {
+            if (!(v = mn_arg_value("plot", argc, argv, &i)) ||
+                !mn_arg_float("plot", a, v, 1e-3, 1e7, &budgets_ms[n_budgets_ms++]))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--x")) {
+            if (!(x_axis = mn_arg_value("plot", argc, argv, &i))) return MN_EXIT_USAGE;
+            if (strcmp(x_axis, "macs") && strcmp(x_axis, "ms")) {
+                fprintf(stderr, "mutualnet plot: --x takes macs or ms, not %s\n", x_axis);
+                return MN_EXIT_USAGE;
+            }
         } else {
             fprintf(stderr, "mutualnet plot: unknown option %s (see mutualnet plot --help)\n", a);
             return MN_EXIT_USAGE;
         }
     }
-    if (compare && (run || ckpt || n_budgets)) {
-        fprintf(stderr, "mutualnet plot: --compare takes no --run, --checkpoint or --budget\n");
+    if (compare && (run || ckpt || n_budgets || n_budgets_ms || x_axis)) {
+        fprintf(stderr, "mutualnet plot: --compare takes no --run, --checkpoint, --budget, --budget-ms or --x\n");
+        return MN_EXIT_USAGE;
+    }
+    /* --budget-ms marks a chart in ms (the default then), --budget one in MACs */
+    bool ms = x_axis ? !strcmp(x_axis, "ms") : n_budgets_ms > 0;
+    if (n_budgets && n_budgets_ms) {
+        fprintf(stderr, "mutualnet plot: give --budget (GMACs chart) or --budget-ms (ms chart), not both\n");
+        return MN_EXIT_USAGE;
+    }
+    if ((ms && n_budgets) || (!ms && n_budgets_ms)) {
+        fprintf(stderr, "mutualnet plot: --x %s marks budgets given with %s\n", ms ? "ms" : "macs",
+                ms ? "--budget-ms" : "--budget");
+        return MN_EXIT_USAGE;
+    }
+    if ((x_axis || n_budgets_ms) && !ckpt) {
+        fprintf(stderr, "mutualnet plot: --x and --budget-ms are for the chart of a --checkpoint's query table\n");
         return MN_EXIT_USAGE;
     }
     if (compare && !n_series) {
@@ -363,7 +417,8 @@ int mn_cmd_plot(int argc, char **argv)
         return MN_EXIT_USAGE;
     }
     int rc = compare ? plot_compare(compare, series, n_series) : plot_losses(run);
-    if (!rc && !compare && ckpt) rc = plot_table(run, ckpt, budgets, n_budgets);
+    const table_axis ax = {.ms = ms, .budgets = ms ? budgets_ms : budgets, .n_budgets = ms ? n_budgets_ms : n_budgets};
+    if (!rc && !compare && ckpt) rc = plot_table(run, ckpt, &ax);
     if (rc) {
         fprintf(stderr, "mutualnet plot: %s\n", mn_last_error());
         return MN_EXIT_FAIL;

@@ -18,7 +18,8 @@ enum { MAX_BUDGETS = 6, MAX_IMAGES = 8 };
 
 typedef struct story_args {
     const char *ckpt, *out;
-    double budgets[MAX_BUDGETS];   /* MACs, in the order given */
+    double budgets[MAX_BUDGETS];   /* MACs, or ms where in_ms, in the order given */
+    bool in_ms[MAX_BUDGETS];       /* given with --budget-ms */
     int n_budgets;                 /* may pass MAX_BUDGETS while parsing: refused afterwards */
     const char **images;           /* (argc) */
     int n_images;
@@ -28,11 +29,12 @@ typedef struct story_args {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mutualnet story --checkpoint FILE --budget MACS [--budget MACS]... --out FILE.png|.jpg\n"
+    fprintf(f, "usage: mutualnet story --checkpoint FILE --budget MACS|--budget-ms T [...]... --out FILE.png|.jpg\n"
                "                       [--alpha A] [--score-threshold T] [--max-pixels N] IMAGE...\n\n"
                "One picture of a checkpoint at several budgets: a row per IMAGE (1 to 8), a column per --budget\n"
                "(1 to 6, in the order given, e.g. 0.3G). Each column's configuration is the one `predict --budget`\n"
-               "picks (the most accurate calibrated configuration that fits), and each cell is exactly the overlay\n"
+               "picks (the most accurate calibrated configuration that fits; --budget-ms T: within T milliseconds\n"
+               "as calibrate --latency measured them), and each cell is exactly the overlay\n"
                "predict writes for that image there, titled with the width, input size and GMACs. A caption across\n"
                "the top names the run and the checkpoint; the folder of --out is made when missing. Works for\n"
                "segmenters and detectors (--alpha: segmentation overlay opacity, 0.55; --score-threshold: the least\n"
@@ -51,7 +53,7 @@ static bool image_extension(const char *path)
 /* The options followed by a value, besides --checkpoint and --out. */
 static bool takes_value(const char *o)
 {
-    return !strcmp(o, "--budget") || !strcmp(o, "--alpha") || !strcmp(o, "--score-threshold") ||
+    return !strcmp(o, "--budget") || !strcmp(o, "--budget-ms") || !strcmp(o, "--alpha") || !strcmp(o, "--score-threshold") ||
            !strcmp(o, "--max-pixels");
 }
 
@@ -67,10 +69,14 @@ static bool parse_option(story_args *a, int argc, char **argv, int *i)
         return false;
     }
     if (!(v = mn_arg_value("story", argc, argv, i))) return false;
-    if (!strcmp(o, "--budget")) {
+    if (!strcmp(o, "--budget") || !strcmp(o, "--budget-ms")) {
         double b;
-        if (!mn_arg_count("story", o, v, &b)) return false;
-        if (a->n_budgets < MAX_BUDGETS) a->budgets[a->n_budgets] = b;
+        bool ms = !strcmp(o, "--budget-ms");
+        if (ms ? !mn_arg_float("story", o, v, 1e-3, 1e7, &b) : !mn_arg_count("story", o, v, &b)) return false;
+        if (a->n_budgets < MAX_BUDGETS) {
+            a->budgets[a->n_budgets] = b;
+            a->in_ms[a->n_budgets] = ms;
+        }
         a->n_budgets++;
         return true;
     }
@@ -86,8 +92,8 @@ static bool parse_option(story_args *a, int argc, char **argv, int *i)
 static bool check_args(const story_args *a)
 {
     if (!a->ckpt || !a->out || a->n_budgets == 0 || a->n_images == 0) {
-        fprintf(stderr, "mutualnet story: --checkpoint FILE, --out FILE, at least one --budget and at least one IMAGE "
-                        "are required (see mutualnet story --help)\n");
+        fprintf(stderr, "mutualnet story: --checkpoint FILE, --out FILE, at least one --budget (or --budget-ms) and at "
+                        "least one IMAGE are required (see mutualnet story --help)\n");
         return false;
     }
     if (a->n_budgets > MAX_BUDGETS || a->n_images > MAX_IMAGES) {
@@ -143,11 +149,17 @@ static void caption_of(const story_args *a, const mn_config *cfg, char *out, siz
              n ? basename(run) : "", n ? " / " : "", basename(file));
 }
 
+/* The choice of column c: its budget in MACs or in ms. */
+static mn_choice column_choice(const story_args *a, int c)
+{
+    return a->in_ms[c] ? (mn_choice){.budget_ms = a->budgets[c]} : (mn_choice){.budget = a->budgets[c]};
+}
+
 /* Column c of a segmenter's story: the configuration of budget c, each image's overlay there. */
 static int seg_column(mn_seg_model *m, mn_tape *t, const story_args *a, const mn_image *imgs /* (n_images) */, int c,
                       mn_image *cells /* (n_images, n_budgets) */)
 {
-    mn_choice ch = {.budget = a->budgets[c]};
+    mn_choice ch = column_choice(a, c);
     mn_render_config cfg = {0};
     if (mn_choice_apply("story", &ch, m, &cfg.width, &cfg.h, &cfg.w, &cfg.macs)) return MN_EXIT_FAIL;
     for (int r = 0; r < a->n_images; r++) {
@@ -165,7 +177,7 @@ static int seg_column(mn_seg_model *m, mn_tape *t, const story_args *a, const mn
 static int det_column(mn_det_model *m, mn_tape *t, const story_args *a, const mn_image *imgs /* (n_images) */, int c,
                       mn_image *cells /* (n_images, n_budgets) */)
 {
-    mn_choice ch = {.budget = a->budgets[c]};
+    mn_choice ch = column_choice(a, c);
     mn_render_config cfg = {0};
     int pick = mn_choice_apply_det("story", &ch, m, &cfg.width, &cfg.h, &cfg.macs);
     if (pick) return pick == -2 ? MN_EXIT_USAGE : MN_EXIT_FAIL;

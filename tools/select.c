@@ -1,3 +1,4 @@
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +10,10 @@ int mn_choice_arg(const char *cmd, mn_choice *c, int argc, char **argv, int *i)
     const char *a = argv[*i], *v;
     if (!strcmp(a, "--budget")) {
         if (!(v = mn_arg_value(cmd, argc, argv, i)) || !mn_arg_count(cmd, a, v, &c->budget)) return -1;
+        return 1;
+    }
+    if (!strcmp(a, "--budget-ms")) {
+        if (!(v = mn_arg_value(cmd, argc, argv, i)) || !mn_arg_float(cmd, a, v, 1e-3, 1e7, &c->budget_ms)) return -1;
         return 1;
     }
     if (!strcmp(a, "--width")) {
@@ -34,16 +39,27 @@ int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_targe
                       int64_t *macs)
 {
     const mn_query_table *q = t->table;
-    if (c->budget > 0) {
-        if (c->width > 0 || c->h > 0) {
-            fprintf(stderr, "mutualnet %s: give either --budget or --width/--size, not both\n", cmd);
+    if ((c->budget > 0) + (c->budget_ms > 0) + (c->width > 0 || c->h > 0) > 1) {
+        fprintf(stderr, "mutualnet %s: give one of --budget, --budget-ms or --width/--size\n", cmd);
+        return -2;
+    }
+    if ((c->budget > 0 || c->budget_ms > 0) && q->n == 0) {
+        fprintf(stderr, "mutualnet %s: this checkpoint has no query table; run mutualnet calibrate%s first\n", cmd,
+                c->budget_ms > 0 ? " --latency" : "");
+        return -1;
+    }
+    int k = -1;
+    if (c->budget_ms > 0) {
+        if (mn_query_select_ms(q, c->budget_ms, &k)) {
+            fprintf(stderr, "mutualnet %s: %s%s\n", cmd, mn_last_error(),
+                    mn_query_has_ms(q) ? " (give a larger --budget-ms)" : "");
             return -1;
         }
-        if (q->n == 0) {
-            fprintf(stderr, "mutualnet %s: this checkpoint has no query table; run mutualnet calibrate first\n", cmd);
-            return -1;
-        }
-        int k = mn_query_select(q, c->budget);
+        if (q->timing.threads != omp_get_max_threads())
+            fprintf(stderr, "mutualnet %s: note: the table was timed with %d OpenMP thread%s, this run has %d\n", cmd,
+                    q->timing.threads, q->timing.threads == 1 ? "" : "s", omp_get_max_threads());
+    } else if (c->budget > 0) {
+        k = mn_query_select(q, c->budget);
         if (k < 0) {
             double least = (double)q->e[0].macs;
             for (int i = 1; i < q->n; i++)
@@ -52,6 +68,8 @@ int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_targe
                     cmd, c->budget / 1e9, least / 1e9);
             return -1;
         }
+    }
+    if (k >= 0) {
         *width = q->e[k].width;
         *h = q->e[k].h;
         *w = q->e[k].w;
@@ -69,14 +87,20 @@ int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_targe
         fprintf(stderr, "mutualnet %s: %s\n", cmd, mn_last_error());
         return -1;
     }
-    if (mn_query_find(q, *width, *h, *w) < 0 && q->n > 0)
+    int at = mn_query_find(q, *width, *h, *w);
+    if (at < 0 && q->n > 0)
         fprintf(stderr, "mutualnet %s: note: width %.3g %s was not calibrated; using the training BN statistics\n", cmd,
                 (double)*width, where);
     if (t->flops(t->model, *width, *h, *w, macs)) {
         fprintf(stderr, "mutualnet %s: %s\n", cmd, mn_last_error());
         return -1;
     }
-    fprintf(stderr, "mutualnet %s: width %.2f %s, %.3f GMACs per image\n", cmd, (double)*width, where, (double)*macs / 1e9);
+    char ms[64] = "";
+    if (at >= 0 && q->e[at].ms > 0)
+        snprintf(ms, sizeof ms, ", %.3g ms measured (%d thread%s)", q->e[at].ms, q->timing.threads,
+                 q->timing.threads == 1 ? "" : "s");
+    fprintf(stderr, "mutualnet %s: width %.2f %s, %.3f GMACs per image%s\n", cmd, (double)*width, where,
+            (double)*macs / 1e9, ms);
     return 0;
 }
 
