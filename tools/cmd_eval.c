@@ -24,10 +24,10 @@ static void usage(FILE *f)
                "\"AR1\", \"AR10\", \"AR100\", \"ARs\", \"ARm\", \"ARl\"} (-1 where the split has no such ground truth) with\n"
                "\"width\", \"short_side\", \"max_side\", \"input\", \"macs\", \"images\", and --results FILE writes the\n"
                "detections as a COCO results JSON. --budget (e.g. 1.5G) picks the most accurate calibrated\n"
-               "configuration that fits; --budget-ms T the most accurate whose milliseconds per image, as\n"
-               "calibrate --latency measured them, fit; --width/--size pick one directly (default: full width at data.eval_size,\n"
-               "or at det.short_side for a detector, whose --size is one short side S). Classification prints\n"
-               "{\"top1\", \"top5\", \"width\", \"size\", \"macs\", \"images\"}.\n");
+               "configuration that fits; --budget-ms T (e.g. 20) the most accurate whose milliseconds per image,\n"
+               "as calibrate --latency measured them, fit; --width/--size pick one directly (default: full width\n"
+               "at data.eval_size, or at det.short_side for a detector, whose --size is one short side S).\n"
+               "Classification prints {\"top1\", \"top5\", \"width\", \"size\", \"macs\", \"images\"}.\n");
 }
 
 static int eval_det(const char *ckpt, const mn_choice *ch, const char *split, int max_images, const char *results)
