@@ -280,7 +280,7 @@ static const char *postprocess_det =
     "pooled by RoIAlign (roi_size, sampling ratio, aligned=false) from P2..P5 by the FPN level rule "
     "floor(4 + log2(sqrt(area) / 224)) clamped to 2..5; the box head's softmax over class_logits, box_deltas decoded "
     "with weights 10,10,5,5, clipped; per class: score > box_score_thresh, boxes under 1e-2 px dropped, NMS at "
-    "box_nms; the best box_detections_per_img kept; boxes scaled back by the resize factor";
+    "the box NMS threshold; the best detections per image kept; boxes scaled back by the resize factor (see config)";
 
 int mn_export_onnx(mn_model *m, float width, int h, int w, const char *path, const char *source,
                    const mn_export_golden *golden, char **second)

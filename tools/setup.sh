@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc meson ninja-build pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev libcriterion-dev)
+# protobuf-c and libonnx-dev (its onnx.proto) are for ONNX export; without them the build leaves it out
+packages=(gcc meson ninja-build pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev libcriterion-dev
+          protobuf-c-compiler libprotobuf-c-dev libonnx-dev)
 missing=()
 for p in "${packages[@]}"; do
   [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
