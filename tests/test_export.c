@@ -29,9 +29,13 @@ static void remove_dir(void) { tc_remove_tree(dir); }
 
 TestSuite(export, .init = make_dir, .fini = remove_dir, .timeout = 240);
 
+/* The backbone of the next checkpoint made (MobileNetV2 unless a test says otherwise). */
+static const char *backbone = "mobilenet_v2";
+
 static void small_config(mn_config *c, enum mn_task_kind task)
 {
     mn_config_default(c);
+    snprintf(c->model.backbone, sizeof c->model.backbone, "%s", backbone);
     c->task = task;
     strcpy(c->data.kind, task == MN_TASK_DETECTION ? "coco" : task == MN_TASK_CLASSIFICATION ? "imagefolder" : "folder");
     c->model.aspp_channels = 32;
@@ -256,6 +260,23 @@ static int run_export(char **err, int argc, char **argv)
     char epath[128];
     snprintf(epath, sizeof epath, "%s/stderr.txt", dir);
     return tc_run_cmd(mn_cmd_export, epath, err, argc, argv);
+}
+
+/* ResNet-50 (max pooling, bottlenecks with projections) and MobileNetV1 go through the same trace. */
+Test(export, other_backbones_in_onnxruntime)
+{
+    static const char *const archs[] = {"resnet50", "mobilenet_v1"};
+    if (!mn_export_has_onnx()) cr_skip_test("this build has no ONNX support (protobuf-c, libonnx-dev)");
+    for (int i = 0; i < 2; i++) {
+        backbone = archs[i];
+        char name[64], why[4096];
+        snprintf(name, sizeof name, "seg_%s.safetensors", archs[i]);
+        int rc = onnx_case(MN_TASK_SEGMENTATION, name, why, sizeof why);
+        cr_assert(rc != 77 || !getenv("MN_REQUIRE_ONNX"), "MN_REQUIRE_ONNX is set but: %s", why);
+        if (rc == 77) cr_skip_test("node or onnxruntime-node is missing (npm install in tests/onnx): %s", why);
+        cr_assert_eq(rc, 0, "%s: onnxruntime disagrees:\n%s", name, why);
+        cr_log_info("%s", why);
+    }
 }
 
 Test(export, command_refuses_bad_requests_and_keeps_files)
