@@ -77,9 +77,14 @@ int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_targe
         *width = c->width > 0 ? (float)c->width : t->width_hi;
         *h = c->h > 0 ? c->h : t->def_h;
         *w = c->w > 0 && !t->short_side ? c->w : t->def_w;
-        if (*width < t->width_lo - 1e-4f || *width > t->width_hi + 1e-4f)
-            fprintf(stderr, "mutualnet %s: warning: width %.3g is outside the trained range [%.3g, %.3g]\n", cmd,
-                    (double)*width, (double)t->width_lo, (double)t->width_hi);
+        /* weights never trained at that width give no meaningful answer (and a compact checkpoint
+         * does not even hold its channels): refused, not warned about */
+        if (*width < t->width_lo - 1e-4f || *width > t->width_hi + 1e-4f) {
+            fprintf(stderr, "mutualnet %s: width %.3g is outside the trained range [%.3g, %.3g]%s\n", cmd,
+                    (double)*width, (double)t->width_lo, (double)t->width_hi,
+                    t->width_lo == t->width_hi ? " (this checkpoint holds one width)" : "");
+            return -1;
+        }
     }
     char where[160];
     t->describe(t->model, *width, *h, *w, where, sizeof where);
