@@ -128,10 +128,14 @@ int mn_query_select_ms(const mn_query_table *q, double budget_ms, int *index)
         if (!b || e->score > b->score || (e->score == b->score && (e->ms < b->ms || (e->ms == b->ms && e->macs < b->macs))))
             *index = i;
     }
-    if (*index < 0)
-        return mn_error(MN_EINVAL, "no configuration fits %.4g ms; the fastest needs %.4g ms (measured with %d thread%s%s%s)",
-                        budget_ms, q->e[fastest].ms, q->timing.threads, q->timing.threads == 1 ? "" : "s",
-                        q->timing.machine[0] ? " on " : "", q->timing.machine);
+    if (*index < 0) {
+        char how[160] = ""; /* a table edited by hand may hold times without saying how they were taken */
+        if (q->timing.threads > 0)
+            snprintf(how, sizeof how, " (measured with %d thread%s%s%s)", q->timing.threads,
+                     q->timing.threads == 1 ? "" : "s", q->timing.machine[0] ? " on " : "", q->timing.machine);
+        return mn_error(MN_EINVAL, "no configuration fits %.4g ms; the fastest needs %.4g ms%s", budget_ms,
+                        q->e[fastest].ms, how);
+    }
     return 0;
 }
 
@@ -182,6 +186,10 @@ void mn_query_print_timing(const mn_query_table *q, FILE *f)
 {
     if (!mn_query_has_ms(q)) return;
     const mn_query_timing *t = &q->timing;
+    if (t->threads <= 0) {
+        fprintf(f, "  ms: measured on a machine and thread count the table does not record\n");
+        return;
+    }
     fprintf(f, "  ms: median of %d runs per image at batch 1, %d OpenMP thread%s%s%s (on that machine only: time the "
                "target with calibrate --latency-only)\n",
             t->runs, t->threads, t->threads == 1 ? "" : "s", t->machine[0] ? ", " : "", t->machine);

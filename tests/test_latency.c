@@ -115,6 +115,12 @@ Test(latency, select_by_ms_errors)
     cr_assert(strstr(mn_last_error(), "3 threads on Test CPU 9000"), "%s", mn_last_error());
     cr_assert_eq(mn_query_select_ms(&q, 0, &k), MN_EINVAL);
     cr_assert_eq(mn_query_select_ms(&q, NAN, &k), MN_EINVAL);
+    /* times without a record of how they were taken (a table edited by hand) are still used */
+    q.timing = (mn_query_timing){0};
+    cr_assert_eq(pick(&q, 6.0), 3);
+    cr_assert_eq(mn_query_select_ms(&q, 1.5, &k), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "the fastest needs 2 ms"), "%s", mn_last_error());
+    cr_assert_null(strstr(mn_last_error(), "measured with"), "%s", mn_last_error());
     /* a table never timed */
     for (int i = 0; i < q.n; i++) q.e[i].ms = 0;
     cr_assert(!mn_query_has_ms(&q));

@@ -55,7 +55,7 @@ int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_targe
                     mn_query_has_ms(q) ? " (give a larger --budget-ms)" : "");
             return -1;
         }
-        if (q->timing.threads != omp_get_max_threads())
+        if (q->timing.threads > 0 && q->timing.threads != omp_get_max_threads())
             fprintf(stderr, "mutualnet %s: note: the table was timed with %d OpenMP thread%s, this run has %d\n", cmd,
                     q->timing.threads, q->timing.threads == 1 ? "" : "s", omp_get_max_threads());
     } else if (c->budget > 0) {
@@ -101,9 +101,11 @@ int mn_choice_resolve(const char *cmd, const mn_choice *c, const mn_choice_targe
         return -1;
     }
     char ms[64] = "";
-    if (at >= 0 && q->e[at].ms > 0)
+    if (at >= 0 && q->e[at].ms > 0 && q->timing.threads > 0)
         snprintf(ms, sizeof ms, ", %.3g ms measured (%d thread%s)", q->e[at].ms, q->timing.threads,
                  q->timing.threads == 1 ? "" : "s");
+    else if (at >= 0 && q->e[at].ms > 0)
+        snprintf(ms, sizeof ms, ", %.3g ms measured", q->e[at].ms);
     fprintf(stderr, "mutualnet %s: width %.2f %s, %.3f GMACs per image%s\n", cmd, (double)*width, where,
             (double)*macs / 1e9, ms);
     return 0;
