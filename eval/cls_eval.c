@@ -1,6 +1,7 @@
 /* Scoring and running an image classifier: top-1 / top-5 accuracy over a data set of
  * image-level labels, each image resized and centre-cropped to the input asked for. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,23 @@ int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, float width
     if (!rc) memcpy(probs, p->val.data, sizeof(float) * (size_t)m->num_classes);
     mn_tape_set_grad(t, old);
     return rc;
+}
+
+/* Whether class a comes before class b: more probable, or as probable with a lower index. */
+static bool before(const float *probs /* (n) */, int a, int b)
+{
+    return probs[a] > probs[b] || (probs[a] == probs[b] && a < b);
+}
+
+void mn_cls_topk(const float *probs /* (n) */, int n, int k, int *idx /* (k) */)
+{
+    /* the r-th pick is the first class in that order after the (r-1)-th: no list of taken classes */
+    for (int r = 0; r < k; r++) {
+        int best = -1;
+        for (int j = 0; j < n; j++)
+            if ((r == 0 || before(probs, idx[r - 1], j)) && (best < 0 || before(probs, j, best))) best = j;
+        idx[r] = best;
+    }
 }
 
 /* The true class's 0-based rank in the row: how many classes score above it, ties broken by

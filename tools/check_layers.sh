@@ -20,6 +20,7 @@ put viz viz
 put model config model seg_model det_model cls_model calibrate query classes
 put eval coco_eval miou seg_eval det_eval cls_eval
 put train train
+put api infer
 put export export
 
 # what each layer may include
@@ -32,6 +33,7 @@ declare -A allowed=(
   [model]="core backbone heads datasets model"
   [eval]="core backbone heads datasets model eval"
   [train]="core backbone heads datasets model eval train"
+  [api]="core backbone heads datasets model eval api"
   [export]="core backbone heads datasets model export"
 )
 

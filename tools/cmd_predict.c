@@ -187,15 +187,6 @@ static int predict_det(const char *ckpt, const mn_choice *ch, const char *out, c
     return report_failures(failures, n_images);
 }
 
-/* Index of the largest entry of p (n) not yet taken. */
-static int next_best(const float *p /* (n) */, const bool *taken /* (n) */, int n)
-{
-    int best = -1;
-    for (int k = 0; k < n; k++)
-        if (!taken[k] && (best < 0 || p[k] > p[best])) best = k;
-    return best;
-}
-
 static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, int64_t max_pixels, const char **images,
                        int n_images)
 {
@@ -209,11 +200,11 @@ static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, i
     int64_t macs;
     int pick = mn_choice_apply_cls("predict", ch, &m, &width, &h, &w, &macs);
     float *probs = malloc(sizeof(float) * (size_t)m.num_classes);
-    bool *taken = malloc(sizeof(bool) * (size_t)m.num_classes);
+    int top[5];
     int failures = 0;
     mn_tape t;
     mn_tape_init(&t, 0);
-    for (int i = 0; !pick && probs && taken && i < n_images; i++) {
+    for (int i = 0; !pick && probs && i < n_images; i++) {
         mn_image img = {0};
         char stem[512], path[1600];
         stem_of(images[i], stem, sizeof stem);
@@ -224,11 +215,11 @@ static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, i
         if (!rc) rc = mn_atomic_open(&json, path);
         if (!rc) {
             FILE *f = json.f;
-            memset(taken, 0, sizeof(bool) * (size_t)m.num_classes);
+            int n_top = m.num_classes < 5 ? m.num_classes : 5;
+            mn_cls_topk(probs, m.num_classes, n_top, top);
             fprintf(f, "[");
-            for (int r = 0; r < 5 && r < m.num_classes; r++) {
-                int k = next_best(probs, taken, m.num_classes);
-                taken[k] = true;
+            for (int r = 0; r < n_top; r++) {
+                int k = top[r];
                 fprintf(f, "%s{\"class\": \"%s\", \"index\": %d, \"probability\": %.6f}", r ? ", " : "", m.class_names[k], k,
                         (double)probs[k]);
                 if (r == 0) fprintf(stderr, "mutualnet predict: %s: %s (%.1f%%)\n", images[i], m.class_names[k], 100.0 * probs[k]);
@@ -242,10 +233,9 @@ static int predict_cls(const char *ckpt, const mn_choice *ch, const char *out, i
         }
         mn_image_free(&img);
     }
-    if (!probs || !taken) failures = fprintf(stderr, "mutualnet predict: out of memory\n");
+    if (!probs) failures = fprintf(stderr, "mutualnet predict: out of memory\n");
     mn_tape_free(&t);
     free(probs);
-    free(taken);
     mn_cls_model_free(&m);
     if (pick) return pick == -2 ? MN_EXIT_USAGE : MN_EXIT_FAIL;
     return report_failures(failures, n_images);

@@ -12,33 +12,33 @@
 
 /* Training forward: batch mean and biased variance per channel, invstd = 1 / sqrt(var + eps),
  * y = (x - mean) * invstd * gamma + beta. */
-MN_API void mn_bn_forward_train(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
+void mn_bn_forward_train(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
                                 float *var /* (C), biased */, const float *x /* (N, C, S) */,
                                 const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                 int64_t n, int64_t c, int64_t s, float eps);
-MN_API void mn_bn_forward_train_ref(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
+void mn_bn_forward_train_ref(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
                                     float *var /* (C), biased */, const float *x /* (N, C, S) */,
                                     const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                     int64_t n, int64_t c, int64_t s, float eps);
 
 /* Normalisation with given statistics (eval mode): y = (x - mean) * invstd * gamma + beta. */
-MN_API void mn_bn_forward_eval(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
+void mn_bn_forward_eval(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
                                const float *mean /* (C) */, const float *invstd /* (C) */,
                                const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                int64_t n, int64_t c, int64_t s);
-MN_API void mn_bn_forward_eval_ref(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
+void mn_bn_forward_eval_ref(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
                                    const float *mean /* (C) */, const float *invstd /* (C) */,
                                    const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                    int64_t n, int64_t c, int64_t s);
 
 /* Training backward (mean and invstd are the batch statistics of the forward pass):
  * dx += gamma invstd (dy - mean(dy) - xhat mean(dy xhat)), dgamma += sum(dy xhat), dbeta += sum(dy). */
-MN_API void mn_bn_backward_train(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+void mn_bn_backward_train(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
                                  float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
                                  const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
                                  const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
                                  int64_t n, int64_t c, int64_t s);
-MN_API void mn_bn_backward_train_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+void mn_bn_backward_train_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
                                      float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
                                      const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
                                      const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
@@ -46,12 +46,12 @@ MN_API void mn_bn_backward_train_ref(float *dx /* (N, C, S) or NULL */, float *d
 
 /* Eval backward (fixed statistics, a per-channel affine map):
  * dx += dy gamma invstd, dgamma += sum(dy xhat), dbeta += sum(dy). */
-MN_API void mn_bn_backward_eval(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+void mn_bn_backward_eval(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
                                 float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
                                 const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
                                 const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
                                 int64_t n, int64_t c, int64_t s);
-MN_API void mn_bn_backward_eval_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+void mn_bn_backward_eval_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
                                     float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
                                     const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
                                     const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
@@ -62,41 +62,41 @@ MN_API void mn_bn_backward_eval_ref(float *dx /* (N, C, S) or NULL */, float *dg
  * kernels take that y and let dy through where lo < y < hi (zero at both ends, as ReLU and
  * ReLU6 backward), so neither the pre-activation nor its gradient is ever stored. */
 
-MN_API void mn_bn_forward_train_clamp(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
+void mn_bn_forward_train_clamp(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
                                       float *var /* (C), biased */, const float *x /* (N, C, S) */,
                                       const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                       float lo, float hi, int64_t n, int64_t c, int64_t s, float eps);
-MN_API void mn_bn_forward_train_clamp_ref(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
+void mn_bn_forward_train_clamp_ref(float *y /* (N, C, S) */, float *mean /* (C) */, float *invstd /* (C) */,
                                           float *var /* (C), biased */, const float *x /* (N, C, S) */,
                                           const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                           float lo, float hi, int64_t n, int64_t c, int64_t s, float eps);
-MN_API void mn_bn_forward_eval_clamp(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
+void mn_bn_forward_eval_clamp(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
                                      const float *mean /* (C) */, const float *invstd /* (C) */,
                                      const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                      float lo, float hi, int64_t n, int64_t c, int64_t s);
-MN_API void mn_bn_forward_eval_clamp_ref(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
+void mn_bn_forward_eval_clamp_ref(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
                                          const float *mean /* (C) */, const float *invstd /* (C) */,
                                          const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                          float lo, float hi, int64_t n, int64_t c, int64_t s);
-MN_API void mn_bn_backward_train_masked(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+void mn_bn_backward_train_masked(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
                                         float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
                                         const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
                                         const float *y /* (N, C, S), the clamped output */,
                                         const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
                                         float lo, float hi, int64_t n, int64_t c, int64_t s);
-MN_API void mn_bn_backward_train_masked_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+void mn_bn_backward_train_masked_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
                                             float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
                                             const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
                                             const float *y /* (N, C, S), the clamped output */,
                                             const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
                                             float lo, float hi, int64_t n, int64_t c, int64_t s);
-MN_API void mn_bn_backward_eval_masked(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+void mn_bn_backward_eval_masked(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
                                        float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
                                        const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
                                        const float *y /* (N, C, S), the clamped output */,
                                        const float *x /* (N, C, S) */, const float *gamma /* (C) or NULL */,
                                        float lo, float hi, int64_t n, int64_t c, int64_t s);
-MN_API void mn_bn_backward_eval_masked_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
+void mn_bn_backward_eval_masked_ref(float *dx /* (N, C, S) or NULL */, float *dgamma /* (C) or NULL */,
                                            float *dbeta /* (C) or NULL */, const float *mean /* (C) */,
                                            const float *invstd /* (C) */, const float *dy /* (N, C, S) */,
                                            const float *y /* (N, C, S), the clamped output */,

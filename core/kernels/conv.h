@@ -48,20 +48,20 @@ typedef struct mn_conv2d_dims {
  * omp_get_max_threads(). Returns MN_EINVAL/MN_ESHAPE (message set) when the parameters are
  * not positive, groups do not divide the channels, ldw is shorter than a row, or the output
  * would be empty. Callers with tensors to name (mn_conv2d) check first with better messages. */
-MN_API int mn_conv2d_dims_init(mn_conv2d_dims *d, int n, int cin, int h, int w, int cout, int kh, int kw,
+int mn_conv2d_dims_init(mn_conv2d_dims *d, int n, int cin, int h, int w, int cout, int kh, int kw,
                                const mn_conv2d_params *p, int64_t ldw);
 /* Floats of scratch mn_conv2d_forward (backward = false) or mn_conv2d_backward needs. */
-MN_API size_t mn_conv2d_workspace_floats(const mn_conv2d_dims *d, bool backward);
+size_t mn_conv2d_workspace_floats(const mn_conv2d_dims *d, bool backward);
 
 /* y (N, Cout, Ho, Wo) = conv(x (N, Cin, H, W), w (Cout, Cin/groups, KH, KW), row stride ldw)
  * + b (Cout, or NULL); ws holds mn_conv2d_workspace_floats(d, false) floats. */
-MN_API void mn_conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws,
+void mn_conv2d_forward(float *y, const float *x, const float *w, const float *b, float *ws,
                               const mn_conv2d_dims *d);
 /* The same convolution followed, per output channel o, by y = clamp(y * scale[o] + shift[o],
  * lo, hi) (lo = -INFINITY, hi = INFINITY: no clamp), applied to each block of the output as
  * soon as it is computed: an eval-mode batch norm and a ReLU / ReLU6 fused into the
  * convolution's output pass. scale, shift (Cout); ws as for mn_conv2d_forward. */
-MN_API void mn_conv2d_forward_affine(float *y /* (N, Cout, Ho, Wo) */, const float *x /* (N, Cin, H, W) */,
+void mn_conv2d_forward_affine(float *y /* (N, Cout, Ho, Wo) */, const float *x /* (N, Cin, H, W) */,
                                      const float *w /* (Cout, Cin/groups, KH, KW), row stride ldw */,
                                      const float *b /* (Cout) or NULL */, const float *scale /* (Cout) */,
                                      const float *shift /* (Cout) */, float lo, float hi,
@@ -69,28 +69,28 @@ MN_API void mn_conv2d_forward_affine(float *y /* (N, Cout, Ho, Wo) */, const flo
 /* dx (N, Cin, H, W), dw (Cout, Cin/groups, KH, KW) with row stride ldw, db (Cout): each
  * may be NULL; those given are accumulated into. dy (N, Cout, Ho, Wo), x and w as in the
  * forward pass; ws holds mn_conv2d_workspace_floats(d, true) floats. */
-MN_API void mn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+void mn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                                float *ws, const mn_conv2d_dims *d);
 
 /* Reference twins: the direct 7-loop convolution, single-threaded, double accumulators. */
-MN_API void mn_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, const mn_conv2d_dims *d);
-MN_API void mn_conv2d_forward_affine_ref(float *y /* (N, Cout, Ho, Wo) */, const float *x /* (N, Cin, H, W) */,
+void mn_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, const mn_conv2d_dims *d);
+void mn_conv2d_forward_affine_ref(float *y /* (N, Cout, Ho, Wo) */, const float *x /* (N, Cin, H, W) */,
                                          const float *w /* (Cout, Cin/groups, KH, KW), row stride ldw */,
                                          const float *b /* (Cout) or NULL */, const float *scale /* (Cout) */,
                                          const float *shift /* (Cout) */, float lo, float hi,
                                          const mn_conv2d_dims *d);
-MN_API void mn_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+void mn_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                                    const mn_conv2d_dims *d);
 
 /* y (N, OUT) = x (N, IN) w^T + b, w (OUT, IN) with row stride ldw, b (OUT) or NULL. */
-MN_API void mn_linear_forward(float *y, const float *x, const float *w, const float *b, int n, int in, int out,
+void mn_linear_forward(float *y, const float *x, const float *w, const float *b, int n, int in, int out,
                               int64_t ldw);
 /* dx (N, IN), dw (OUT, IN) with row stride ldw, db (OUT): each may be NULL; accumulated. */
-MN_API void mn_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+void mn_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                                int n, int in, int out, int64_t ldw);
-MN_API void mn_linear_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int in, int out,
+void mn_linear_forward_ref(float *y, const float *x, const float *w, const float *b, int n, int in, int out,
                                   int64_t ldw);
-MN_API void mn_linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+void mn_linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
                                    const float *w, int n, int in, int out, int64_t ldw);
 
 #endif

@@ -10,42 +10,42 @@
 #include "mn/error.h"
 
 /* y = max(x, 0) (NaN propagates). */
-MN_API void mn_relu_forward(float *y /* (n) */, const float *x /* (n) */, int64_t n);
-MN_API void mn_relu_forward_ref(float *y /* (n) */, const float *x /* (n) */, int64_t n);
+void mn_relu_forward(float *y /* (n) */, const float *x /* (n) */, int64_t n);
+void mn_relu_forward_ref(float *y /* (n) */, const float *x /* (n) */, int64_t n);
 /* dx += dy where x > 0 (zero at exactly 0, as PyTorch). */
-MN_API void mn_relu_backward(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */, int64_t n);
-MN_API void mn_relu_backward_ref(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */,
+void mn_relu_backward(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */, int64_t n);
+void mn_relu_backward_ref(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */,
                                  int64_t n);
 
 /* y = min(max(x, 0), 6). */
-MN_API void mn_relu6_forward(float *y /* (n) */, const float *x /* (n) */, int64_t n);
-MN_API void mn_relu6_forward_ref(float *y /* (n) */, const float *x /* (n) */, int64_t n);
+void mn_relu6_forward(float *y /* (n) */, const float *x /* (n) */, int64_t n);
+void mn_relu6_forward_ref(float *y /* (n) */, const float *x /* (n) */, int64_t n);
 /* dx += dy where 0 < x < 6 (zero at both boundaries, as PyTorch's hardtanh). */
-MN_API void mn_relu6_backward(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */, int64_t n);
-MN_API void mn_relu6_backward_ref(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */,
+void mn_relu6_backward(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */, int64_t n);
+void mn_relu6_backward_ref(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */,
                                   int64_t n);
 
 /* y = a + b. */
-MN_API void mn_add_forward(float *y /* (n) */, const float *a /* (n) */, const float *b /* (n) */, int64_t n);
-MN_API void mn_add_forward_ref(float *y /* (n) */, const float *a /* (n) */, const float *b /* (n) */, int64_t n);
+void mn_add_forward(float *y /* (n) */, const float *a /* (n) */, const float *b /* (n) */, int64_t n);
+void mn_add_forward_ref(float *y /* (n) */, const float *a /* (n) */, const float *b /* (n) */, int64_t n);
 
 /* y = s x. */
-MN_API void mn_scale_forward(float *y /* (n) */, const float *x /* (n) */, float s, int64_t n);
-MN_API void mn_scale_forward_ref(float *y /* (n) */, const float *x /* (n) */, float s, int64_t n);
+void mn_scale_forward(float *y /* (n) */, const float *x /* (n) */, float s, int64_t n);
+void mn_scale_forward_ref(float *y /* (n) */, const float *x /* (n) */, float s, int64_t n);
 /* dx += s dy (the backward of scale, and with s = 1 of add). */
-MN_API void mn_scale_backward(float *dx /* (n) */, const float *dy /* (n) */, float s, int64_t n);
-MN_API void mn_scale_backward_ref(float *dx /* (n) */, const float *dy /* (n) */, float s, int64_t n);
+void mn_scale_backward(float *dx /* (n) */, const float *dy /* (n) */, float s, int64_t n);
+void mn_scale_backward_ref(float *dx /* (n) */, const float *dy /* (n) */, float s, int64_t n);
 
 /* y[:, off_i : off_i + cs[i]] = xs[i] for k inputs, off_i = cs[0] + ... + cs[i-1];
  * ctot = sum cs. */
-MN_API void mn_concat_forward(float *y /* (N, ctot, S) */, const float *const *xs /* k of (N, cs[i], S) */,
+void mn_concat_forward(float *y /* (N, ctot, S) */, const float *const *xs /* k of (N, cs[i], S) */,
                               const int64_t *cs /* (k) */, int k, int64_t n, int64_t s);
-MN_API void mn_concat_forward_ref(float *y /* (N, ctot, S) */, const float *const *xs /* k of (N, cs[i], S) */,
+void mn_concat_forward_ref(float *y /* (N, ctot, S) */, const float *const *xs /* k of (N, cs[i], S) */,
                                   const int64_t *cs /* (k) */, int k, int64_t n, int64_t s);
 /* dxs[i] += dy[:, off_i : off_i + cs[i]]; a NULL dxs[i] is skipped. */
-MN_API void mn_concat_backward(float *const *dxs /* k of (N, cs[i], S) or NULL */, const float *dy /* (N, ctot, S) */,
+void mn_concat_backward(float *const *dxs /* k of (N, cs[i], S) or NULL */, const float *dy /* (N, ctot, S) */,
                                const int64_t *cs /* (k) */, int k, int64_t n, int64_t s);
-MN_API void mn_concat_backward_ref(float *const *dxs /* k of (N, cs[i], S) or NULL */,
+void mn_concat_backward_ref(float *const *dxs /* k of (N, cs[i], S) or NULL */,
                                    const float *dy /* (N, ctot, S) */, const int64_t *cs /* (k) */, int k, int64_t n,
                                    int64_t s);
 

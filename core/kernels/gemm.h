@@ -16,10 +16,10 @@
  * b (K, N) with row stride ldb, or (N, K) when trans_b.
  * Called inside an OpenMP parallel region, OpenBLAS runs single-threaded, so callers either
  * parallelise their own loop around small GEMMs or make one large call and let BLAS thread. */
-MN_API void mn_gemm(float *c, const float *a, const float *b, int m, int n, int k, int lda, int ldb, int ldc,
+void mn_gemm(float *c, const float *a, const float *b, int m, int n, int k, int lda, int ldb, int ldc,
                     bool trans_a, bool trans_b, bool accumulate);
 /* The same by three plain loops with a double accumulator (tests and checks only). */
-MN_API void mn_gemm_ref(float *c, const float *a, const float *b, int m, int n, int k, int lda, int ldb, int ldc,
+void mn_gemm_ref(float *c, const float *a, const float *b, int m, int n, int k, int lda, int ldb, int ldc,
                         bool trans_a, bool trans_b, bool accumulate);
 
 #endif

@@ -29,21 +29,21 @@ typedef struct mn_roi_align_dims {
 } mn_roi_align_dims;
 
 /* Bytes of workspace mn_roi_align_forward / _backward need for these rois. */
-MN_API size_t mn_roi_align_ws_bytes(const float *rois /* (K, 5) */, const mn_roi_align_dims *d);
+size_t mn_roi_align_ws_bytes(const float *rois /* (K, 5) */, const mn_roi_align_dims *d);
 
 /* y = roi_align(x). OpenMP over rois. ws: mn_roi_align_ws_bytes() bytes of scratch. */
-MN_API void mn_roi_align_forward(float *y /* (K, C, out_h, out_w) */, void *ws, const float *x /* (N, C, H, W) */,
+void mn_roi_align_forward(float *y /* (K, C, out_h, out_w) */, void *ws, const float *x /* (N, C, H, W) */,
                                  const float *rois /* (K, 5) */, const mn_roi_align_dims *d);
 /* The same, one sample at a time with the bilinear weights recomputed for each channel. */
-MN_API void mn_roi_align_forward_ref(float *y /* (K, C, out_h, out_w) */, const float *x /* (N, C, H, W) */,
+void mn_roi_align_forward_ref(float *y /* (K, C, out_h, out_w) */, const float *x /* (N, C, H, W) */,
                                      const float *rois /* (K, 5) */, const mn_roi_align_dims *d);
 
 /* dx += the bilinear weights of every sample times dy / samples per bin. OpenMP over
  * channels (rois of one image scatter into the same pixels; channels never collide), so the
  * order of accumulation, and hence the result, does not depend on the thread count. */
-MN_API void mn_roi_align_backward(float *dx /* (N, C, H, W) */, void *ws, const float *dy /* (K, C, out_h, out_w) */,
+void mn_roi_align_backward(float *dx /* (N, C, H, W) */, void *ws, const float *dy /* (K, C, out_h, out_w) */,
                                   const float *rois /* (K, 5) */, const mn_roi_align_dims *d);
-MN_API void mn_roi_align_backward_ref(float *dx /* (N, C, H, W) */, const float *dy /* (K, C, out_h, out_w) */,
+void mn_roi_align_backward_ref(float *dx /* (N, C, H, W) */, const float *dy /* (K, C, out_h, out_w) */,
                                       const float *rois /* (K, 5) */, const mn_roi_align_dims *d);
 
 #endif

@@ -16,10 +16,10 @@ typedef struct mn_sgd_hyper {
 /* p -= lr * d with d from g, p and buf as torch.optim.SGD computes it; buf is updated in
  * place and ignored (may be NULL) when momentum == 0. Branches are hoisted out of the
  * element loop; OpenMP over elements for large tensors. */
-MN_API void mn_sgd_update(float *p /* (M) */, float *buf /* (M) or NULL */, const float *g /* (M) */, int64_t m,
+void mn_sgd_update(float *p /* (M) */, float *buf /* (M) or NULL */, const float *g /* (M) */, int64_t m,
                           const mn_sgd_hyper *h);
 /* The same, one element at a time following the formula line by line. */
-MN_API void mn_sgd_update_ref(float *p /* (M) */, float *buf /* (M) or NULL */, const float *g /* (M) */, int64_t m,
+void mn_sgd_update_ref(float *p /* (M) */, float *buf /* (M) or NULL */, const float *g /* (M) */, int64_t m,
                               const mn_sgd_hyper *h);
 
 #endif

@@ -16,6 +16,9 @@ typedef struct mn_cls_scores {
  * caller selects BN statistics (mn_cls_model_select) and width. */
 MN_API int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, float width, int h, int w,
                           float *probs /* (num_classes) */);
+/* The k most probable classes of probs, most probable first, ties to the lower index (predict's
+ * order): idx (k), k <= n. */
+MN_API void mn_cls_topk(const float *probs /* (n) */, int n, int k, int *idx /* (k) */);
 /* Top-1 and top-5 accuracy (top-k with k = min(5, num_classes)) at (width, h x w) on a data set
  * of image-level labels; max_images > 0 limits the count. Progress to rep (NULL: none). */
 MN_API int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images,
