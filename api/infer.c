@@ -44,11 +44,12 @@ static const char *task_noun(enum mn_task_kind t)
     return t == MN_TASK_DETECTION ? "detector" : t == MN_TASK_CLASSIFICATION ? "classifier" : "segmenter";
 }
 
-/* The score of (width, h, w) in the query table, -1 when it is not there. */
-static double table_score(const mn_query_table *q, float width, int h, int w)
+/* A configuration as the API describes it: the table's score and time when the table has it. */
+static mn_infer_config config_of(const mn_query_table *q, float width, int h, int w, int64_t macs)
 {
     int k = mn_query_find(q, width, h, w);
-    return k < 0 ? -1.0 : q->e[k].score;
+    return (mn_infer_config){.width = width, .h = h, .w = w, .macs = macs, .score = k < 0 ? -1.0 : q->e[k].score,
+                             .ms = k < 0 ? 0.0 : q->e[k].ms};
 }
 
 /* Loads the BN statistics of a configuration and costs it; the selection changes only on success.
@@ -65,8 +66,7 @@ static int apply(mn_infer *inf, float width, int h, int w)
         mn_model_select(m, inf->cfg.width, inf->cfg.h, inf->cfg.w);
         return rc;
     }
-    inf->cfg = (mn_infer_config){.width = width, .h = h, .w = w, .macs = macs,
-                                 .score = table_score(mn_model_table(m), width, h, w)};
+    inf->cfg = config_of(mn_model_table(m), width, h, w, macs);
     return 0;
 }
 
@@ -157,6 +157,17 @@ int mn_infer_select_budget(mn_infer *inf, double macs)
     return rc ? fail(inf, rc) : 0;
 }
 
+int mn_infer_select_budget_ms(mn_infer *inf, double ms)
+{
+    const mn_query_table *q = mn_model_table(&inf->model);
+    if (q->n == 0)
+        return fail(inf, mn_error(MN_EINVAL, "this checkpoint has no query table (run mutualnet calibrate --latency on it)"));
+    int k;
+    int rc = mn_query_select_ms(q, ms, &k);
+    if (!rc) rc = apply(inf, q->e[k].width, q->e[k].h, q->e[k].w);
+    return rc ? fail(inf, rc) : 0;
+}
+
 int mn_infer_select(mn_infer *inf, float width, int h, int w)
 {
     bool det = inf->model.task == MN_TASK_DETECTION;
@@ -187,7 +198,7 @@ int mn_infer_table_entry(const mn_infer *inf, int i, mn_infer_config *out)
         return mn_error(MN_EINVAL, "table entry %d of %d", i, q->n);
     }
     const mn_query_entry *e = &q->e[i];
-    *out = (mn_infer_config){.width = e->width, .h = e->h, .w = e->w, .macs = e->macs, .score = e->score};
+    *out = (mn_infer_config){.width = e->width, .h = e->h, .w = e->w, .macs = e->macs, .score = e->score, .ms = e->ms};
     return 0;
 }
 

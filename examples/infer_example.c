@@ -1,7 +1,7 @@
 /* Runs a mutualnet checkpoint of any task on one image through the installed library:
  *
  *     cc infer_example.c $(pkg-config --cflags --libs mutualnet) -o infer_example
- *     ./infer_example CHECKPOINT IMAGE [--budget MACS | --width W --size HxW]
+ *     ./infer_example CHECKPOINT IMAGE [--budget MACS | --budget-ms MS | --width W --size HxW]
  *
  * It prints the library's version, the model, its query table, the configuration chosen and the
  * prediction: pixels per class for a segmenter, the boxes scoring at least 0.5 for a detector,
@@ -21,6 +21,7 @@ static void print_config(const char *what, const mn_infer_config *c)
 {
     printf("%s width %.2f, input %dx%d, %lld MACs", what, (double)c->width, c->h, c->w, (long long)c->macs);
     if (c->score >= 0) printf(", score %.3f", c->score);
+    if (c->ms > 0) printf(", %.3f ms", c->ms);
     printf("\n");
 }
 
@@ -64,7 +65,7 @@ static int classify(mn_infer *inf, const uint8_t *rgb, int h, int w)
 int main(int argc, char **argv)
 {
     if (argc != 3 && argc != 5 && argc != 7) {
-        fprintf(stderr, "usage: infer_example CHECKPOINT IMAGE [--budget MACS | --width W --size HxW]\n");
+        fprintf(stderr, "usage: infer_example CHECKPOINT IMAGE [--budget MACS | --budget-ms MS | --width W --size HxW]\n");
         return 2;
     }
     printf("mutualnet API %d (header %d)\n", mn_api_version(), MN_API_VERSION);
@@ -77,12 +78,14 @@ int main(int argc, char **argv)
     int rc = 0;
     if (argc == 5 && !strcmp(argv[3], "--budget")) {
         rc = mn_infer_select_budget(inf, strtod(argv[4], NULL));
+    } else if (argc == 5 && !strcmp(argv[3], "--budget-ms")) {
+        rc = mn_infer_select_budget_ms(inf, strtod(argv[4], NULL));
     } else if (argc == 7 && !strcmp(argv[3], "--width") && !strcmp(argv[5], "--size")) {
         int h = 0, w = 0;
         if (sscanf(argv[6], "%dx%d", &h, &w) < 1) h = w = 0;
         rc = mn_infer_select(inf, (float)strtod(argv[4], NULL), h, w ? w : h);
     } else if (argc != 3) {
-        fprintf(stderr, "usage: infer_example CHECKPOINT IMAGE [--budget MACS | --width W --size HxW]\n");
+        fprintf(stderr, "usage: infer_example CHECKPOINT IMAGE [--budget MACS | --budget-ms MS | --width W --size HxW]\n");
         mn_infer_close(inf);
         return 2;
     }

@@ -3,7 +3,7 @@
 # (examples/infer_example.c) is compiled out of tree from the installed pkg-config file alone,
 # linked against the shared library and against the static one, and both builds print exactly
 # what the example built in the tree prints, on tiny checkpoints of the three tasks at the
-# default configuration, at a budget and at a width and size.
+# default configuration, at a budget of MACs, at one of milliseconds and at a width and size.
 #
 #   tests/install_check.sh BUILD_DIR SOURCE_ROOT INFER_FIXTURE INFER_EXAMPLE SANITIZE
 set -euo pipefail
@@ -50,7 +50,7 @@ LD_LIBRARY_PATH=$libdir ldd infer_shared | grep -q "libmutualnet.so.0 => $libdir
 "$fixture" "$work" >"$work/macs.txt" || fail "the fixtures were not written"
 n_runs=0
 while read -r task m0 m1 m2; do
-  for args in "" "--budget $m1" "--width 0.35 --size 48"; do
+  for args in "" "--budget $m1" "--budget-ms 5" "--width 0.35 --size 48"; do
     # a detector's input is a short side; the others take HxW
     [[ $args == *--size* && $task != det ]] && args="--width 0.35 --size 48x32"
     ckpt=$work/$task.safetensors
@@ -63,7 +63,7 @@ while read -r task m0 m1 m2; do
     diff "$work/want.txt" "$work/static.txt" >&2 || fail "infer_static printed something else on $task $args"
     grep -q "^mutualnet API 100 (header 100)$" "$work/want.txt" || fail "the version line is missing"
     case $args in
-      --budget*) grep -q "^selected: width 0.70, input 48x" "$work/want.txt" || fail "budget $m1 did not pick entry 1" ;;
+      --budget*) grep -q "^selected: width 0.70, input 48x" "$work/want.txt" || fail "$args did not pick entry 1" ;;
       --width*) grep -q "^selected: width 0.35, input 48x" "$work/want.txt" || fail "--width/--size were not applied" ;;
     esac
     n_runs=$((n_runs + 1))
@@ -71,5 +71,5 @@ while read -r task m0 m1 m2; do
     cat "$work/want.txt"
   done
 done <"$work/macs.txt"
-((n_runs == 9)) || fail "$n_runs runs instead of 9"
+((n_runs == 12)) || fail "$n_runs runs instead of 12"
 echo "install check: the example built from the installed pkg-config file (shared and static) agrees on $n_runs runs"

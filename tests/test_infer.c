@@ -177,15 +177,32 @@ Test(infer, segmentation_equals_predict)
     expect_config(inf, 0.7f, 48, 48, f.e[1].macs, 0.3);
     expect_seg_matches(&f, inf, "budget");
 
+    /* a budget in milliseconds: entry 1 is the most accurate within 5 ms */
+    predict(&f, (char *[]){"--budget-ms", "5"}, 2);
+    cr_assert_eq(mn_infer_select(inf, 1.0f, 64, 64), 0); /* away first, so that the ms budget has to move it */
+    cr_assert_eq(mn_infer_select_budget_ms(inf, 5.0), 0, "%s", mn_infer_error(inf));
+    expect_config(inf, 0.7f, 48, 48, f.e[1].macs, 0.3);
+    mn_infer_config c;
+    mn_infer_selected(inf, &c);
+    cr_assert_float_eq(c.ms, TM_MS(1), 1e-9);
+    expect_seg_matches(&f, inf, "budget ms");
+    cr_assert_eq(mn_infer_select_budget_ms(inf, 1.0), MN_EINVAL);
+    cr_assert(strstr(mn_infer_error(inf), "no configuration fits 1 ms; the fastest needs 2 ms"), "%s",
+              mn_infer_error(inf));
+    expect_config(inf, 0.7f, 48, 48, f.e[1].macs, 0.3);
+
     /* a configuration off the table: training statistics, no score */
     predict(&f, (char *[]){"--width", "0.5", "--size", "32x64"}, 4);
     cr_assert_eq(mn_infer_select(inf, 0.5f, 32, 64), 0, "%s", mn_infer_error(inf));
     expect_config(inf, 0.5f, 32, 64, 0, -1);
+    mn_infer_selected(inf, &c);
+    cr_assert_eq(c.ms, 0.0, "an untimed configuration");
     expect_seg_matches(&f, inf, "width 0.5 32x64");
 
     mn_infer_config e;
     cr_assert_eq(mn_infer_table_entry(inf, 0, &e), 0);
     cr_assert_eq(e.macs, f.e[0].macs);
+    cr_assert_float_eq(e.ms, TM_MS(0), 1e-9);
     cr_assert_eq(mn_infer_table_entry(inf, TM_ENTRIES, &e), MN_EINVAL);
     mn_infer_close(inf);
     mn_image_free(&f.img);
@@ -307,6 +324,8 @@ Test(infer, refusals)
     expect_config(inf, 1.0f, 64, 64, 0, -1);
     cr_assert_eq(mn_infer_table_size(inf), 0);
     cr_assert_eq(mn_infer_select_budget(inf, 1e12), MN_EINVAL);
+    cr_assert(strstr(mn_infer_error(inf), "no query table"), "%s", mn_infer_error(inf));
+    cr_assert_eq(mn_infer_select_budget_ms(inf, 100), MN_EINVAL);
     cr_assert(strstr(mn_infer_error(inf), "no query table"), "%s", mn_infer_error(inf));
     float lo, hi;
     mn_infer_width_range(inf, &lo, &hi);

@@ -66,7 +66,10 @@ static int add_table(mn_query_table *q, const float *stats, tm_entry *e /* (TM_E
     for (int k = 0; k < TM_ENTRIES && !rc; k++) {
         for (int64_t i = 0; i < q->n_stats; i++) own[i] = stats[i] * (1.0f + 0.25f * (float)k);
         rc = mn_query_add(q, e[k].width, e[k].h, e[k].w, e[k].macs, 0.2 + 0.1 * k, own);
+        if (!rc) q->e[q->n - 1].ms = TM_MS(k);
     }
+    q->timing.threads = 1;
+    q->timing.runs = 1;
     free(own);
     return rc;
 }

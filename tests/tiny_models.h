@@ -22,7 +22,9 @@ typedef struct tm_entry {
 /* The entries of a task's table (macs filled in when the model is saved). */
 void tm_entries(enum mn_task_kind task, tm_entry *e /* (TM_ENTRIES) */);
 /* Saves a tiny model of the task (64x64 evaluation input, detection short side 64, max side 96);
- * with_table adds the three entries (their MACs written to e when non-NULL). */
+ * with_table adds the three entries (their MACs written to e when non-NULL), entry k timed at
+ * TM_MS(k) milliseconds as if by one thread. */
+#define TM_MS(k) (2.0 * ((k) + 1))
 int tm_save(const char *path, enum mn_task_kind task, bool with_table, tm_entry *e /* (TM_ENTRIES) or NULL */);
 /* Writes a w x h RGB test pattern (PNG). */
 int tm_write_image(const char *path, int w, int h, uint8_t seed);

@@ -48,6 +48,7 @@ typedef struct mn_infer_config {
     int h, w;
     int64_t macs;       /* multiply-accumulates per image (detection: at the training set's typical size) */
     double score;       /* its validation score in the query table (mIoU, AP or top-1), -1 when not calibrated */
+    double ms;          /* its latency per image as `calibrate --latency` measured it, 0 when not timed */
 } mn_infer_config;
 
 typedef struct mn_infer_box {
@@ -85,6 +86,11 @@ MN_API const char *mn_infer_class_name(const mn_infer *inf, int k);
  * not calibrated or nothing fits (the message gives the cheapest cost); the selection is then
  * unchanged. */
 MN_API int mn_infer_select_budget(mn_infer *inf, double macs);
+/* The most accurate configuration whose measured latency is at most ms milliseconds per image
+ * (as `mutualnet predict --budget-ms`). The times hold for the machine and thread count they were
+ * measured with. MN_EINVAL when the table has no times or nothing fits; the selection is then
+ * unchanged. */
+MN_API int mn_infer_select_budget_ms(mn_infer *inf, double ms);
 /* A configuration given directly (see mn_infer_config; a detector ignores w). The width must lie
  * in the trained range and each side in 32..8192. Uses the calibrated BN statistics of the
  * configuration when the query table has it, else those of training. */
