@@ -1,8 +1,9 @@
 /* The inference API (mn/infer.h): on tiny models of the three tasks, its label maps, boxes and
  * top-k equal what `mutualnet predict` writes for the same image at the same configuration
  * (default, --budget, --width/--size); selection by budget and by configuration, and their
- * refusals; strided input; calls on the wrong task; two handles on two threads at once give what
- * they give one after the other. */
+ * refusals; strided input; calls on the wrong task; a compact exported checkpoint opens at its
+ * configuration with the full one's outputs; two handles on two threads at once give what they
+ * give one after the other. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,10 +17,12 @@
 #include "tiny_models.h"
 
 #include "mn/cls_eval.h"
+#include "mn/export.h"
 #include "mn/fileio.h"
 #include "mn/image.h"
 #include "mn/infer.h"
 #include "mn/json.h"
+#include "mn/model.h"
 /* predict is compiled into this test (tests/meson.build) and run in-process */
 #include "tools/commands.h"
 
@@ -297,6 +300,62 @@ Test(infer, classification_equals_predict)
     cr_assert_eq(one.class_index, top[0].class_index);
     mn_infer_close(inf);
     mn_image_free(&f.img);
+}
+
+/* A compact checkpoint of one configuration (what `mutualnet export --out X.safetensors` writes)
+ * opens as any checkpoint, at that configuration, and gives what the full one gives there. */
+static void expect_compact_matches(enum mn_task_kind task, float width, int h, int w)
+{
+    fixture f;
+    fixture_make(&f, task, true);
+    char compact[128];
+    sub(compact, sizeof compact, "compact.safetensors");
+    mn_model m;
+    cr_assert_eq(mn_model_open(&m, f.ckpt), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_export_compact(&m, width, h, w, compact, f.ckpt), 0, "%s", mn_last_error());
+    mn_model_free(&m);
+
+    mn_infer *full = open_ok(f.ckpt), *one = open_ok(compact);
+    cr_assert_eq(mn_infer_select(full, width, h, w), 0, "%s", mn_infer_error(full));
+    mn_infer_config a, b;
+    mn_infer_selected(full, &a);
+    mn_infer_selected(one, &b);
+    cr_assert(a.width == b.width && a.h == b.h && a.w == b.w && a.macs == b.macs,
+              "the compact checkpoint opens at width %g %dx%d (%lld MACs), want %g %dx%d (%lld MACs)", (double)b.width,
+              b.h, b.w, (long long)b.macs, (double)a.width, a.h, a.w, (long long)a.macs);
+    float lo, hi;
+    mn_infer_width_range(one, &lo, &hi);
+    cr_assert(lo == width && hi == width, "range %g..%g", (double)lo, (double)hi);
+    cr_assert_eq(mn_infer_select(one, 1.0f, h, w), MN_EINVAL, "a width it does not hold");
+
+    const mn_image *im = &f.img;
+    if (task == MN_TASK_SEGMENTATION) {
+        uint8_t *la = malloc((size_t)im->h * im->w), *lb = malloc((size_t)im->h * im->w);
+        cr_assert_eq(mn_infer_segment(full, im->data, im->h, im->w, 0, la), 0, "%s", mn_infer_error(full));
+        cr_assert_eq(mn_infer_segment(one, im->data, im->h, im->w, 0, lb), 0, "%s", mn_infer_error(one));
+        cr_assert_eq(memcmp(la, lb, (size_t)im->h * im->w), 0, "the compact checkpoint's label map differs");
+        free(la);
+        free(lb);
+    } else {
+        mn_infer_box ba[64], bb[64];
+        int na, nb;
+        cr_assert_eq(mn_infer_detect(full, im->data, im->h, im->w, 0, 0.0f, ba, 64, &na), 0, "%s", mn_infer_error(full));
+        cr_assert_eq(mn_infer_detect(one, im->data, im->h, im->w, 0, 0.0f, bb, 64, &nb), 0, "%s", mn_infer_error(one));
+        cr_assert_eq(na, nb);
+        for (int i = 0; i < na; i++)
+            cr_assert(fabsf(ba[i].score - bb[i].score) < 1e-5f && ba[i].class_index == bb[i].class_index &&
+                          fabsf(ba[i].x1 - bb[i].x1) < 1e-3f && fabsf(ba[i].y2 - bb[i].y2) < 1e-3f,
+                      "box %d differs", i);
+    }
+    mn_infer_close(full);
+    mn_infer_close(one);
+    mn_image_free(&f.img);
+}
+
+Test(infer, compact_checkpoints_open_at_their_configuration)
+{
+    expect_compact_matches(MN_TASK_SEGMENTATION, 0.7f, 48, 48);
+    expect_compact_matches(MN_TASK_DETECTION, 0.7f, 48, 96);
 }
 
 Test(infer, top_k_ties_go_to_the_lower_index)
