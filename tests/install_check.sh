@@ -5,9 +5,9 @@
 # what the example built in the tree prints, on tiny checkpoints of the three tasks at the
 # default configuration, at a budget of MACs, at one of milliseconds and at a width and size.
 #
-#   tests/install_check.sh BUILD_DIR SOURCE_ROOT INFER_FIXTURE INFER_EXAMPLE SANITIZE
+#   tests/install_check.sh BUILD_DIR SOURCE_ROOT INFER_FIXTURE INFER_EXAMPLE SANITIZE OPENBLAS_DIR
 set -euo pipefail
-build=$1 src=$2 fixture=$(realpath "$3") intree=$(realpath "$4") sanitize=$5
+build=$1 src=$2 fixture=$(realpath "$3") intree=$(realpath "$4") sanitize=$5 blas_dir=$6
 work=$(mktemp -d /tmp/mn_install_XXXXXX)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "install check: $*" >&2; exit 1; }
@@ -27,6 +27,9 @@ for f in "$libdir"/libmutualnet.so "$libdir"/libmutualnet.a "$incdir"/mn/infer.h
 done
 [[ $(readelf -d "$libdir"/libmutualnet.so | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p') == libmutualnet.so.0 ]] ||
   fail "the shared library's soname is not libmutualnet.so.0"
+# installed, it still finds the OpenMP build of OpenBLAS rather than whichever the system's alternative names
+env -u LD_LIBRARY_PATH ldd "$libdir"/libmutualnet.so | grep -q "libopenblas.so.0 => $blas_dir/" ||
+  fail "the installed library does not load OpenBLAS from $blas_dir"
 
 # out of tree: a copy of the example in an empty folder, the flags from pkg-config only
 mkdir "$work/ex"
