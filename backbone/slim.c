@@ -127,7 +127,7 @@ static mn_var *bn_act_forward(mn_slim_bn *bn, mn_run *r, mn_var *x, int act)
     bool track = r->training && r->bn_momentum != 0.0f;
     mn_bn_state st = {bn->mean->var.val.data, bn->var->var.val.data, &bn->num_batches};
     mn_bn_state none = {NULL, NULL, NULL};
-    mn_bn_params p = {1e-5f, r->bn_momentum, r->training};
+    mn_bn_params p = {1e-5f, r->bn_momentum, r->training, r->sync_bn};
     return mn_batch_norm_act(t, x, mn_var_prefix(t, &bn->gamma->var, 0, c), mn_var_prefix(t, &bn->beta->var, 0, c),
                              (track || !r->training) ? &st : &none, &p, act);
 }

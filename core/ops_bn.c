@@ -1,7 +1,9 @@
 #include <math.h>
+#include <stdlib.h>
 
 #include "core/kernels/bn.h"
 #include "core/grad.h"
+#include "mn/comm.h"
 #include "mn/ops.h"
 #include "mn/trace.h"
 
@@ -13,7 +15,93 @@ typedef struct bn_ctx {
     int ig, ib;     /* positions of gamma and beta in the node's inputs, -1 when absent */
     bool clamp;     /* mn_batch_norm_act: the output is clamped to [lo, hi] */
     float lo, hi;
+    mn_comm *sync;  /* synchronised batch statistics: the backward sums are reduced too */
+    int64_t count;  /* values per channel over all ranks */
 } bn_ctx;
+
+/* Synchronised BN (mn_bn_params.sync), written out plainly: the per-channel sums of every rank
+ * are reduced, then each rank normalises its own values with the global statistics. */
+static int sync_stats(mn_comm *sync, const float *x /* (N, C, S) */, int64_t n, int64_t c, int64_t s, float eps,
+                      float *mean /* (C) */, float *invstd /* (C) */, float *var /* (C) biased */, int64_t *count)
+{
+    double *acc = malloc(sizeof(double) * (size_t)(2 * c + 1));
+    if (!acc) return mn_error(MN_ENOMEM, "batch_norm: out of memory");
+#pragma omp parallel for schedule(static)
+    for (int64_t ci = 0; ci < c; ci++) {
+        double s1 = 0, s2 = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *r = x + (i * c + ci) * s;
+            for (int64_t k = 0; k < s; k++) s1 += r[k], s2 += (double)r[k] * r[k];
+        }
+        acc[ci] = s1;
+        acc[c + ci] = s2;
+    }
+    acc[2 * c] = (double)(n * s);
+    int rc = mn_comm_sum_f64(sync, acc, 2 * c + 1);
+    if (!rc) {
+        const double total = acc[2 * c];
+        for (int64_t ci = 0; ci < c; ci++) {
+            const double m = acc[ci] / total, v = fmax(acc[c + ci] / total - m * m, 0.0);
+            mean[ci] = (float)m;
+            var[ci] = (float)v;
+            invstd[ci] = (float)(1.0 / sqrt(v + eps));
+        }
+        *count = (int64_t)total;
+    }
+    free(acc);
+    return rc;
+}
+
+/* dx, dgamma, dbeta of synchronised BN: dx = gamma invstd (dy - sum(dy) / M - xhat sum(dy xhat) / M)
+ * with the sums over every rank (M values per channel); dgamma and dbeta are this rank's sums (the
+ * gradient averaging across ranks adds them up). dy is masked where a clamp cut the output. */
+static int sync_backward(const bn_ctx *c, float *dx, float *dg, float *db, const float *dy, const float *y,
+                         const float *x, const float *g)
+{
+    const int64_t n = c->n, C = c->c, s = c->s;
+    double *acc = malloc(sizeof(double) * (size_t)(2 * C));
+    if (!acc) return mn_error(MN_ENOMEM, "batch_norm: out of memory");
+#pragma omp parallel for schedule(static)
+    for (int64_t ci = 0; ci < C; ci++) {
+        double a = 0, b = 0;
+        const double mu = c->mean[ci], is = c->invstd[ci];
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t off = (i * C + ci) * s;
+            for (int64_t k = 0; k < s; k++) {
+                float d = dy[off + k];
+                if (c->clamp && !(y[off + k] > c->lo && y[off + k] < c->hi)) d = 0.0f;
+                a += d;
+                b += d * (x[off + k] - mu) * is;
+            }
+        }
+        acc[ci] = a;
+        acc[C + ci] = b;
+    }
+    for (int64_t ci = 0; ci < C; ci++) {
+        if (db) db[ci] += (float)acc[ci];
+        if (dg) dg[ci] += (float)acc[C + ci];
+    }
+    int rc = mn_comm_sum_f64(c->sync, acc, 2 * C);
+    if (!rc && dx) {
+        const double M = (double)c->count;
+#pragma omp parallel for schedule(static)
+        for (int64_t ci = 0; ci < C; ci++) {
+            const double mu = c->mean[ci], is = c->invstd[ci], gi = g ? g[ci] : 1.0;
+            const double mdy = acc[ci] / M, mdyx = acc[C + ci] / M;
+            for (int64_t i = 0; i < n; i++) {
+                const int64_t off = (i * C + ci) * s;
+                for (int64_t k = 0; k < s; k++) {
+                    float d = dy[off + k];
+                    if (c->clamp && !(y[off + k] > c->lo && y[off + k] < c->hi)) d = 0.0f;
+                    const double xh = (x[off + k] - mu) * is;
+                    dx[off + k] += (float)(gi * is * (d - mdy - xh * mdyx));
+                }
+            }
+        }
+    }
+    free(acc);
+    return rc;
+}
 
 static int bn_backward(mn_node *nd, mn_tape *t)
 {
@@ -28,6 +116,7 @@ static int bn_backward(mn_node *nd, mn_tape *t)
         (rc = core_grad_dense(beta, "batch_norm", "beta", &db)))
         return rc;
     const float *g = gamma ? gamma->val.data : NULL, *dy = nd->out->grad.data, *y = nd->out->val.data;
+    if (c->sync && c->training) return sync_backward(c, dx, dg, db, dy, y, x->val.data, g);
     if (c->clamp && c->training)
         mn_bn_backward_train_masked(dx, dg, db, c->mean, c->invstd, dy, y, x->val.data, g, c->lo, c->hi, c->n, c->c,
                                     c->s);
@@ -110,6 +199,8 @@ static mn_var *bn_op(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const m
         return NULL;
     }
 
+    mn_comm *sync = p->training && p->sync && p->sync->size > 1 ? p->sync : NULL;
+    int64_t count = n * s;
     mn_var *y = mn_var_new(t, x->val.ndim, x->val.shape);
     float *mean = mn_arena_alloc(&t->arena, sizeof(float) * (size_t)c * 2);
     if (!y || !mean) return NULL;
@@ -118,11 +209,17 @@ static mn_var *bn_op(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const m
     if (p->training) {
         float *var = mn_arena_alloc(&t->arena, sizeof(float) * (size_t)c);
         if (!var) return NULL;
-        if (clamp)
+        if (sync) {
+            /* the statistics of every rank's batch, then this rank's values normalised with them */
+            if (sync_stats(sync, x->val.data, n, c, s, p->eps, mean, invstd, var, &count)) return NULL;
+            if (clamp) mn_bn_forward_eval_clamp(y->val.data, x->val.data, mean, invstd, g, b, lo, hi, n, c, s);
+            else mn_bn_forward_eval(y->val.data, x->val.data, mean, invstd, g, b, n, c, s);
+        } else if (clamp) {
             mn_bn_forward_train_clamp(y->val.data, mean, invstd, var, x->val.data, g, b, lo, hi, n, c, s, p->eps);
-        else
+        } else {
             mn_bn_forward_train(y->val.data, mean, invstd, var, x->val.data, g, b, n, c, s, p->eps);
-        if (track) update_running(st, p->momentum, mean, var, c, n * s);
+        }
+        if (track) update_running(st, p->momentum, mean, var, c, count);
         if (st && st->num_batches) (*st->num_batches)++;
     } else {
         /* copies: backward must see the statistics this forward used even if they change later */
@@ -161,6 +258,8 @@ static mn_var *bn_op(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const m
         cx->clamp = clamp;
         cx->lo = lo;
         cx->hi = hi;
+        cx->sync = sync;
+        cx->count = count;
     }
     return y;
 }

@@ -239,7 +239,7 @@ mn_var *mn_conv2d_bn_act(mn_tape *t, mn_var *x, mn_var *w, mn_var *b, const mn_c
     mn_var *in[5] = {x, w, b, gamma, beta};
     if (mn_tape_wants(t, in, 5)) {
         /* gradients wanted: recorded ops (the fused pass keeps nothing for backward) */
-        const mn_bn_params bp = {eps, 0.0f, false};
+        const mn_bn_params bp = {eps, 0.0f, false, NULL};
         return mn_batch_norm_act(t, mn_conv2d(t, x, w, b, p), gamma, beta, st, &bp, act);
     }
     const conv_fuse f = {gamma, beta, st, eps, act ? 0.0f : -INFINITY, act == 6 ? 6.0f : INFINITY};

@@ -51,17 +51,27 @@ int mn_loader_batches_per_epoch(const mn_loader *l) { return l->n_batches; }
  * stream of its position in the epoch, handed to `place` with its slot j in the batch and its
  * data set index, and freed. *n = the batch's size. Segmentation and classification batches are
  * made this way. */
+/* This process's positions [*lo, *hi) of a batch of n (mn_loader_options.rank). */
+static void slice(const mn_loader *l, int n, int *lo, int *hi)
+{
+    int R = l->o.ranks > 1 ? l->o.ranks : 1, r = l->o.ranks > 1 ? l->o.rank : 0;
+    *lo = (int)((int64_t)n * r / R);
+    *hi = (int)((int64_t)n * (r + 1) / R);
+}
+
 static int each_sample(mn_loader *l, int b, slot *s, int *n,
                        int (*place)(mn_loader *l, slot *s, int j, int index, const mn_sample *smp, mn_rng *r))
 {
-    int B = l->o.batch_size, first = b * B;
-    *n = l->n_items - first < B ? l->n_items - first : B;
+    int B = l->o.batch_size, first = b * B, lo, hi;
+    slice(l, l->n_items - first < B ? l->n_items - first : B, &lo, &hi);
+    *n = hi - lo;
     for (int j = 0; j < *n; j++) {
         mn_sample smp;
-        int rc = mn_dataset_get(l->d, l->order[first + j], &smp);
+        int at = first + lo + j; /* the position in the epoch keys the sample's random stream */
+        int rc = mn_dataset_get(l->d, l->order[at], &smp);
         if (rc) return rc;
-        mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + j));
-        rc = place(l, s, j, l->order[first + j], &smp, &r);
+        mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)at);
+        rc = place(l, s, j, l->order[at], &smp, &r);
         mn_sample_free(&smp);
         if (rc) return rc;
     }
@@ -105,6 +115,11 @@ static int make_det_batch(mn_loader *l, int b, slot *s)
     int m = l->daug.size_divisible > 1 ? l->daug.size_divisible : 1;
     ph = (ph + m - 1) / m * m;
     pw = (pw + m - 1) / m * m;
+    /* every sample was read for the padded size; this process transforms its own part */
+    int lo, hi;
+    slice(l, n, &lo, &hi);
+    int all = loaded;
+    n = hi - lo;
     size_t need = (size_t)n * 3 * (size_t)ph * (size_t)pw;
     if (!rc && need > bt->cap_images) {
         float *p = realloc(bt->images, sizeof(float) * need);
@@ -118,7 +133,7 @@ static int make_det_batch(mn_loader *l, int b, slot *s)
     bt->h = ph;
     bt->w = pw;
     for (int j = 0; j < n && !rc; j++) {
-        mn_sample *sp = &smp[j];
+        mn_sample *sp = &smp[lo + j];
         if (sp->n_boxes > bt->cap_boxes[j]) {
             mn_box *p = realloc(bt->boxes[j], sizeof(mn_box) * (size_t)sp->n_boxes);
             if (!p) {
@@ -128,13 +143,13 @@ static int make_det_batch(mn_loader *l, int b, slot *s)
             bt->boxes[j] = p;
             bt->cap_boxes[j] = sp->n_boxes;
         }
-        bt->index[j] = l->order[first + j];
+        bt->index[j] = l->order[first + lo + j];
         bt->image_id[j] = sp->image_id;
-        mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + j));
+        mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + lo + j));
         rc = mn_det_transform(&l->daug, sp, &r, bt->images + (size_t)j * 3 * (size_t)ph * (size_t)pw, ph, pw,
                               bt->boxes[j], &bt->n_boxes[j], &bt->info[j]);
     }
-    for (int j = 0; j < loaded && j < n; j++) mn_sample_free(&smp[j]);
+    for (int j = 0; j < all; j++) mn_sample_free(&smp[j]);
     return rc;
 }
 
@@ -195,6 +210,11 @@ static int open_loader(mn_loader **out, mn_dataset *d, enum kind kind, const voi
     *out = NULL;
     if (o->batch_size < 1 || o->batch_size > MN_MAX_BATCH)
         return mn_error(MN_EINVAL, "batch size %d outside [1, %d]", o->batch_size, MN_MAX_BATCH);
+    /* training batches split evenly (BN statistics, equal shares); evaluation takes what comes */
+    if (o->ranks > 1 && (o->rank < 0 || o->rank >= o->ranks || (o->drop_last && o->batch_size % o->ranks)))
+        return mn_error(MN_EINVAL, "the global batch of %d does not split into %d equal parts (rank %d): make "
+                                   "train.batch_size a multiple of the rank count",
+                        o->batch_size, o->ranks, o->rank);
     mn_loader *l = calloc(1, sizeof *l);
     if (!l) return mn_error(MN_ENOMEM, "loader: out of memory");
     l->d = d;

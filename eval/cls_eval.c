@@ -68,12 +68,18 @@ static int rank_of(const float *row /* (K) */, int K, int truth)
 int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images, const mn_reporter *rep,
                     mn_cls_scores *out)
 {
+    return mn_cls_evaluate_ranks(m, d, width, h, w, max_images, rep, NULL, out);
+}
+
+int mn_cls_evaluate_ranks(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images,
+                          const mn_reporter *rep, mn_comm *comm, mn_cls_scores *out)
+{
     const mn_config *c = &m->cfg;
     int n = mn_dataset_size(d);
     if (max_images > 0 && max_images < n) n = max_images;
     mn_cls_aug aug = eval_aug(c, h, w);
     mn_loader_options lo = {.batch_size = c->train.batch_size < n ? c->train.batch_size : n, .workers = c->data.workers,
-                            .prefetch = 2};
+                            .prefetch = 2, .rank = mn_comm_rank(comm), .ranks = mn_comm_size(comm)};
     mn_loader *ld = NULL;
     int rc = n > 0 ? mn_loader_open_cls(&ld, d, &aug, &lo) : mn_error(MN_EINVAL, "evaluation: the %s data set is empty", mn_dataset_kind_name(d));
     if (!rc) rc = mn_loader_start(ld, 0, 0);
@@ -83,15 +89,17 @@ int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, i
     int topk = m->num_classes < 5 ? m->num_classes : 5, done = 0, right1 = 0, right5 = 0;
     mn_progress pg;
     mn_progress_begin(&pg, rep, "evaluate", n, 0, n / 10 + 1);
-    while (!rc && done < n) {
+    /* batches in data set order; this rank's slice of each, up to image n */
+    while (!rc) {
         const mn_cls_batch *b = NULL;
         rc = mn_loader_next_cls(ld, &b);
         if (rc || !b) break;
+        if (b->n == 0 || b->index[0] >= n) continue; /* a last batch too small to give every rank some */
         mn_tape_reset(&t);
         mn_var *x = mn_var_wrap(&t, mn_tensor_4d(b->images, b->n, 3, b->h, b->w)), *logits = NULL;
         mn_run r = {.tape = &t, .width = width, .training = false};
         rc = mn_backbone_forward(m->net, &r, x, NULL, &logits);
-        for (int i = 0; !rc && i < b->n && done < n; i++, done++) {
+        for (int i = 0; !rc && i < b->n && b->index[i] < n; i++, done++) {
             int truth = b->classes[i];
             if (truth < 0 || truth >= m->num_classes)
                 rc = mn_error(MN_EINVAL, "%s: image %d has no class in 0..%d to score against", mn_dataset_kind_name(d),
@@ -105,6 +113,10 @@ int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, i
         if (!rc) mn_progress_update(&pg, done, 1, NULL);
     }
     mn_progress_end(&pg);
+    rc = mn_comm_agree(comm, rc);
+    double counts[3] = {done, right1, right5};
+    if (!rc) rc = mn_comm_sum_f64(comm, counts, 3);
+    done = (int)counts[0], right1 = (int)counts[1], right5 = (int)counts[2];
     if (!rc && done < n) rc = mn_error(MN_EINVAL, "evaluation: the loader gave %d of %d images", done, n);
     if (!rc) *out = (mn_cls_scores){.top1 = (double)right1 / n, .top5 = (double)right5 / n, .n = n};
     mn_tape_free(&t);

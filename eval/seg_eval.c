@@ -49,6 +49,27 @@ int mn_seg_predict(mn_seg_model *m, mn_tape *t, const mn_image *img, float width
 int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images, const mn_reporter *rep,
                     mn_seg_scores *out)
 {
+    return mn_seg_evaluate_ranks(m, d, width, h, w, max_images, rep, NULL, out);
+}
+
+/* The confusion matrices of every rank added up (counts below 2^53 are exact in doubles). */
+static int sum_confusion(mn_comm *comm, mn_confusion *conf)
+{
+    if (mn_comm_size(comm) < 2) return 0;
+    int64_t n = (int64_t)conf->n * (conf->n + 1);
+    double *v = malloc(sizeof(double) * (size_t)n);
+    if (!v) return mn_error(MN_ENOMEM, "evaluation: out of memory");
+    for (int64_t i = 0; i < n; i++) v[i] = (double)conf->count[i];
+    int rc = mn_comm_sum_f64(comm, v, n);
+    for (int64_t i = 0; !rc && i < n; i++) conf->count[i] = (int64_t)v[i];
+    free(v);
+    return rc;
+}
+
+int mn_seg_evaluate_ranks(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images,
+                          const mn_reporter *rep, mn_comm *comm, mn_seg_scores *out)
+{
+    const int R = mn_comm_size(comm), me = mn_comm_rank(comm);
     int n = mn_dataset_size(d);
     if (max_images > 0 && max_images < n) n = max_images;
     mn_confusion conf;
@@ -60,7 +81,7 @@ int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, i
     size_t cap = 0;
     mn_progress pg;
     mn_progress_begin(&pg, rep, "evaluate", n, 0, n / 10 + 1);
-    for (int i = 0; i < n && !rc; i++) {
+    for (int i = me; i < n && !rc; i += R) {
         mn_sample s;
         rc = mn_dataset_get(d, i, &s);
         if (rc) break;
@@ -81,6 +102,8 @@ int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, i
         mn_progress_update(&pg, i + 1, 1, NULL);
     }
     mn_progress_end(&pg);
+    rc = mn_comm_agree(comm, rc);
+    if (!rc) rc = sum_confusion(comm, &conf);
     mn_miou_result r;
     if (!rc) rc = mn_miou_compute(&r, &conf);
     if (!rc) {

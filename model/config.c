@@ -31,6 +31,8 @@ static const key keys[] = {
     {"model.output_stride", K_INT, F(model.output_stride), 8, 16, NULL, "backbone output stride (16 or 8, by dilation)"},
     {"model.decoder", K_STR, F(model.decoder), 0, 0, NULL, "v3plus (DeepLabV3+ decoder) | v3 (ASPP only)"},
     {"model.slim_head", K_BOOL, F(model.slim_head), 0, 0, NULL, "head channels follow the width (false: full-width head)"},
+    {"model.sync_bn", K_BOOL, F(model.sync_bn), 0, 0, NULL,
+     "with several MPI ranks, BN statistics over the global batch (false: each rank's own)"},
     {"model.aspp_channels", K_INT, F(model.aspp_channels), 8, 2048, NULL, "ASPP and decoder channels at width 1"},
     {"model.low_level_channels", K_INT, F(model.low_level_channels), 8, 1024, NULL, "V3+ stride-4 projection channels"},
     {"model.init", K_STR, F(model.init), 0, 0, NULL, "safetensors file to start from (e.g. imported ImageNet weights); \"\" = random"},
@@ -80,6 +82,8 @@ static const key keys[] = {
     {"train.iterations", K_INT, F(train.iterations), 1, 100000000, NULL, "optimiser steps"},
     {"train.seed", K_U64, F(train.seed), 0, 0, NULL, "seed of every random choice (data order, augmentation, widths, init)"},
     {"train.checkpoint_every", K_INT, F(train.checkpoint_every), 1, 100000000, NULL, "iterations between checkpoints"},
+    {"train.check_every", K_INT, F(train.check_every), 1, 100000000, NULL,
+     "with several MPI ranks: iterations between checks that every rank holds the same parameters"},
     {"train.log_every", K_INT, F(train.log_every), 1, 100000000, NULL, "iterations between metrics lines"},
     {"train.eval_every", K_INT, F(train.eval_every), 0, 100000000, NULL, "iterations between validation runs (0: at the end only)"},
     {"train.out_dir", K_STR, F(train.out_dir), 0, 0, NULL, "run folder: checkpoints, metrics.jsonl, plots"},
@@ -112,6 +116,7 @@ void mn_config_default(mn_config *c)
     c->model.output_stride = 16;
     strcpy(c->model.decoder, "v3plus");
     c->model.slim_head = true;
+    c->model.sync_bn = true;
     c->model.aspp_channels = 256;
     c->model.low_level_channels = 48;
     strcpy(c->data.kind, "folder");
@@ -160,6 +165,7 @@ void mn_config_default(mn_config *c)
     c->train.iterations = 1000;
     c->train.seed = 1;
     c->train.checkpoint_every = 100;
+    c->train.check_every = 100;
     c->train.log_every = 10;
     c->train.eval_every = 0;
     strcpy(c->train.out_dir, "runs/seg");
@@ -551,7 +557,7 @@ char *mn_config_to_json(const mn_config *c)
 /* Keys that change what gets reported or where, never what a training run computes: a resumed
  * run may change these freely. model.init only seeds a fresh run's weights. */
 static const char *const run_neutral[] = {
-    "train.out_dir", "train.log_every", "train.checkpoint_every", "train.eval_every", "data.workers", "data.max_pixels",
+    "train.out_dir", "train.log_every", "train.checkpoint_every", "train.eval_every", "train.check_every", "data.workers", "data.max_pixels",
     "data.val_split", "data.eval_size", "data.eval_crop", "calibrate.batches", "calibrate.width_step", "model.init",
     "det.score_thresh", "det.detections_per_img", "det.rpn_pre_nms_test", "det.rpn_post_nms_test",
 };

@@ -122,7 +122,7 @@ static void check_case(const char *kase, bool training)
         memcpy(rv, get(kase, "rv0").data, sizeof(float) * (size_t)cfull);
         st = (mn_bn_state){rm, rv, &nb};
     }
-    mn_bn_params p = {1e-5f, 0.1f, training};
+    mn_bn_params p = {1e-5f, 0.1f, training, NULL};
     mn_tape t;
     mn_tape_init(&t, 0);
     /* a slimmable layer: the first C entries of full-width parameters */
@@ -172,7 +172,7 @@ Test(bn, cumulative_average_over_three_batches)
     float rm[CF] = {0, 0, 0, 0, 7, 7}, rv[CF] = {1, 1, 1, 1, 7, 7};
     int64_t nb = 0;
     mn_bn_state st = {rm, rv, &nb};
-    mn_bn_params p = {1e-5f, -1.0f, true};
+    mn_bn_params p = {1e-5f, -1.0f, true, NULL};
     double want_mean[C] = {0}, want_var[C] = {0};
     const int64_t shape[4] = {N, C, H, W};
     mn_tape t;
@@ -238,7 +238,7 @@ static void gradcheck_case(int ndim, const int64_t *xshape, bool affine, bool tr
     }
     mn_bn_state st = {rm, rv, NULL};
     mn_var *in[3] = {tc_leaf(x, ndim, xshape, true), tc_leaf(g, 1, &cf, true), tc_leaf(b, 1, &cf, true)};
-    gc_ctx ctx = {c, training ? NULL : &st, {1e-5f, 0.1f, training}, affine};
+    gc_ctx ctx = {c, training ? NULL : &st, {1e-5f, 0.1f, training, NULL}, affine};
     tc_gradcheck_opts o = {1e-2f, atol, rtol, 0};
     tc_gradcheck(bn_op, &ctx, in, affine ? 3 : 1, &o);
     /* the slice past C never reaches the output */
@@ -281,7 +281,7 @@ Test(bn, bad_input_is_rejected_with_a_message)
     float *buf = tc_random(1, 72, -1.0f, 1.0f);
     mn_tape t;
     mn_tape_init(&t, 0);
-    mn_bn_params train = {1e-5f, 0.1f, true}, eval = {1e-5f, 0.1f, false};
+    mn_bn_params train = {1e-5f, 0.1f, true, NULL}, eval = {1e-5f, 0.1f, false, NULL};
     mn_var *x = mn_var_wrap(&t, mn_tensor_view(buf, 4, s4));
 
     cr_assert_null(mn_batch_norm(&t, x, NULL, NULL, NULL, &eval));
@@ -305,7 +305,7 @@ Test(bn, bad_input_is_rejected_with_a_message)
     mn_bn_state half = {rm, NULL, NULL};
     cr_assert_null(mn_batch_norm(&t, x, NULL, NULL, &half, &train));
     mn_bn_state no_count = {rm, rm, NULL};
-    mn_bn_params cumulative = {1e-5f, -1.0f, true};
+    mn_bn_params cumulative = {1e-5f, -1.0f, true, NULL};
     cr_assert_null(mn_batch_norm(&t, x, NULL, NULL, &no_count, &cumulative));
     cr_assert(strstr(mn_last_error(), "num_batches"), "message: %s", mn_last_error());
 
@@ -427,7 +427,7 @@ static void act_vs_composition(bool training, int act)
         mn_var *x = tc_leaf(xv, 4, xs, true), *g = tc_leaf(gv, 1, &cf, true), *b = tc_leaf(bv, 1, &cf, true);
         mn_tape t;
         mn_tape_init(&t, 0);
-        const mn_bn_params p = {1e-5f, 0.1f, training};
+        const mn_bn_params p = {1e-5f, 0.1f, training, NULL};
         mn_var *gs = mn_var_prefix(&t, g, 0, 6), *bs = mn_var_prefix(&t, b, 0, 6), *y;
         if (fused) {
             y = mn_batch_norm_act(&t, x, gs, bs, &st, &p, act);
@@ -519,7 +519,7 @@ static void act_gradcheck(bool training)
             continue;
         }
         mn_var *in[3] = {tc_leaf(x, 4, xs, true), tc_leaf(g, 1, &c, true), tc_leaf(b, 1, &c, true)};
-        act_gc_ctx ctx = {training ? NULL : &st, {1e-5f, 0.1f, training}, 6};
+        act_gc_ctx ctx = {training ? NULL : &st, {1e-5f, 0.1f, training, NULL}, 6};
         tc_gradcheck_opts o = {1e-2f, 3e-4f, 2e-3f, 0};
         tc_gradcheck(bn_act_op, &ctx, in, 3, &o);
         ctx.act = 1;
@@ -540,7 +540,7 @@ Test(bn_act, bad_input)
     float *buf = tc_random(1, 72, -1.0f, 1.0f);
     mn_tape t;
     mn_tape_init(&t, 0);
-    mn_bn_params train = {1e-5f, 0.1f, true}, eval = {1e-5f, 0.1f, false};
+    mn_bn_params train = {1e-5f, 0.1f, true, NULL}, eval = {1e-5f, 0.1f, false, NULL};
     mn_var *x = mn_var_wrap(&t, mn_tensor_view(buf, 4, s4));
     cr_assert_null(mn_batch_norm_act(&t, x, NULL, NULL, NULL, &train, 3));
     cr_assert_eq(mn_last_error_code(), MN_EINVAL);

@@ -716,7 +716,7 @@ static void check_cba(const cba_case *c, int act)
         mn_var *be = mn_var_prefix(&t, bf, 0, c->cout), *cb = with_bias ? mn_var_prefix(&t, cbf, 0, c->cout) : NULL;
         mn_var *fused = mn_conv2d_bn_act(&t, x, w, cb, &c->p, g, be, &st, 1e-5f, act);
         cr_assert_not_null(fused, "%s", mn_last_error());
-        const mn_bn_params bp = {1e-5f, 0.1f, false};
+        const mn_bn_params bp = {1e-5f, 0.1f, false, NULL};
         mn_var *y = mn_batch_norm(&t, mn_conv2d(&t, x, w, cb, &c->p), g, be, &st, &bp);
         y = act == 6 ? mn_relu6(&t, y) : act == 1 ? mn_relu(&t, y) : y;
         cr_assert_not_null(y, "%s", mn_last_error());
@@ -764,7 +764,7 @@ Test(conv_bn_act, records_conv_and_bn_act_when_gradients_are_wanted)
             y = mn_conv2d_bn_act(&t, x, w, NULL, &p, g, b, &st, 1e-5f, 6);
             cr_assert_eq(t.n_nodes, 2, "expected conv2d and batch_norm_act nodes, got %d", t.n_nodes);
         } else {
-            const mn_bn_params bp = {1e-5f, 0.1f, false};
+            const mn_bn_params bp = {1e-5f, 0.1f, false, NULL};
             y = mn_relu6(&t, mn_batch_norm(&t, mn_conv2d(&t, x, w, NULL, &p), g, b, &st, &bp));
         }
         cr_assert_not_null(y, "%s", mn_last_error());

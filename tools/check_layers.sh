@@ -12,7 +12,7 @@ stamp=${2:-}
 # the layer of each public header (include/mn/<name>.h)
 declare -A header_layer
 put() { local layer=$1; shift; for h in "$@"; do header_layer[$h]=$layer; done; }
-put core arena checkpoint error fileio image json optim ops param progress rng safetensors tape targets tensor trace
+put core arena checkpoint error fileio image json optim ops param progress rng safetensors tape targets tensor trace comm
 put backbone backbone slim
 put heads seg det boxes
 put datasets dataset polygon synth
@@ -20,8 +20,9 @@ put viz viz
 put model config model seg_model det_model cls_model calibrate query classes
 put eval coco_eval miou seg_eval det_eval cls_eval
 put train train
-put api infer
 put export export
+put dist dist
+put api infer
 
 # what each layer may include
 declare -A allowed=(
@@ -33,8 +34,9 @@ declare -A allowed=(
   [model]="core backbone heads datasets model"
   [eval]="core backbone heads datasets model eval"
   [train]="core backbone heads datasets model eval train"
-  [api]="core backbone heads datasets model eval api"
   [export]="core backbone heads datasets model export"
+  [dist]="core dist"
+  [api]="core backbone heads datasets model eval api"
 )
 
 bad=0

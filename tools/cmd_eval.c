@@ -1,5 +1,6 @@
 /* mutualnet eval: a checkpoint's validation scores at one configuration. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include "mn/cls_model.h"
 #include "mn/det_eval.h"
 #include "mn/det_model.h"
+#include "mn/dist.h"
 #include "mn/seg_eval.h"
 #include "select.h"
 
@@ -73,10 +75,11 @@ done:
     return rc;
 }
 
-static int eval_cls(const char *ckpt, const mn_choice *ch, const char *split, int max_images)
+static int eval_cls(const char *ckpt, const mn_choice *ch, const char *split, int max_images, mn_comm *comm)
 {
     tool_report tr_state;
     mn_reporter rep = tool_reporter(&tr_state);
+    bool speaker = mn_comm_rank(comm) == 0;
     mn_cls_model m;
     if (mn_cls_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
@@ -94,10 +97,12 @@ static int eval_cls(const char *ckpt, const mn_choice *ch, const char *split, in
     }
     mn_dataset_options o;
     mn_config_dataset_options(&m.cfg, split ? split : m.cfg.data.val_split, &o);
-    if (mn_dataset_open(&d, &o) || mn_cls_evaluate(&m, d, width, h, w, max_images, &rep, &s)) {
+    if (mn_dataset_open(&d, &o) || mn_cls_evaluate_ranks(&m, d, width, h, w, max_images, speaker ? &rep : NULL, comm, &s)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         goto done;
     }
+    rc = MN_EXIT_OK;
+    if (!speaker) goto done;
     printf("{\"top1\": %.6f, \"top5\": %.6f, \"width\": %.4f, \"size\": [%d, %d], \"macs\": %lld, \"images\": %d}\n", s.top1,
            s.top5, (double)width, h, w, (long long)macs, s.n);
     rc = MN_EXIT_OK;
@@ -107,10 +112,11 @@ done:
     return rc;
 }
 
+static int eval_dense(const char *ckpt, const mn_choice *chp, const char *split, int max_images, const char *results,
+                      enum mn_task_kind task, mn_comm *comm);
+
 int mn_cmd_eval(int argc, char **argv)
 {
-    tool_report tr_state;
-    mn_reporter rep = tool_reporter(&tr_state);
     const char *ckpt = NULL, *split = NULL, *results = NULL;
     int max_images = 0;
     mn_choice ch = {0};
@@ -146,12 +152,31 @@ int mn_cmd_eval(int argc, char **argv)
         return MN_EXIT_FAIL;
     }
     if (task == MN_TASK_DETECTION) return eval_det(ckpt, &ch, split, max_images, results);
+    /* under mpirun / srun the images are shared out and the counts summed: the same numbers */
+    mn_dist dist;
+    if (mn_dist_open(&dist)) {
+        fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    int status = eval_dense(ckpt, &ch, split, max_images, results, task, mn_dist_comm(&dist));
+    mn_dist_close(&dist, status == MN_EXIT_OK ? 0 : MN_EINVAL);
+    return status;
+}
+
+/* Segmentation and classification, over the ranks of comm (NULL: one process). */
+static int eval_dense(const char *ckpt, const mn_choice *chp, const char *split, int max_images, const char *results,
+                      enum mn_task_kind task, mn_comm *comm)
+{
+    tool_report tr_state;
+    mn_reporter rep = tool_reporter(&tr_state);
+    bool speaker = mn_comm_rank(comm) == 0;
+    const mn_choice ch = *chp;
     if (results) {
         fprintf(stderr, "mutualnet eval: --results is for detection checkpoints; %s is a %s one\n", ckpt,
                 task == MN_TASK_CLASSIFICATION ? "classification" : "segmentation");
         return MN_EXIT_USAGE;
     }
-    if (task == MN_TASK_CLASSIFICATION) return eval_cls(ckpt, &ch, split, max_images);
+    if (task == MN_TASK_CLASSIFICATION) return eval_cls(ckpt, &ch, split, max_images, comm);
     mn_seg_model m;
     if (mn_seg_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
@@ -170,10 +195,12 @@ int mn_cmd_eval(int argc, char **argv)
     const mn_config *c = &m.cfg;
     mn_dataset_options o;
     mn_config_dataset_options(c, split ? split : c->data.val_split, &o);
-    if (mn_dataset_open(&d, &o) || mn_seg_evaluate(&m, d, width, h, w, max_images, &rep, &s)) {
+    if (mn_dataset_open(&d, &o) || mn_seg_evaluate_ranks(&m, d, width, h, w, max_images, speaker ? &rep : NULL, comm, &s)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         goto done;
     }
+    rc = MN_EXIT_OK;
+    if (!speaker) goto done;
     printf("{\"mIoU\": %.6f, \"aAcc\": %.6f, \"mAcc\": %.6f, \"IoU\": [", s.miou, s.aacc, s.macc);
     for (int k = 0; k < s.num_classes; k++) {
         if (isnan(s.iou[k])) printf("%snull", k ? ", " : "");

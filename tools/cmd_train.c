@@ -1,11 +1,13 @@
 /* mutualnet train: one mutual-learning run from a JSON configuration. */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "args.h"
 #include "commands.h"
 #include "report.h"
+#include "mn/dist.h"
 #include "mn/train.h"
 
 /* Set by the SIGINT/SIGTERM handler, read by the training loop between iterations: the one
@@ -81,10 +83,20 @@ int mn_cmd_train(int argc, char **argv)
         fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
+    /* under mpirun / srun: one rank of a data-parallel job (mn/dist.h); rank 0 speaks for it */
+    mn_dist dist;
+    if (mn_dist_open(&dist)) {
+        fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    bool speaker = dist.comm.rank == 0;
+    if (speaker && dist.comm.size > 1) fprintf(stderr, "mutualnet train: MPI %s\n", dist.info);
+    o.comm = mn_dist_comm(&dist);
+    if (!speaker) o.reporter = NULL;
     /* a wrong class mapping is cheaper to see now than after hours; a data set that does not open is
      * left for mn_train to report */
 #ifdef MN_HAVE_CMD_DATA
-    mn_data_print_classes(stderr, &c);
+    if (speaker) mn_data_print_classes(stderr, &c);
 #endif
     /* SA_RESETHAND: the first signal asks for a checkpoint, a second one kills as usual */
     struct sigaction sa;
@@ -98,10 +110,15 @@ int mn_cmd_train(int argc, char **argv)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (rc) {
-        fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
+        if (dist.comm.size > 1) fprintf(stderr, "mutualnet train (rank %d): %s\n", dist.comm.rank, mn_last_error());
+        else fprintf(stderr, "mutualnet train: %s\n", mn_last_error());
+        /* a stop that every rank agreed on ends them all normally; another failure ends the job */
+        mn_dist_close(&dist, rc == MN_ECANCELED ? 0 : rc);
         if (rc == MN_ECANCELED) return 128 + (stop_signal ? (int)stop_signal : SIGINT);
         return MN_EXIT_FAIL;
     }
+    mn_dist_close(&dist, 0);
+    if (!speaker) return MN_EXIT_OK;
     fprintf(stderr, "mutualnet train: done; checkpoint %s/last.safetensors, metrics %s/metrics.jsonl\n", c.train.out_dir,
             c.train.out_dir);
     return MN_EXIT_OK;

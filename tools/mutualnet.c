@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include "commands.h"
+#include "mn/dist.h"
 #include "mn/error.h"
 
 int openblas_get_parallel(void);
@@ -135,10 +136,21 @@ int main(int argc, char **argv)
         const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
         printf("OpenMP idle wait: OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s\n", policy ? policy : "(unset)",
                spin ? spin : "(unset)");
+        printf("MPI: %s\n", mn_dist_has_mpi() ? "yes (train, eval and calibrate run as data-parallel jobs under "
+                                                 "mpirun or srun)"
+                                               : "no (built without it)");
         return MN_EXIT_OK;
     }
     for (int i = 0; i < n_commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* every rank of an MPI job would do the whole work of the others and write the same files */
+            if (mn_dist_launched() && strcmp(argv[1], "train") && strcmp(argv[1], "eval")) {
+                fprintf(stderr, "mutualnet %s: runs as one process; start it without mpirun or srun (train and eval "
+                                "run as data-parallel jobs)\n", argv[1]);
+                return MN_EXIT_USAGE;
+            }
+            return commands[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "mutualnet: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return MN_EXIT_USAGE;

@@ -47,7 +47,9 @@ static int run_subnet(trainer *tr, const mn_cls_batch *b, const mn_subnet *sn, b
     if (sn->scale != 1.0f) /* the same augmented batch, resized (spec §1: bilinear, align_corners=True) */
         x = mn_resize_bilinear(t, x, mn_round32((float)b->h * sn->scale), mn_round32((float)b->w * sn->scale), true);
     /* only the full network keeps BN running statistics; calibration redoes them per config */
-    mn_run r = {.tape = t, .width = sn->width, .training = true, .bn_momentum = teacher ? 0.1f : 0.0f};
+    /* every rank holds batch_size / ranks images: its means are equal shares of the global ones */
+    mn_run r = {.tape = t, .width = sn->width, .training = true, .bn_momentum = teacher ? 0.1f : 0.0f,
+                .sync_bn = drv_sync_bn(&tr->run)};
     mn_var *logits = NULL;
     int rc = x ? mn_backbone_forward(tr->model.net, &r, x, NULL, &logits) : mn_last_error_code();
     if (rc) return rc;
@@ -81,7 +83,7 @@ static int open_run(drv_run *run)
     const mn_config *c = run->c;
     int rc = drv_open_splits(run);
     mn_cls_aug aug = mn_config_cls_aug(c, true);
-    mn_loader_options lo = drv_loader_options(c);
+    mn_loader_options lo = drv_loader_options(run);
     if (!rc) rc = mn_loader_open_cls(&run->loader, run->train, &aug, &lo);
     if (rc) return rc;
     int K = mn_dataset_num_classes(run->train);
@@ -157,8 +159,9 @@ static int evaluate(drv_run *run, int64_t iter)
     trainer *tr = (trainer *)run;
     const mn_config *c = run->c;
     mn_cls_scores s;
-    int rc = mn_cls_evaluate(&tr->model, run->val, c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max,
-                             c->data.eval_size[0], c->data.eval_size[1], 0, run->rep, &s);
+    int rc = mn_cls_evaluate_ranks(&tr->model, run->val,
+                                   c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max,
+                                   c->data.eval_size[0], c->data.eval_size[1], 0, run->rep, run->comm, &s);
     if (rc) return rc;
     mn_report(run->rep, MN_LOG_INFO, "iteration %lld: validation top-1 %.2f%%, top-5 %.2f%% (full width, %dx%d)", (long long)iter, 100 * s.top1,
             100 * s.top5, c->data.eval_size[0], c->data.eval_size[1]);

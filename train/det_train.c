@@ -129,7 +129,7 @@ static int open_data(trainer *tr)
     if (rc) return rc;
     mn_det_annotations_path(tr->val_annotations, sizeof tr->val_annotations, c, c->data.val_split);
     mn_det_aug_default(&tr->aug, c->det.short_side, c->det.max_side, c->data.hflip);
-    mn_loader_options lo = drv_loader_options(c);
+    mn_loader_options lo = drv_loader_options(run);
     return mn_loader_open_det(&run->loader, run->train, &tr->aug, &lo);
 }
 

@@ -40,16 +40,30 @@ int drv_open_splits(drv_run *run)
     return rc;
 }
 
-mn_loader_options drv_loader_options(const mn_config *c)
+mn_loader_options drv_loader_options(const drv_run *run)
 {
+    const mn_config *c = run->c;
     return (mn_loader_options){.batch_size = c->train.batch_size, .shuffle = true, .drop_last = true,
-                               .workers = c->data.workers, .prefetch = 2, .seed = c->train.seed};
+                               .workers = c->data.workers, .prefetch = 2, .seed = c->train.seed,
+                               .rank = run->rank, .ranks = run->ranks};
+}
+
+mn_comm *drv_sync_bn(const drv_run *run) { return run->ranks > 1 && run->c->model.sync_bn ? run->comm : NULL; }
+
+int drv_mean_share(drv_run *run, int64_t mine, float *factor)
+{
+    *factor = 1.0f;
+    if (run->ranks < 2) return 0;
+    double total = (double)mine;
+    int rc = mn_comm_sum_f64(run->comm, &total, 1);
+    if (!rc) *factor = total > 0 ? (float)((double)mine * run->ranks / total) : 0.0f;
+    return rc;
 }
 
 int drv_open_image_loader(drv_run *run)
 {
     mn_seg_aug aug = mn_config_seg_aug(run->c, true);
-    mn_loader_options lo = drv_loader_options(run->c);
+    mn_loader_options lo = drv_loader_options(run);
     return mn_loader_open(&run->loader, run->train, &aug, &lo);
 }
 
@@ -350,6 +364,84 @@ static void close_run(drv_run *run, const drv_train_ops *ops)
     if (run->lock_fd > 0) close(run->lock_fd);
 }
 
+/* ---- data-parallel ranks ---- */
+
+/* Every rank's gradients averaged, in buckets of a bounded buffer (the parameters' gradients are
+ * not one block of memory). */
+static int average_gradients(drv_run *run)
+{
+    if (run->ranks < 2) return 0;
+    enum { BUCKET = 1 << 22 };
+    float *buf = malloc(sizeof(float) * BUCKET);
+    if (!buf) return mn_error(MN_ENOMEM, "gradient averaging: out of memory");
+    const float inv = 1.0f / (float)run->ranks;
+    int rc = 0, first = 0;
+    int64_t used = 0;
+    mn_param **items = run->ps->items;
+    for (int i = 0; i <= run->ps->n && !rc; i++) {
+        int64_t n = i < run->ps->n && items[i]->var.grad.data ? mn_tensor_numel(&items[i]->var.grad) : 0;
+        bool flush = i == run->ps->n || (used + n > BUCKET && used > 0);
+        if (flush) { /* reduce parameters [first, i) */
+            rc = mn_comm_sum_f32(run->comm, buf, used);
+            for (int64_t off = 0; !rc && first < i; first++) {
+                if (!items[first]->var.grad.data) continue;
+                int64_t m = mn_tensor_numel(&items[first]->var.grad);
+                float *g = items[first]->var.grad.data;
+                for (int64_t k = 0; k < m; k++) g[k] = buf[off + k] * inv;
+                off += m;
+            }
+            used = 0;
+        }
+        if (i == run->ps->n || !n) continue;
+        if (n > BUCKET) { /* a parameter larger than a bucket goes alone, in place */
+            float *g = items[i]->var.grad.data;
+            rc = mn_comm_sum_f32(run->comm, g, n);
+            for (int64_t k = 0; !rc && k < n; k++) g[k] *= inv;
+            first = i + 1;
+            continue;
+        }
+        memcpy(buf + used, items[i]->var.grad.data, sizeof(float) * (size_t)n);
+        used += n;
+    }
+    free(buf);
+    return rc;
+}
+
+/* Without synchronised BN each rank's running statistics follow its own images: rank 0's are
+ * everyone's, as PyTorch's DistributedDataParallel broadcasts its buffers. */
+static int share_buffers(drv_run *run)
+{
+    if (run->ranks < 2 || run->c->model.sync_bn) return 0;
+    int rc = 0;
+    for (int i = 0; i < run->ps->n && !rc; i++) {
+        mn_param *p = run->ps->items[i];
+        if (p->flags & MN_PARAM_BUFFER)
+            rc = run->comm->bcast(run->comm, p->var.val.data, (int64_t)sizeof(float) * mn_tensor_numel(&p->var.val), 0);
+    }
+    return rc;
+}
+
+/* Stops the run when the ranks' parameters have drifted apart (they must stay bit-identical:
+ * the same averaged gradients, the same optimiser): a checksum of every value, compared. */
+static int check_parameters(drv_run *run, int64_t it)
+{
+    if (run->ranks < 2) return 0;
+    double sum[2] = {0, 0};
+    for (int i = 0; i < run->ps->n; i++) {
+        const mn_tensor *v = &run->ps->items[i]->var.val;
+        const int64_t n = mn_tensor_numel(v);
+        for (int64_t k = 0; k < n; k++) sum[0] += v->data[k], sum[1] += (double)v->data[k] * (double)(k % 7 + 1);
+    }
+    double lo[2] = {sum[0], sum[1]}, hi[2] = {sum[0], sum[1]};
+    int rc = run->comm->allreduce_f64(run->comm, lo, 2, MN_COMM_MIN);
+    if (!rc) rc = run->comm->allreduce_f64(run->comm, hi, 2, MN_COMM_MAX);
+    if (!rc && (lo[0] != hi[0] || lo[1] != hi[1]))
+        rc = mn_error(MN_ENUMERIC, "after iteration %lld the ranks' parameters differ (checksums %.17g .. %.17g): "
+                                   "the ranks no longer train one model",
+                      (long long)it + 1, lo[0], hi[0]);
+    return rc;
+}
+
 /* Why the run stopped, and what is left to continue from. */
 static int stopped(drv_run *run, int64_t it, int rc)
 {
@@ -364,7 +456,11 @@ static int stopped(drv_run *run, int64_t it, int rc)
 int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const mn_train_options *o)
 {
     run->c = c;
-    run->rep = o->reporter;
+    run->comm = o->comm;
+    run->rank = mn_comm_rank(o->comm);
+    run->ranks = mn_comm_size(o->comm);
+    bool writer = run->rank == 0; /* rank 0 alone owns the run folder and speaks */
+    run->rep = writer ? o->reporter : NULL;
     run->lock_fd = -1;
     mn_tape_init(&run->tape, 0);
     snprintf(run->path_last, sizeof run->path_last, "%s/last.safetensors", c->train.out_dir);
@@ -372,13 +468,24 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
     snprintf(run->path_metrics, sizeof run->path_metrics, "%s/metrics.jsonl", c->train.out_dir);
     int rc = mn_config_check(c, "the configuration");
     if (!rc && ops->check) rc = ops->check(run);
-    if (!rc) rc = mn_mkdirs(c->train.out_dir);
-    if (!rc) rc = lock_folder(run);
-    if (!rc) remove_stale_temps(run);
+    /* the detector's losses are normalised by sample counts of each rank's own proposals and its
+     * evaluation gathers detections: neither is written for ranks yet */
+    if (!rc && run->ranks > 1 && c->task == MN_TASK_DETECTION)
+        rc = mn_error(MN_EINVAL, "detection does not train over several ranks yet: run it as one process (segmentation "
+                                 "and classification do)");
+    if (!rc && run->ranks > 1 && c->train.batch_size % run->ranks)
+        rc = mn_error(MN_EINVAL, "train.batch_size %d (the global batch) does not split into %d equal parts: make it "
+                                 "a multiple of the rank count",
+                      c->train.batch_size, run->ranks);
+    if (!rc && writer) rc = mn_mkdirs(c->train.out_dir);
+    if (!rc && writer) rc = lock_folder(run);
+    if (!rc && writer) remove_stale_temps(run);
     char *classes = NULL;
     if (!rc)
         rc = o->resume ? check_resume_config(run, o->resume, o->allow_changes, &classes)
-                       : check_fresh_folder(run, o->overwrite);
+             : writer  ? check_fresh_folder(run, o->overwrite)
+                       : 0;
+    rc = mn_comm_agree(run->comm, rc); /* the folder checks are rank 0's: the others learn of a refusal here */
     if (!rc) rc = ops->open(run);
     if (!rc && o->resume) rc = check_resume_classes(run, o->resume, classes, o->allow_changes);
     free(classes);
@@ -390,7 +497,15 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
         if (!rc) mn_report(run->rep, MN_LOG_INFO, "resuming %s at iteration %lld", o->resume, (long long)start);
     }
     if (!rc && ops->buffers) rc = ops->buffers(run);
-    if (!rc) rc = open_files(run, o->resume, start);
+    if (!rc && writer) rc = open_files(run, o->resume, start);
+    /* the other ranks' metrics lines (the tasks write evaluations there too) go nowhere */
+    if (!rc && !writer && !(run->metrics = fopen("/dev/null", "w")))
+        rc = mn_error(MN_EIO, "/dev/null: cannot open: %s", strerror(errno));
+    rc = mn_comm_agree(run->comm, rc);
+    if (!rc && run->ranks > 1)
+        mn_report(run->rep, MN_LOG_INFO, "data-parallel: %d ranks, %d images each per batch of %d, BN %s", run->ranks,
+                  c->train.batch_size / run->ranks, c->train.batch_size,
+                  c->model.sync_bn ? "synchronised (global batch statistics)" : "per rank (model.sync_bn false)");
     int per_epoch = rc ? 1 : mn_loader_batches_per_epoch(run->loader);
     if (!rc) rc = mn_loader_start(run->loader, (int)(start / per_epoch), (int)(start % per_epoch));
     mn_progress pg;
@@ -411,23 +526,40 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
         double loss[MN_MAX_SUBNETS];
         mn_param_zero_grad(run->ps);
         for (int k = 0; k < ns && !rc; k++) rc = ops->pass(run, b, &sn[k], it, k, &loss[k]);
+        if (run->ranks > 1) { /* a rank whose pass failed stops them all; then one model's gradient */
+            rc = mn_comm_agree(run->comm, rc);
+            if (!rc) rc = average_gradients(run);
+            if (!rc) rc = mn_comm_sum_f64(run->comm, loss, ns); /* each pass's loss over the global batch */
+            for (int k = 0; k < ns && !rc; k++) loss[k] /= run->ranks;
+        }
         float lr = mn_lr_at(c, it);
         double grad_norm = NAN; /* before clipping; logged when clipping is on */
         if (!rc && c->optim.clip_grad_norm > 0.0f) rc = mn_grad_clip_norm(run->ps, c->optim.clip_grad_norm, &grad_norm);
         if (!rc) rc = mn_sgd_step(&run->opt, lr);
-        if (!rc && ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations)) {
+        if (!rc) rc = share_buffers(run);
+        if (!rc && writer && ((it + 1) % c->train.log_every == 0 || it + 1 == c->train.iterations)) {
             double now = mn_now();
             rc = write_metrics(run, ops, it, lr, grad_norm, sn, ns, loss, now - t_last);
             t_last = now;
         }
+        if (!rc && run->ranks > 1 && ((it + 1) % c->train.check_every == 0 || it + 1 == end))
+            rc = check_parameters(run, it);
         if (!rc) {
             char extra[96];
             snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss[0], (double)lr);
             mn_progress_update(&pg, it + 1, (double)c->train.batch_size, extra);
         }
         interrupted = !rc && o->stop && *o->stop;
-        if (!rc && (interrupted || (it + 1) % c->train.checkpoint_every == 0 || it + 1 == c->train.iterations))
-            rc = checkpoint(run, ops, it + 1);
+        if (run->ranks > 1) { /* a signal may reach one rank only: all stop at the same iteration */
+            double any = interrupted;
+            int e = rc ? rc : mn_comm_reduce_f64(run->comm, &any, 1, MN_COMM_MAX);
+            if (!rc) rc = e;
+            interrupted = !rc && any > 0;
+        }
+        if (!rc && (interrupted || (it + 1) % c->train.checkpoint_every == 0 || it + 1 == c->train.iterations)) {
+            if (writer) rc = checkpoint(run, ops, it + 1);
+            rc = mn_comm_agree(run->comm, rc);
+        }
         if (rc) {
             mn_progress_end(&pg);
             rc = stopped(run, it, rc);

@@ -21,6 +21,8 @@
  * convert the drv_run pointer they get back to the trainer. */
 typedef struct drv_run {
     const mn_config *c;
+    mn_comm *comm;              /* data-parallel ranks (NULL: one process) */
+    int rank, ranks;            /* mn_comm_rank / mn_comm_size of comm */
     mn_param_set *ps;           /* the model's parameters, set by ops->open */
     mn_sgd opt;
     mn_tape tape;
@@ -59,8 +61,15 @@ typedef struct drv_train_ops {
 
 /* Opens run->train and run->val from the configured splits; the training split must fill a batch. */
 int drv_open_splits(drv_run *run);
-/* The training loader's options: shuffled full batches, seeded by train.seed. */
-mn_loader_options drv_loader_options(const mn_config *c);
+/* The training loader's options: shuffled full batches, seeded by train.seed, this rank's slice of each. */
+mn_loader_options drv_loader_options(const drv_run *run);
+/* The communicator a training pass's BN layers synchronise over (mn_run.sync_bn): run->comm with
+ * more than one rank when model.sync_bn, else NULL. */
+mn_comm *drv_sync_bn(const drv_run *run);
+/* The factor that makes this rank's mean over its `mine` counted elements (pixels, samples) a share
+ * of the mean over every rank's: mine x ranks / total, with total reduced over the ranks (1 for one
+ * process), so that averaging the ranks' gradients gives the gradient of the global mean. */
+int drv_mean_share(drv_run *run, int64_t mine, float *factor);
 
 /* For the tasks whose batches are whole images (segmentation, classification): the data
  * augmentation the configuration asks for (crop, rescale range, flip; train or eval), the

@@ -71,10 +71,19 @@ static int run_subnet(trainer *tr, const mn_seg_batch *b, const mn_subnet *sn, b
         labels = tr->labels_small;
     }
     /* only the full network keeps BN running statistics; calibration redoes them per config */
-    mn_run r = {.tape = t, .width = sn->width, .training = true, .bn_momentum = teacher ? 0.1f : 0.0f};
+    mn_run r = {.tape = t, .width = sn->width, .training = true, .bn_momentum = teacher ? 0.1f : 0.0f,
+                .sync_bn = drv_sync_bn(&tr->run)};
     mn_var *raw = mn_seg_forward_raw(tr->model.net, &r, x);
     mn_var *logits = raw ? mn_resize_bilinear(t, raw, h, w, false) : NULL;
     mn_var *ce = mn_cross_entropy(t, logits, labels, MN_IGNORE_LABEL);
+    if (tr->run.ranks > 1) { /* the mean over every rank's labelled pixels, not over this rank's */
+        int64_t valid = 0, px = (int64_t)b->n * h * w;
+        for (int64_t i = 0; i < px; i++) valid += labels[i] != MN_IGNORE_LABEL;
+        float share;
+        int rc = drv_mean_share(&tr->run, valid, &share);
+        if (rc) return rc;
+        ce = mn_scale(t, ce, share);
+    }
     mn_var *l = teacher ? ce : mn_scale(t, ce, c->mutual.gt_weight);
     if (!teacher && c->mutual.distill == MN_DISTILL_KL && raw) {
         mn_var *p = mn_var_wrap(t, mn_tensor_view(tr->teacher, 4, tr->teacher_shape));
@@ -188,8 +197,9 @@ static int evaluate(drv_run *run, int64_t iter)
     trainer *tr = (trainer *)run;
     mn_seg_scores s;
     const mn_config *c = run->c;
-    int rc = mn_seg_evaluate(&tr->model, run->val, c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max,
-                             c->data.eval_size[0], c->data.eval_size[1], 0, run->rep, &s);
+    int rc = mn_seg_evaluate_ranks(&tr->model, run->val,
+                                   c->mutual.mode == MN_MODE_INDEPENDENT ? c->mutual.width : c->mutual.width_max,
+                                   c->data.eval_size[0], c->data.eval_size[1], 0, run->rep, run->comm, &s);
     if (rc) return rc;
     mn_report(run->rep, MN_LOG_INFO, "iteration %lld: validation mIoU %.2f%%, aAcc %.2f%% (full width, %dx%d)", (long long)iter, 100 * s.miou,
             100 * s.aacc, c->data.eval_size[0], c->data.eval_size[1]);

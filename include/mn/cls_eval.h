@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "cls_model.h"
+#include "comm.h"
 
 typedef struct mn_cls_scores {
     double top1, top5;            /* fractions in [0, 1] */
@@ -21,6 +22,10 @@ MN_API int mn_cls_predict(mn_cls_model *m, mn_tape *t, const mn_image *img, floa
 MN_API void mn_cls_topk(const float *probs /* (n) */, int n, int k, int *idx /* (k) */);
 /* Top-1 and top-5 accuracy (top-k with k = min(5, num_classes)) at (width, h x w) on a data set
  * of image-level labels; max_images > 0 limits the count. Progress to rep (NULL: none). */
+/* mn_cls_evaluate over the ranks of comm (NULL: one process): each rank scores its slice of every
+ * batch and the counts are summed: the one-process numbers on every rank. */
+MN_API int mn_cls_evaluate_ranks(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images,
+                                 const mn_reporter *rep, mn_comm *comm, mn_cls_scores *out);
 MN_API int mn_cls_evaluate(mn_cls_model *m, mn_dataset *d, float width, int h, int w, int max_images,
                            const mn_reporter *rep, mn_cls_scores *out);
 

@@ -24,6 +24,7 @@ typedef struct mn_config {
         int output_stride;      /* 16 | 8 */
         char decoder[16];       /* v3plus | v3 */
         bool slim_head;
+        bool sync_bn;           /* with several ranks: BN statistics over the global batch */
         int aspp_channels, low_level_channels;
         char init[512];         /* safetensors weights to start from ("" = random init) */
     } model;
@@ -68,6 +69,7 @@ typedef struct mn_config {
         int batch_size, iterations;
         unsigned long long seed;
         int checkpoint_every, log_every, eval_every;
+        int check_every;        /* several ranks: iterations between checks that their parameters agree */
         char out_dir[512];
     } train;
     struct {

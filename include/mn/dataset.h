@@ -245,6 +245,11 @@ typedef struct mn_loader_options {
     int prefetch;                /* batches ready ahead (default 2) */
     uint64_t seed;               /* shuffling and augmentation: batch contents depend only on
                                   * (seed, epoch, position), never on thread timing */
+    int rank, ranks;             /* data-parallel: this process takes positions [rank B / ranks,
+                                  * (rank + 1) B / ranks) of every batch of B (batch_size is the
+                                  * global batch, a multiple of ranks); ranks 0 or 1: all of it.
+                                  * The order and each sample's augmentation stay those of one
+                                  * process, and detection pads to the whole batch's largest image */
 } mn_loader_options;
 
 MN_API int mn_loader_open(mn_loader **out, mn_dataset *d, const mn_seg_aug *aug, const mn_loader_options *o);

@@ -32,12 +32,17 @@ typedef struct mn_bn_state {
     int64_t *num_batches; /* batches averaged so far (for cumulative averaging) */
 } mn_bn_state;
 
+struct mn_comm;
+
 typedef struct mn_bn_params {
     float eps;            /* 1e-5 */
     float momentum;       /* running = (1 - m) running + m batch; m < 0: cumulative average,
                            * m = 1 / (num_batches + 1), as BN calibration needs */
     bool training;        /* true: normalise with batch statistics (and update running ones);
                            * false: normalise with the running statistics */
+    struct mn_comm *sync; /* training with more than one rank: the batch statistics (and in backward
+                           * the sums they need) are those of every rank's batch together, so that
+                           * R ranks of N images compute what one process of R x N computes */
 } mn_bn_params;
 
 /* x (N, C, H, W) or (N, C); gamma, beta (C) or NULL (no affine); st's buffers are used for

@@ -6,6 +6,7 @@
 
 #include "calibrate.h"
 #include "dataset.h"
+#include "comm.h"
 #include "seg_model.h"
 
 typedef struct mn_seg_scores {
@@ -24,6 +25,10 @@ MN_API int mn_seg_predict(mn_seg_model *m, mn_tape *t, const mn_image *img, floa
  * resolution; max_images > 0 limits the count. Progress to rep (NULL: none). */
 MN_API int mn_seg_evaluate(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images,
                            const mn_reporter *rep, mn_seg_scores *out);
+/* The same over the ranks of comm (NULL: one process): rank r scores images r, r + R, ... and the
+ * confusion matrices are summed, so every rank gets exactly the one-process numbers. */
+MN_API int mn_seg_evaluate_ranks(mn_seg_model *m, mn_dataset *d, float width, int h, int w, int max_images,
+                                 const mn_reporter *rep, mn_comm *comm, mn_seg_scores *out);
 
 /* Calibrates, scores (mIoU on val_set, at most max_val_images when > 0) and costs every
  * configuration of g into m->table; progress to rep; prints the table to report when non-NULL. */

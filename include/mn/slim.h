@@ -15,6 +15,8 @@ MN_API int mn_make_divisible(double v, int divisor, int min_value);
  * ratio: int(make_divisible(base * w / ratio, 8) * ratio). */
 MN_API int mn_slim_channels(int base, float w, float ratio);
 
+struct mn_comm;
+
 /* How one forward pass runs. Layers read it and add to its counters. */
 typedef struct mn_run {
     mn_tape *tape;
@@ -24,6 +26,8 @@ typedef struct mn_run {
                            * < 0 cumulative average (BN calibration), 0 none */
     int64_t macs;         /* multiply-accumulates of conv and linear layers, accumulated */
     int64_t params;       /* weights those layers used at this width, accumulated */
+    struct mn_comm *sync_bn; /* training with several ranks: BN statistics over all of them (SyncBN);
+                              * NULL: this process's batch alone */
 } mn_run;
 
 typedef struct mn_slim_conv {

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "comm.h"
 #include "config.h"
 #include "fileio.h"   /* mn_mkdirs, for the tools that make run folders */
 #include "progress.h"
@@ -39,6 +40,12 @@ typedef struct mn_train_options {
      * checkpoint and return MN_ECANCELED */
     const volatile sig_atomic_t *stop;
     const mn_reporter *reporter;  /* progress and notices (mn/progress.h); NULL: silent */
+    /* data-parallel training (mn/comm.h; NULL: one process): train.batch_size is the global batch,
+     * each rank takes its slice of every batch in one process's order, draws the same sub-networks,
+     * averages gradients once per iteration and (model.sync_bn) normalises with the whole batch's
+     * statistics, so any rank count computes what one process computes, up to the order of float
+     * sums. Rank 0 alone writes the run folder and reports; the others stay silent. */
+    mn_comm *comm;
 } mn_train_options;
 
 /* Trains the configured task into train.out_dir, which it locks (train.lock) for the run:
@@ -47,7 +54,8 @@ typedef struct mn_train_options {
  * metrics.jsonl and config.json. A fresh run refuses a folder that holds a run unless
  * overwrite; a resumed one refuses a configuration that changes the run unless allow_changes,
  * and cuts metrics.jsonl back to the checkpoint's iteration. The final evaluation runs whenever
- * the last iteration is reached, a resume from the final checkpoint included. */
+ * the last iteration is reached, a resume from the final checkpoint included. Any rank count
+ * resumes from any checkpoint: the global batch, not the rank count, decides the data order. */
 MN_API int mn_train(const mn_config *c, const mn_train_options *o);
 
 /* Trains a segmenter as configured; resume: a checkpoint of the same run to continue from
