@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# protobuf-c and libonnx-dev (its onnx.proto) are for ONNX export; without them the build leaves it out
+# protobuf-c and libonnx-dev (its onnx.proto) are for ONNX export, OpenMPI for data-parallel jobs; without
+# them the build leaves those out
 packages=(gcc meson ninja-build pkg-config libopenblas-openmp-dev libcjson-dev libstb-dev libcriterion-dev
-          protobuf-c-compiler libprotobuf-c-dev libonnx-dev)
+          protobuf-c-compiler libprotobuf-c-dev libonnx-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
