@@ -29,6 +29,24 @@ const char *mn_pname(char *buf, size_t size, const char *prefix, const char *fmt
     return buf;
 }
 
+int mn_features_stage(const char *name, const int level_block[4])
+{
+    if (!strncmp(name, "classifier.", 11)) return MN_BACKBONE_STAGES;
+    if (strncmp(name, "features.", 9) || name[9] < '0' || name[9] > '9') return -1;
+    char *end;
+    long k = strtol(name + 9, &end, 10);
+    if (*end != '.') return -1;
+    if (k == 0) return 0;
+    for (int l = 0; l < 4; l++)
+        if (k <= level_block[l]) return l + 1;
+    return 4;
+}
+
+int mn_backbone_stage(enum mn_arch arch, const char *name)
+{
+    return (unsigned)arch < N_ARCHS ? archs[arch]->stage(name) : -1;
+}
+
 int mn_bn_list_add(mn_bn_list *l, mn_slim_bn *bn)
 {
     if (l->n == l->cap) {

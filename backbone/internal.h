@@ -20,11 +20,17 @@ typedef struct mn_arch_impl {
     void (*destroy)(void *impl);
     int (*forward)(void *impl, mn_run *r, mn_var *x, mn_features *f, mn_var **logits);
     int (*channels)(const void *impl, float w, int level);
+    /* mn_backbone_stage for a parameter name without the prefix */
+    int (*stage)(const char *name);
 } mn_arch_impl;
 
 extern const mn_arch_impl mn_arch_mobilenet_v2;
 extern const mn_arch_impl mn_arch_mobilenet_v1;
 extern const mn_arch_impl mn_arch_resnet50;
+
+/* The stage of a MobileNet's "features.<k>..." or "classifier..." name, given the (1-based) block
+ * whose output is each feature level; blocks past the last level (a tail) join stage 4. */
+int mn_features_stage(const char *name, const int level_block[4]);
 
 /* "<prefix><fmt...>" into buf. */
 const char *mn_pname(char *buf, size_t size, const char *prefix, const char *fmt, ...) MN_PRINTF(4, 5);

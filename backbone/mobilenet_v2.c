@@ -128,4 +128,6 @@ static int forward(void *impl, mn_run *r, mn_var *x, mn_features *f, mn_var **lo
     return h ? 0 : mn_last_error_code();
 }
 
-const mn_arch_impl mn_arch_mobilenet_v2 = {"mobilenet_v2", create, destroy, forward, channels};
+static int stage(const char *name) { return mn_features_stage(name, level_block); }
+
+const mn_arch_impl mn_arch_mobilenet_v2 = {"mobilenet_v2", create, destroy, forward, channels, stage};

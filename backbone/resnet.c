@@ -2,6 +2,7 @@
  * widths are tied to their outputs (mid = out / 4, ratio 0.25) and the stem to the first
  * stage (64 = make_divisible(256 w) / 4), so residual adds always agree (spec §2). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -123,4 +124,13 @@ static int forward(void *impl, mn_run *r, mn_var *x, mn_features *f, mn_var **lo
     return h ? 0 : mn_last_error_code();
 }
 
-const mn_arch_impl mn_arch_resnet50 = {"resnet50", create, destroy, forward, channels};
+/* torchvision's names: conv1/bn1 the stem, layer1..layer4 the stages, fc the classifier */
+static int stage(const char *name)
+{
+    if (!strncmp(name, "conv1.", 6) || !strncmp(name, "bn1.", 4)) return 0;
+    if (!strncmp(name, "fc.", 3)) return MN_BACKBONE_STAGES;
+    if (!strncmp(name, "layer", 5) && name[5] >= '1' && name[5] <= '4' && name[6] == '.') return name[5] - '0';
+    return -1;
+}
+
+const mn_arch_impl mn_arch_resnet50 = {"resnet50", create, destroy, forward, channels, stage};

@@ -123,6 +123,12 @@ static mn_var *bn_act_forward(mn_slim_bn *bn, mn_run *r, mn_var *x, int act)
                  (long long)bn->gamma->var.val.shape[0]);
         return NULL;
     }
+    mn_run frozen;
+    if (bn->frozen_stats && r->training && r->bn_momentum >= 0.0f) { /* eval mode inside a training pass */
+        frozen = *r;
+        frozen.training = false;
+        r = &frozen;
+    }
     mn_tape *t = r->tape;
     bool track = r->training && r->bn_momentum != 0.0f;
     mn_bn_state st = {bn->mean->var.val.data, bn->var->var.val.data, &bn->num_batches};

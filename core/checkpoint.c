@@ -169,41 +169,110 @@ static bool same_shape(const mn_st_entry *e, const mn_tensor *t)
     return true;
 }
 
-int mn_checkpoint_apply_head(const char *path, mn_param_set *ps, const char *prefix, const char *head_prefix, int *copied,
-                             int *skipped)
+static void shape_text(const int64_t *shape, int ndim, char *buf, size_t size)
 {
+    int n = snprintf(buf, size, "[");
+    for (int d = 0; d < ndim && n > 0 && (size_t)n < size; d++)
+        n += snprintf(buf + n, size - (size_t)n, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (n > 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, "]");
+}
+
+void mn_init_report_free(mn_init_report *r)
+{
+    char **lists[] = {r->loaded, r->missing, r->mismatched, r->unused};
+    int counts[] = {r->n_loaded, r->n_missing, r->n_mismatched, r->n_unused};
+    for (int l = 0; l < 4; l++) {
+        for (int i = 0; lists[l] && i < counts[l]; i++) free(lists[l][i]);
+        free(lists[l]);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+static int add_name(char **list, int *n, const char *name, const char *path)
+{
+    if (!(list[*n] = strdup(name))) return mn_error(MN_ENOMEM, "%s: out of memory", path);
+    (*n)++;
+    return 0;
+}
+
+/* Which parameter entry i of the file fills (by its own name, or with prefix in front), or NULL.
+ * An exact name wins over a prefixed one, so a file holding both is read without ambiguity. */
+static mn_param *target_of(const mn_safetensors *st, int i, mn_param_set *ps, const char *prefix, bool *prefixed)
+{
+    const char *name = st->entries[i].name;
+    mn_param *p = mn_param_find(ps, name);
+    *prefixed = false;
+    if (p || !prefix || !prefix[0]) return p;
+    char full[256];
+    if ((size_t)snprintf(full, sizeof full, "%s%s", prefix, name) >= sizeof full) return NULL;
+    p = mn_param_find(ps, full);
+    if (p && mn_st_find(st, full)) return NULL; /* the file has the exact name too: that one fills it */
+    *prefixed = p != NULL;
+    return p;
+}
+
+static bool is_float(const mn_st_entry *e) { return e->dtype == MN_ST_F32 || e->dtype == MN_ST_F16; }
+
+int mn_checkpoint_init(const char *path, mn_param_set *ps, const char *prefix, const char *const *skip_prefixes,
+                       int n_skip, mn_init_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
     mn_safetensors st;
     int rc = mn_st_read(path, &st);
     if (rc) return rc;
-    int matched = 0, left = 0;
-    char name[256];
-    for (int pass = 0; pass < 2 && !rc; pass++) /* check everything, then copy */
-        for (int i = 0; i < st.n && !rc; i++) {
-            snprintf(name, sizeof name, "%s%s", prefix, st.entries[i].name);
-            mn_param *p = mn_param_find(ps, name);
-            if (!p) continue;
-            if (head_prefix && !strncmp(name, head_prefix, strlen(head_prefix)) && !same_shape(&st.entries[i], &p->var.val)) {
-                left += pass == 1; /* another head (class count): it keeps its initial values */
-                continue;
-            }
-            mn_tensor t;
-            rc = mn_st_get_f32(&st, st.entries[i].name, p->var.val.ndim, p->var.val.shape, &t);
-            if (!rc && pass == 0) rc = mn_check_finite(t.data, mn_tensor_numel(&t), path, st.entries[i].name);
-            if (!rc && pass == 1) {
-                memcpy(p->var.val.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
-                matched++;
-            }
+    mn_param **target = calloc((size_t)st.n + 1, sizeof *target);
+    bool *claimed = calloc((size_t)ps->n + 1, sizeof *claimed);
+    rep->loaded = calloc((size_t)ps->n + 1, sizeof *rep->loaded);
+    rep->missing = calloc((size_t)ps->n + 1, sizeof *rep->missing);
+    rep->mismatched = calloc((size_t)ps->n + 1, sizeof *rep->mismatched);
+    rep->unused = calloc((size_t)st.n + 1, sizeof *rep->unused);
+    if (!target || !claimed || !rep->loaded || !rep->missing || !rep->mismatched || !rep->unused)
+        rc = mn_error(MN_ENOMEM, "%s: out of memory", path);
+    /* validate everything first: a file with a non-finite value must not leave the model half-loaded */
+    for (int i = 0; !rc && i < st.n; i++) {
+        const mn_st_entry *e = &st.entries[i];
+        size_t len = strlen(e->name), tail = strlen("num_batches_tracked");
+        bool counter = len >= tail && !strcmp(e->name + len - tail, "num_batches_tracked");
+        if (has_prefix(e->name, skip_prefixes, n_skip) || counter) {
+            rep->n_skipped++; /* optimiser state, per-configuration statistics, PyTorch's BN counters */
+            continue;
         }
-    if (!rc && matched == 0)
-        rc = mn_error(MN_EFORMAT, "%s: no tensor matches a parameter under \"%s\" (expected torchvision names such as "
-                                  "features.0.0.weight)", path, prefix);
-    if (!rc && copied) *copied = matched;
-    if (!rc && skipped) *skipped = left;
+        bool prefixed;
+        mn_param *p = target_of(&st, i, ps, prefix, &prefixed);
+        if (!p) {
+            rc = add_name(rep->unused, &rep->n_unused, e->name, path);
+            continue;
+        }
+        int k = 0;
+        while (ps->items[k] != p) k++;
+        claimed[k] = true;
+        if (!is_float(e) || !same_shape(e, &p->var.val)) {
+            char file[96], model[96], text[400];
+            shape_text(e->shape, e->ndim, file, sizeof file);
+            shape_text(p->var.val.shape, p->var.val.ndim, model, sizeof model);
+            snprintf(text, sizeof text, "%s (file %s%s, model %s)", p->name, file, is_float(e) ? "" : " not float",
+                     model);
+            rc = add_name(rep->mismatched, &rep->n_mismatched, text, path);
+            continue;
+        }
+        mn_tensor t;
+        rc = mn_st_get_f32(&st, e->name, p->var.val.ndim, p->var.val.shape, &t);
+        if (!rc) rc = mn_check_finite(t.data, mn_tensor_numel(&t), path, e->name);
+        if (!rc) target[i] = p;
+    }
+    for (int i = 0; !rc && i < st.n; i++) {
+        mn_param *p = target[i];
+        if (!p) continue;
+        mn_tensor t;
+        rc = mn_st_get_f32(&st, st.entries[i].name, p->var.val.ndim, p->var.val.shape, &t);
+        if (!rc) memcpy(p->var.val.data, t.data, sizeof(float) * (size_t)mn_tensor_numel(&t));
+        if (!rc) rc = add_name(rep->loaded, &rep->n_loaded, p->name, path);
+    }
+    for (int k = 0; !rc && k < ps->n; k++)
+        if (!claimed[k]) rc = add_name(rep->missing, &rep->n_missing, ps->items[k]->name, path);
+    free(target);
+    free(claimed);
     mn_st_free(&st);
+    if (rc) mn_init_report_free(rep);
     return rc;
-}
-
-int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char *prefix, int *copied)
-{
-    return mn_checkpoint_apply_head(path, ps, prefix, NULL, copied, NULL);
 }

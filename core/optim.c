@@ -60,11 +60,15 @@ int mn_sgd_step(mn_sgd *o, float lr)
         return mn_error(MN_EINVAL, "mn_sgd_step: the parameter set shrank from %d to %d entries", o->n, o->ps->n);
     for (int i = 0; i < o->n; i++) {
         mn_param *p = o->ps->items[i];
-        if (!trainable(p)) continue;
+        if (!(p->lr_mult >= 0.0f) || !isfinite(p->lr_mult))
+            return mn_error(MN_EINVAL, "mn_sgd_step: parameter %s has learning-rate multiplier %g", p->name,
+                            (double)p->lr_mult);
+        /* frozen (no gradient) or multiplier 0: not stepped at all, so decay and momentum leave it alone too */
+        if (!trainable(p) || !p->var.requires_grad || p->lr_mult == 0.0f) continue;
         if (!mn_tensor_is_contiguous(&p->var.val) || !mn_tensor_is_contiguous(&p->var.grad))
             return mn_error(MN_EINVAL, "mn_sgd_step: parameter %s is not contiguous", p->name);
         mn_sgd_hyper h = {
-            .lr = lr,
+            .lr = lr * p->lr_mult,
             .momentum = o->cfg.momentum,
             .dampening = o->cfg.dampening,
             .weight_decay = (p->flags & MN_PARAM_DECAY) ? o->cfg.weight_decay : 0.0f,

@@ -50,6 +50,7 @@ mn_param *mn_param_add(mn_param_set *ps, const char *name, int ndim, const int64
     if (!p) return NULL;
     strcpy(p->name, name);
     p->flags = flags;
+    p->lr_mult = 1.0f;
     p->var.val = mn_tensor_view(NULL, ndim, shape);
     size_t bytes = (size_t)mn_tensor_numel(&p->var.val) * sizeof(float);
     p->var.val.data = mn_arena_zalloc(&ps->values, bytes);

@@ -223,11 +223,6 @@ int mdl_ckpt_resume(const char *path, const char *task, mn_param_set *ps, mn_sgd
     return rc;
 }
 
-int mdl_backbone_init(mn_param_set *ps, const char *path, int *copied)
-{
-    return mn_checkpoint_apply_prefixed(path, ps, "backbone.", copied);
-}
-
 int mdl_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, int nb, float **train_stats)
 {
     table->n_stats = mn_query_stats_size(bns, nb);

@@ -49,11 +49,11 @@ int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, 
     int rc = set_classes(m, num_classes);
     if (!rc) rc = mdl_class_names(&m->class_names, num_classes, class_names, NULL);
     if (!rc) rc = build(m, seed);
-    if (!rc && cfg->model.init[0]) {
-        /* weights trained on other classes: everything but a classifier of another shape */
-        const char *head = strcmp(cfg->model.backbone, "resnet50") ? "classifier." : "fc.";
-        rc = mn_checkpoint_apply_head(cfg->model.init, &m->ps, "", head, &m->init_tensors, &m->init_skipped);
-    }
+    /* weights trained on other classes: a classifier of another shape stays as initialised */
+    if (!rc && cfg->model.init[0]) rc = mdl_init_from(&m->ps, cfg, "", &m->init);
+    mn_slim_bn **bns;
+    int nb = rc ? 0 : mn_backbone_bn_layers(m->net, &bns);
+    if (!rc) rc = mdl_finetune(&m->ps, bns, nb, cfg, "");
     if (!rc) snapshot_stats(m);
     if (rc) mn_cls_model_free(m);
     return rc;
@@ -62,6 +62,7 @@ int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, 
 void mn_cls_model_free(mn_cls_model *m)
 {
     mn_backbone_free(m->net);
+    mn_init_report_free(&m->init);
     mn_param_set_free(&m->ps);
     mn_query_free(&m->table);
     free(m->train_stats);

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "mn/backbone.h"
 #include "mn/config.h"
 #include "mn/fileio.h"
 #include "mn/image.h"
@@ -35,7 +36,14 @@ static const key keys[] = {
      "with several MPI ranks, BN statistics over the global batch (false: each rank's own)"},
     {"model.aspp_channels", K_INT, F(model.aspp_channels), 8, 2048, NULL, "ASPP and decoder channels at width 1"},
     {"model.low_level_channels", K_INT, F(model.low_level_channels), 8, 1024, NULL, "V3+ stride-4 projection channels"},
-    {"model.init", K_STR, F(model.init), 0, 0, NULL, "safetensors file to start from (e.g. imported ImageNet weights); \"\" = random"},
+    {"model.init", K_STR, F(model.init), 0, 0, NULL,
+     "safetensors weights to start from: every tensor whose name and shape match (e.g. imported ImageNet weights); \"\" = random"},
+    {"model.frozen_stages", K_INT, F(model.frozen_stages), 0, MN_BACKBONE_STAGES, NULL,
+     "fine-tuning: backbone stages kept as loaded: 0 none, 1 the stem, k the stem and the first k-1 stages, 5 all "
+     "(torchvision's trainable_backbone_layers = 5 - k); no gradient, no update, BN in eval mode"},
+    {"model.norm_eval", K_BOOL, F(model.norm_eval), 0, 0, NULL,
+     "fine-tuning: backbone BN normalises with its running statistics and does not update them in training "
+     "(MMDetection's norm_eval); calibration still re-estimates them per configuration"},
     {"data.kind", K_STR, F(data.kind), 0, 0, NULL, "folder | voc | cityscapes | coco | imagefolder (classification: {split}/<class>/<image>)"},
     {"data.root", K_STR, F(data.root), 0, 0, NULL, "data set root folder"},
     {"data.train_split", K_STR, F(data.train_split), 0, 0, NULL, "split used for training and BN calibration"},
@@ -78,6 +86,8 @@ static const key keys[] = {
     {"optim.warmup_factor", K_FLOAT, F(optim.warmup_factor), 0, 1, NULL, "warm-up starts at lr * this"},
     {"optim.clip_grad_norm", K_FLOAT, F(optim.clip_grad_norm), 0, 1e6, NULL,
      "cap on the joint L2 norm of all gradients of an iteration (0: off)"},
+    {"optim.backbone_lr_mult", K_FLOAT, F(optim.backbone_lr_mult), 0, 100, NULL,
+     "the backbone's learning rate is lr x this (not a classifier's; 0: the backbone is not updated)"},
     {"train.batch_size", K_INT, F(train.batch_size), 1, MN_MAX_BATCH, NULL, "images per iteration"},
     {"train.iterations", K_INT, F(train.iterations), 1, 100000000, NULL, "optimiser steps"},
     {"train.seed", K_U64, F(train.seed), 0, 0, NULL, "seed of every random choice (data order, augmentation, widths, init)"},
@@ -161,6 +171,7 @@ void mn_config_default(mn_config *c)
     c->optim.power = 0.9f;
     c->optim.warmup_iters = 50;
     c->optim.warmup_factor = 0.1f;
+    c->optim.backbone_lr_mult = 1.0f;
     c->train.batch_size = 8;
     c->train.iterations = 1000;
     c->train.seed = 1;
@@ -385,6 +396,13 @@ int mn_config_check(const mn_config *c, const char *origin)
         return mn_error(MN_EINVAL, "%s: mutual.scales must start with 1 (the full network's scale)", origin);
     if (c->model.output_stride != 8 && c->model.output_stride != 16)
         return mn_error(MN_EINVAL, "%s: model.output_stride must be 8 or 16", origin);
+    /* frozen or eval-mode BN keeps what model.init gave: without it, random weights and mean 0 / var 1 */
+    if (!c->model.init[0] && (c->model.frozen_stages > 0 || c->model.norm_eval))
+        return mn_error(MN_EINVAL,
+                        "%s: model.%s keeps the backbone's %s as model.init gives them, and model.init is empty (they "
+                        "would stay at their random initialisation); set model.init to pretrained weights",
+                        origin, c->model.frozen_stages > 0 ? "frozen_stages" : "norm_eval",
+                        c->model.frozen_stages > 0 ? "early stages" : "BN statistics");
     if (strcmp(c->model.decoder, "v3plus") && strcmp(c->model.decoder, "v3"))
         return mn_error(MN_EINVAL, "%s: model.decoder must be \"v3plus\" or \"v3\", not \"%s\"", origin, c->model.decoder);
     /* the ASPP's image-pooling branch normalises one value per image and channel: with one image

@@ -80,7 +80,10 @@ int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes, 
     m->typical_h = typical_h;
     m->typical_w = typical_w;
     rc = build(m, seed);
-    if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, &m->init_tensors);
+    if (!rc && cfg->model.init[0]) rc = mdl_init_from(&m->ps, cfg, "backbone.", &m->init);
+    mn_slim_bn **bns;
+    int nb = rc ? 0 : mn_det_bn_layers(m->net, &bns);
+    if (!rc) rc = mdl_finetune(&m->ps, bns, nb, cfg, "backbone.");
     if (!rc) snapshot_stats(m);
     if (rc) mn_det_model_free(m);
     return rc;
@@ -89,6 +92,7 @@ int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes, 
 void mn_det_model_free(mn_det_model *m)
 {
     mn_det_free(m->net);
+    mn_init_report_free(&m->init);
     mn_param_set_free(&m->ps);
     mn_query_free(&m->table);
     free(m->train_stats);

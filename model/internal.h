@@ -5,6 +5,7 @@
 #define MN_MODEL_INTERNAL_H
 
 #include "mn/calibrate.h"
+#include "mn/checkpoint.h"
 #include "mn/classes.h"
 #include "mn/cls_model.h"
 #include "mn/det_model.h"
@@ -63,8 +64,17 @@ int mdl_cls_save(const mn_cls_model *m, const char *path, const mn_sgd *opt, int
  * *table_json (inside st). */
 int mdl_named_open(const char *path, const char *task, int lo, int hi, mn_safetensors *st, mn_config *cfg,
                    mn_class_name **names /* (*n) */, int *n, const char **table_json);
-/* Starts the backbone from a file of weights under torchvision's names. */
-int mdl_backbone_init(mn_param_set *ps, const char *path, int *copied /* tensors copied */);
+/* Starts ps from cfg->model.init (mn_checkpoint_init: tensors whose name, or prefix + name, and
+ * shape match; a mutualnet checkpoint's optimiser state and BN bank skipped) and counts the
+ * backbone's feature tensors (those under prefix with a stage 0..4) loaded into rep. Refuses a
+ * file that fills under 10% of them, nothing copied, with the likely cause: a prefix to strip or
+ * add, another architecture, another width. */
+int mdl_init_from(mn_param_set *ps, const mn_config *cfg, const char *prefix, mn_init_report *rep);
+/* The fine-tuning controls on the backbone registered under prefix: optim.backbone_lr_mult as
+ * its feature parameters' lr_mult; model.frozen_stages k: stages 0..k-1 (stem first) need no
+ * gradient; their BN layers, and with model.norm_eval all of the backbone's, keep their running
+ * statistics in training (mn_slim_bn.frozen_stats). A classifier is never frozen. */
+int mdl_finetune(mn_param_set *ps, mn_slim_bn *const *bns /* (nb) */, int nb, const mn_config *cfg, const char *prefix);
 /* Sizes the table's BN statistics for the layers and allocates the trained ones. */
 int mdl_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, int nb, float **train_stats);
 

@@ -47,7 +47,10 @@ int mn_seg_model_create(mn_seg_model *m, const mn_config *cfg, int num_classes, 
     m->num_classes = num_classes;
     int rc = mdl_class_names(&m->class_names, num_classes, class_names, NULL);
     if (!rc) rc = build(m, seed);
-    if (!rc && cfg->model.init[0]) rc = mdl_backbone_init(&m->ps, cfg->model.init, &m->init_tensors);
+    if (!rc && cfg->model.init[0]) rc = mdl_init_from(&m->ps, cfg, "backbone.", &m->init);
+    mn_slim_bn **bns;
+    int nb = rc ? 0 : mn_seg_bn_layers(m->net, &bns);
+    if (!rc) rc = mdl_finetune(&m->ps, bns, nb, cfg, "backbone.");
     if (!rc) snapshot_stats(m);
     if (rc) mn_seg_model_free(m);
     return rc;
@@ -56,6 +59,7 @@ int mn_seg_model_create(mn_seg_model *m, const mn_config *cfg, int num_classes, 
 void mn_seg_model_free(mn_seg_model *m)
 {
     mn_seg_free(m->net);
+    mn_init_report_free(&m->init);
     mn_param_set_free(&m->ps);
     mn_query_free(&m->table);
     free(m->train_stats);

@@ -187,8 +187,9 @@ Test(model, classifier_starts_from_another_class_count)
     for (int k = 3; k <= 5; k += 2) {
         mn_cls_model m;
         cr_assert_eq(mn_cls_model_create(&m, &c, k, five, 8), 0, "%d classes: %s", k, mn_last_error());
-        cr_assert_eq(m.init_skipped, k == 5 ? 0 : 2, "%d classes: %d skipped", k, m.init_skipped);
-        cr_assert_eq(m.init_tensors + m.init_skipped, src.ps.n);
+        cr_assert_eq(m.init.n_mismatched, k == 5 ? 0 : 2, "%d classes: %d of another shape", k, m.init.n_mismatched);
+        cr_assert_eq(m.init.n_loaded + m.init.n_mismatched, src.ps.n);
+        cr_assert_eq(m.init.n_missing + m.init.n_unused, 0);
         for (int p = 0; p < m.ps.n; p++) {
             const mn_tensor *a = &m.ps.items[p]->var.val, *b = &mn_param_find(&src.ps, m.ps.items[p]->name)->var.val;
             bool head = !strncmp(m.ps.items[p]->name, "classifier.", 11);
@@ -229,11 +230,11 @@ Test(model, dense_models_start_from_a_classification_checkpoint)
         if (task == 0) {
             cr_assert_eq(mn_seg_model_create(&s, &c, 3, names, 1), 0, "%s", mn_last_error());
             ps = &s.ps;
-            copied = s.init_tensors;
+            copied = s.init.n_loaded;
         } else {
             cr_assert_eq(mn_det_model_create(&d, &c, 3, names, ids, 96, 128, 1), 0, "%s", mn_last_error());
             ps = &d.ps;
-            copied = d.init_tensors;
+            copied = d.init.n_loaded;
         }
         /* MobileNetV2's features.18 (the 1280-channel tail) is built only with a classifier */
         int want = 0;

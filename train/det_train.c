@@ -157,9 +157,7 @@ static int create_model(trainer *tr)
     int th, tw;
     int rc = mn_coco_median_size(tr->val_annotations, &th, &tw);
     if (!rc) rc = mn_det_model_create(&tr->model, c, K, names, ids, th, tw, c->train.seed);
-    if (!rc && c->model.init[0])
-        mn_report(tr->run.rep, MN_LOG_INFO, "%s: initialised %d %s tensors", c->model.init, tr->model.init_tensors,
-                  c->model.backbone);
+    if (!rc) drv_report_start(&tr->run, &tr->model.init, &tr->model.ps);
     return rc;
 }
 

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 
+#include "mn/checkpoint.h"
 #include "mn/config.h"
 #include "mn/dataset.h"
 #include "mn/optim.h"
@@ -87,5 +88,9 @@ int drv_train_detection(const mn_config *c, const mn_train_options *o);
 int drv_train_classification(const mn_config *c, const mn_train_options *o);
 /* Flushes the metrics log; an error naming the file when the disk refused a line. */
 int drv_metrics_flush(drv_run *run);
+
+/* Start-of-run notices (train/finetune.c): what model.init loaded, re-initialised and left
+ * unused (r, counts and abbreviated names), and the fine-tuning controls in force over ps. */
+void drv_report_start(const drv_run *run, const mn_init_report *r, const mn_param_set *ps);
 
 #endif

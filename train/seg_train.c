@@ -147,9 +147,7 @@ static int open_run(drv_run *run)
     for (int k = 0; k < K && k < 256; k++) names[k] = mn_dataset_class_name(run->train, k);
     run->ps = &tr->model.ps;
     rc = mn_seg_model_create(&tr->model, c, K, names, c->train.seed);
-    if (!rc && c->model.init[0])
-        mn_report(run->rep, MN_LOG_INFO, "%s: initialised %d %s tensors", c->model.init, tr->model.init_tensors,
-                  c->model.backbone);
+    if (!rc) drv_report_start(run, &tr->model.init, &tr->model.ps);
     return rc;
 }
 

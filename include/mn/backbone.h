@@ -43,6 +43,15 @@ MN_API int mn_backbone_channels(const mn_backbone *b, float w, int level);
 /* Every BN layer, for calibration. */
 MN_API int mn_backbone_bn_layers(mn_backbone *b, mn_slim_bn ***layers);
 
+/* Fine-tuning stages (model.frozen_stages counts them): 0 the stem, 1..4 the layers up to the
+ * stride 4, 8, 16 and 32 feature maps (MobileNetV2's 1280-channel tail joins 4),
+ * MN_BACKBONE_STAGES the classifier. */
+#define MN_BACKBONE_STAGES 5
+/* The stage of a parameter name of arch (without the prefix it was registered under, e.g.
+ * "features.4.conv.0.0.weight" -> 2, "layer3.1.bn2.weight" -> 3, "fc.bias" -> 5); -1 when the
+ * architecture has no such name. */
+MN_API int mn_backbone_stage(enum mn_arch arch, const char *name);
+
 /* Multiply-accumulates (conv + linear, per image, as the paper counts) and parameters
  * used at width w and input h x w_px, with the classifier when with_classifier. */
 MN_API int mn_backbone_flops(mn_backbone *b, float width, int h, int w_px, bool with_classifier, int64_t *macs,

@@ -38,16 +38,29 @@ MN_API int mn_checkpoint_apply_cut(const mn_safetensors *st, mn_param_set *ps, c
 /* mn_st_read + mn_checkpoint_apply with no extra tensors allowed. */
 MN_API int mn_checkpoint_load(const char *path, mn_param_set *ps);
 
-/* Copies every tensor of the file at path whose name, with `prefix` in front, is a parameter of
- * ps (others, e.g. an ImageNet classifier, are skipped): how a detector or segmenter starts from
- * backbone weights saved under torchvision's names. Shapes are checked for all before any copy;
- * a file matching nothing is an error. *copied gets the count (may be NULL). */
-MN_API int mn_checkpoint_apply_prefixed(const char *path, mn_param_set *ps, const char *prefix, int *copied);
-/* The same, except that a tensor whose full name starts with head_prefix and whose shape differs
- * from its parameter's is left out (the parameter keeps its initial values): a classifier of
- * another class count, when a model starts from weights trained on other classes. *skipped
- * counts those (may be NULL). */
-MN_API int mn_checkpoint_apply_head(const char *path, mn_param_set *ps, const char *prefix, const char *head_prefix,
-                                    int *copied, int *skipped);
+/* What mn_checkpoint_init did, as PyTorch's load_state_dict(strict=False) reports it, with
+ * shape mismatches kept apart. Every list holds malloc'd names, n_* of them. */
+typedef struct mn_init_report {
+    int n_loaded;        /* parameters (and buffers) filled from the file: name and shape match */
+    int n_missing;       /* parameters the file has no tensor for: they keep their initial values */
+    int n_mismatched;    /* parameters the file names with another shape or a non-float type: kept too */
+    int n_unused;        /* tensors of the file that fill no parameter */
+    int n_skipped;       /* tensors left out on purpose: skip_prefixes, PyTorch's num_batches_tracked */
+    char **loaded, **missing, **unused;
+    char **mismatched;   /* "name (file [a, b], model [c, d])" */
+    /* filled by the model layer: its backbone's feature tensors, and how many of them were loaded */
+    int n_backbone, n_backbone_loaded;
+} mn_init_report;
+
+/* Starts ps from the weights of the file at path wherever name and shape agree: a file tensor
+ * fills the parameter of its own name, else the one with `prefix` in front (e.g. "backbone."
+ * for a detector started from backbone weights under torchvision's names); every other
+ * parameter keeps its value. Tensors whose names start with one of skip_prefixes are not
+ * weights (a mutualnet checkpoint's "optim.", "bn_bank.") and are counted, not listed. The
+ * whole file is checked (finite values) before a single value is copied. *rep is filled (free
+ * it with mn_init_report_free); matching nothing is not an error here: the caller judges. */
+MN_API int mn_checkpoint_init(const char *path, mn_param_set *ps, const char *prefix, const char *const *skip_prefixes,
+                              int n_skip, mn_init_report *rep);
+MN_API void mn_init_report_free(mn_init_report *rep);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "backbone.h"
 #include "calibrate.h"
+#include "checkpoint.h"
 #include "classes.h"
 #include "config.h"
 #include "dataset.h"
@@ -18,8 +19,7 @@
 
 typedef struct mn_cls_model {
     mn_config cfg;
-    int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
-    int init_skipped;             /* its classifier tensors of another class count, left at random init */
+    mn_init_report init;          /* what cfg.model.init gave when created (all zero without one) */
     int num_classes;
     mn_class_name *class_names;   /* (num_classes) */
     mn_param_set ps;
@@ -30,8 +30,9 @@ typedef struct mn_cls_model {
 
 /* Builds the classifier of cfg for num_classes classes, initialised from seed, then from
  * cfg->model.init when set: torchvision-named weights (an ImageNet file, or a mutualnet
- * classification checkpoint); a classifier of another class count in it is skipped and counted
- * in init_skipped. */
+ * checkpoint) wherever name and shape match, as mn_seg_model_create; a classifier of another
+ * class count is left at its initialisation and listed in m->init.mismatched. Then the
+ * fine-tuning controls (the classifier is never frozen nor given the backbone's lr_mult). */
 MN_API int mn_cls_model_create(mn_cls_model *m, const mn_config *cfg, int num_classes, const char *const *class_names,
                                uint64_t seed);
 /* Rebuilds the model stored in a checkpoint (configuration, classes, weights, query table). */

@@ -27,6 +27,8 @@ typedef struct mn_config {
         bool sync_bn;           /* with several ranks: BN statistics over the global batch */
         int aspp_channels, low_level_channels;
         char init[512];         /* safetensors weights to start from ("" = random init) */
+        int frozen_stages;      /* fine-tuning: backbone stages 0..k-1 (0 the stem) kept as they are */
+        bool norm_eval;         /* fine-tuning: backbone BN keeps its running statistics in training */
     } model;
     struct {
         char kind[16];          /* folder | voc | cityscapes | coco | imagefolder */
@@ -64,6 +66,7 @@ typedef struct mn_config {
         int warmup_iters;
         float warmup_factor;
         float clip_grad_norm;   /* > 0: gradients' joint L2 norm capped at this before each step */
+        float backbone_lr_mult; /* the backbone's learning rate is lr x this (the classifier's is lr) */
     } optim;
     struct {
         int batch_size, iterations;

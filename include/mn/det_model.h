@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "calibrate.h"
+#include "checkpoint.h"
 #include "classes.h"
 #include "config.h"
 #include "det.h"
@@ -24,7 +25,7 @@
 
 typedef struct mn_det_model {
     mn_config cfg;
-    int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
+    mn_init_report init;          /* what cfg.model.init gave when created (all zero without one) */
     int num_classes;              /* including background (label 0) */
     mn_class_name *class_names;   /* (num_classes); [0] = "background" */
     int category_ids[256];        /* the data set's category id of label k (k >= 1) for results files */
@@ -39,7 +40,7 @@ typedef struct mn_det_model {
 MN_API int mn_det_config_from(const mn_config *c, int num_classes, mn_det_config *out);
 
 /* Builds the detector of cfg for num_classes labels (background included), initialised from seed
- * (and cfg->model.init when set: backbone weights under torchvision names). category_ids and
+ * (then from cfg->model.init and with the fine-tuning controls, as mn_seg_model_create). category_ids and
  * class_names have num_classes entries (entry 0 unused / "background"); typical size as above. */
 MN_API int mn_det_model_create(mn_det_model *m, const mn_config *cfg, int num_classes,
                                const char *const *class_names, const int *category_ids, int typical_h,

@@ -4,8 +4,10 @@
  *   d = g + weight_decay * p            (weight decay only where MN_PARAM_DECAY is set)
  *   buf = d on the first step, else momentum * buf + (1 - dampening) * d
  *   d = d + momentum * buf (nesterov), else d = buf
- *   p -= lr * d
- * With momentum == 0 no buffers exist and d is applied directly.
+ *   p -= lr * p->lr_mult * d            (lr_mult 1 unless a model set it: a param group's lr)
+ * With momentum == 0 no buffers exist and d is applied directly. A parameter whose
+ * var.requires_grad is false (frozen) or whose lr_mult is 0 is not stepped at all: its value
+ * and its momentum buffer stay as they are (PyTorch skips a parameter without a gradient).
  *
  * Momentum buffers are allocated once, in the optimiser's own arena, at init; a step never
  * allocates. The learning rate is an argument of each step, so schedules live with the

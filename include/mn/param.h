@@ -16,6 +16,10 @@ typedef struct mn_param {
     char name[96];           /* e.g. "features.3.conv.0.weight" */
     mn_var var;              /* val in the values arena, grad in the gradients arena */
     int flags;
+    /* The optimiser steps it at lr * lr_mult: 1 as registered; a fine-tuning model sets its
+     * backbone's (optim.backbone_lr_mult); 0 leaves it as it is. A frozen parameter has
+     * var.requires_grad false: no gradient reaches it and the optimiser skips it. */
+    float lr_mult;
 } mn_param;
 
 typedef struct mn_param_set {

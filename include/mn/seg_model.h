@@ -5,6 +5,7 @@
 #define MN_SEG_MODEL_H
 
 #include "calibrate.h"
+#include "checkpoint.h"
 #include "classes.h"
 #include "config.h"
 #include "dataset.h"
@@ -14,7 +15,7 @@
 
 typedef struct mn_seg_model {
     mn_config cfg;
-    int init_tensors;             /* tensors copied from cfg.model.init when created (0: none) */
+    mn_init_report init;          /* what cfg.model.init gave when created (all zero without one) */
     int num_classes;
     mn_class_name *class_names;   /* (num_classes) */
     mn_param_set ps;
@@ -23,8 +24,11 @@ typedef struct mn_seg_model {
     float *train_stats;           /* BN running statistics as trained (table.n_stats floats) */
 } mn_seg_model;
 
-/* Builds the network of cfg for num_classes classes, initialised from seed (and cfg->model.init
- * when set: a safetensors file of backbone weights under their torchvision names). */
+/* Builds the network of cfg for num_classes classes, initialised from seed, then from
+ * cfg->model.init when set: every tensor whose name (or "backbone." + name: backbone weights
+ * under torchvision's names) and shape match, the rest left as initialised, all of it told in
+ * m->init; a file that fills under 10% of the backbone is refused with its likely cause. Then
+ * the fine-tuning controls (model.frozen_stages, model.norm_eval, optim.backbone_lr_mult). */
 MN_API int mn_seg_model_create(mn_seg_model *m, const mn_config *cfg, int num_classes, const char *const *class_names,
                                uint64_t seed);
 /* Rebuilds the model stored in a checkpoint (configuration, classes, weights, query table). */

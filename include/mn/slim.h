@@ -41,6 +41,10 @@ typedef struct mn_slim_bn {
     mn_param *gamma, *beta;   /* (C_max) */
     mn_param *mean, *var;     /* (C_max) running statistics (buffers) */
     int64_t num_batches;
+    /* Fine-tuning (model.norm_eval, frozen stages): in training too, normalise with the running
+     * statistics and leave them as they are. BN calibration (bn_momentum < 0) still
+     * re-estimates them, per configuration. */
+    bool frozen_stats;
 } mn_slim_bn;
 
 typedef struct mn_slim_linear {
