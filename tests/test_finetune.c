@@ -184,7 +184,7 @@ Test(finetune, stages_of_parameter_names)
         small_config(&c, MN_TASK_CLASSIFICATION);
         strcpy(c.model.backbone, a ? "mobilenet_v1" : "mobilenet_v2");
         mn_cls_model m;
-        cr_assert_eq(mn_cls_model_create(&m, &c, 3, classes + 1, 1), 0, "%s", mn_last_error());
+        cr_assert_eq(mn_cls_model_create(&m, &c, 2, classes + 1, 1), 0, "%s", mn_last_error());
         int last = 0, seen[6] = {0};
         for (int i = 0; i < m.ps.n; i++) {
             int s = mn_backbone_stage(a ? MN_ARCH_MOBILENET_V1 : MN_ARCH_MOBILENET_V2, m.ps.items[i]->name);
@@ -770,13 +770,14 @@ Test(finetune, backbone_lr_mult_scales_the_backbone_step)
         }
     }
     cr_assert_gt(checked, 100000);
+    int n = m[0].ps.n;
     for (int k = 0; k < 3; k++) {
-        snapshot_free(after[k], m[k].ps.n);
+        snapshot_free(after[k], n);
         mn_seg_model_free(&m[k]);
     }
-    for (int i = 0; grads && i < m[0].ps.n; i++) free(grads[i]);
+    for (int i = 0; i < n; i++) free(grads[i]);
     free(grads);
-    snapshot_free(before, m[0].ps.n);
+    snapshot_free(before, n);
 }
 
 /* ---- configuration ---- */
