@@ -120,7 +120,7 @@ int mn_det_transform(const mn_det_aug *a, const mn_sample *s, mn_rng *rng, float
         boxes_out[n++] = b;
     }
     *n_out = scale_boxes(boxes_out, n, (float)ow / (float)W, (float)oh / (float)im->h, ow, oh, a->min_box);
-    *info = (mn_det_image){oh, ow, scale, flip, im->h, im->w};
+    *info = (mn_det_image){oh, ow, scale, flip, im->h, im->w, 0};
     return 0;
 }
 
@@ -200,7 +200,7 @@ int mn_det_batch_resize(mn_det_batch *dst, const mn_det_batch *src, const mn_det
         if (nb) memcpy(dst->boxes[i], src->boxes[i], sizeof(mn_box) * (size_t)nb);
         dst->n_boxes[i] = scale_boxes(dst->boxes[i], nb, (float)ow[i] / (float)in->w, (float)oh[i] / (float)in->h,
                                       ow[i], oh[i], a->min_box);
-        dst->info[i] = (mn_det_image){oh[i], ow[i], sc[i], in->flipped, in->orig_h, in->orig_w};
+        dst->info[i] = (mn_det_image){oh[i], ow[i], sc[i], in->flipped, in->orig_h, in->orig_w, in->position};
         dst->index[i] = src->index[i];
         dst->image_id[i] = src->image_id[i];
     }

@@ -148,6 +148,7 @@ static int make_det_batch(mn_loader *l, int b, slot *s)
         mn_rng r = mn_rng_split(&l->epoch_rng, (uint64_t)(first + lo + j));
         rc = mn_det_transform(&l->daug, sp, &r, bt->images + (size_t)j * 3 * (size_t)ph * (size_t)pw, ph, pw,
                               bt->boxes[j], &bt->n_boxes[j], &bt->info[j]);
+        bt->info[j].position = lo + j;
     }
     for (int j = 0; j < all; j++) mn_sample_free(&smp[j]);
     return rc;

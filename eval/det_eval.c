@@ -82,7 +82,50 @@ static int check_classes(const mn_det_model *m, mn_dataset *d)
 int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path, float width, int short_side,
                     int max_images, const mn_reporter *rep, const char *results_path, mn_det_scores *out)
 {
+    return mn_det_evaluate_ranks(m, d, annotations_path, width, short_side, max_images, rep, results_path, NULL, out);
+}
+
+/* One detection as the ranks exchange it: where it came from (image position, rank within the
+ * image's list) orders the gathered list as one process makes it. */
+typedef struct det_record {
+    int64_t image_id;
+    int32_t position, order;
+    int64_t category_id;
+    double box[4], score;
+} det_record;
+
+static int cmp_record(const void *a, const void *b)
+{
+    const det_record *x = a, *y = b;
+    if (x->position != y->position) return x->position < y->position ? -1 : 1;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+/* Every rank's records (and image ids) in every rank's hands, in one process's order. */
+static int gather_records(mn_comm *comm, det_record **recs, int64_t *n, int64_t **ids, int *n_ids)
+{
+    if (mn_comm_size(comm) < 2) return 0;
+    void *all = NULL, *all_ids = NULL;
+    int64_t bytes = 0, id_bytes = 0;
+    int rc = comm->allgather(comm, *recs, (int64_t)sizeof(det_record) * *n, &all, &bytes, NULL);
+    if (!rc) rc = comm->allgather(comm, *ids, (int64_t)sizeof(int64_t) * *n_ids, &all_ids, &id_bytes, NULL);
+    if (rc) {
+        free(all), free(all_ids);
+        return rc;
+    }
+    free(*recs), free(*ids);
+    *recs = all, *n = bytes / (int64_t)sizeof(det_record);
+    *ids = all_ids, *n_ids = (int)(id_bytes / (int64_t)sizeof(int64_t));
+    qsort(*recs, (size_t)*n, sizeof(det_record), cmp_record);
+    return 0;
+}
+
+int mn_det_evaluate_ranks(mn_det_model *m, mn_dataset *d, const char *annotations_path, float width, int short_side,
+                          int max_images, const mn_reporter *rep, const char *results_path, mn_comm *comm,
+                          mn_det_scores *out)
+{
     memset(out, 0, sizeof *out);
+    const int R = mn_comm_size(comm), me = mn_comm_rank(comm);
     int n = mn_dataset_size(d);
     if (max_images > 0 && max_images < n) n = max_images;
     if (n < 1) return mn_error(MN_EINVAL, "%s: nothing to evaluate (the split has no images)", annotations_path);
@@ -91,12 +134,6 @@ int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path
     mn_coco_gt gt;
     rc = mn_coco_gt_load(&gt, annotations_path);
     if (rc) return rc;
-    mn_atomic_file results; /* written whole or not at all */
-    FILE *f = NULL;
-    if (results_path) {
-        rc = mn_atomic_open(&results, results_path);
-        if (!rc) fputs("[", f = results.f);
-    }
     mn_det_aug a;
     mn_det_aug_default(&a, short_side, m->cfg.det.max_side, false);
     /* one image per pass: a result never depends on which images share its batch */
@@ -105,65 +142,87 @@ int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path
     mn_loader *ld = NULL;
     if (!rc) rc = mn_loader_open_det(&ld, d, &a, &lo);
     if (!rc) rc = mn_loader_start(ld, 0, 0);
-    mn_coco_dets dets = {0};
+    det_record *recs = NULL;
+    int64_t n_recs = 0, cap = 0;
     int64_t *ids = malloc(sizeof(int64_t) * (size_t)n);
     if (!rc && !ids) rc = mn_error(MN_ENOMEM, "evaluation: out of memory");
     mn_tape t;
     mn_tape_init(&t, 0);
     mn_progress pg;
     mn_progress_begin(&pg, rep, "evaluate", n, 0, n / 10 + 1);
-    int done = 0;
-    bool first = true;
+    int done = 0, mine = 0;
     while (!rc && done < n) {
         const mn_det_batch *b = NULL;
         rc = mn_loader_next_det(ld, &b);
         if (!rc && !b) rc = mn_error(MN_EINVAL, "evaluation: the loader ended after %d of %d images", done, n);
         if (rc) break;
+        /* the ranks take every R-th image (each still decoded by all: the loader reads in order) */
+        if (done % R != me) {
+            done++;
+            continue;
+        }
         mn_tape_reset(&t);
         mn_var *x = mn_var_wrap(&t, mn_tensor_4d(b->images, b->n, 3, b->h, b->w));
         mn_run r = {.tape = &t, .width = width, .training = false};
         mn_detection *det = NULL;
         int nd = 0;
         rc = mn_det_forward_test(m->net, &r, x, b->info, &det, &nd);
+        if (!rc && n_recs + nd > cap) {
+            int64_t nc = (n_recs + nd) * 2 + 64;
+            det_record *p = realloc(recs, sizeof(det_record) * (size_t)nc);
+            if (!p) rc = mn_error(MN_ENOMEM, "evaluation: out of memory for %lld detections", (long long)nc);
+            else recs = p, cap = nc;
+        }
         for (int j = 0; j < nd && !rc; j++) {
             const mn_detection *e = &det[j];
-            int cat = mn_dataset_category_id(d, e->label);
-            double box[4] = {q2(e->x1), q2(e->y1), q2((double)e->x2 - (double)e->x1),
-                             q2((double)e->y2 - (double)e->y1)};
-            double score = q6(e->score);
-            rc = mn_coco_dets_add(&dets, b->image_id[0], cat, box, score);
-            if (!rc && f) {
-                fprintf(f, "%s\n{\"image_id\": %lld, \"category_id\": %d, \"bbox\": [%.2f, %.2f, %.2f, %.2f], "
-                           "\"score\": %.6f}", first ? "" : ",", (long long)b->image_id[0], cat, box[0], box[1], box[2],
-                        box[3], score);
-                first = false;
-            }
+            det_record *o = &recs[n_recs++];
+            *o = (det_record){.image_id = b->image_id[0], .position = done, .order = j,
+                              .category_id = mn_dataset_category_id(d, e->label), .score = q6(e->score)};
+            o->box[0] = q2(e->x1), o->box[1] = q2(e->y1);
+            o->box[2] = q2((double)e->x2 - (double)e->x1), o->box[3] = q2((double)e->y2 - (double)e->y1);
         }
         free(det);
-        if (!rc) ids[done++] = b->image_id[0];
+        if (!rc) ids[mine++] = b->image_id[0];
+        done++;
         mn_progress_update(&pg, done, 1, NULL);
     }
     mn_progress_end(&pg);
     mn_tape_free(&t);
     mn_loader_close(ld);
-    if (f && rc) {
-        mn_atomic_abort(&results);
-    } else if (f) {
-        fputs(first ? "]\n" : "\n]\n", f);
-        rc = mn_atomic_commit(&results, true);
+    rc = mn_comm_agree(comm, rc);
+    if (!rc) rc = gather_records(comm, &recs, &n_recs, &ids, &mine);
+    mn_coco_dets dets = {0};
+    for (int64_t k = 0; k < n_recs && !rc; k++)
+        rc = mn_coco_dets_add(&dets, recs[k].image_id, recs[k].category_id, recs[k].box, recs[k].score);
+    /* written whole or not at all, by one rank */
+    if (!rc && results_path && me == 0) {
+        mn_atomic_file results;
+        rc = mn_atomic_open(&results, results_path);
+        if (!rc) {
+            FILE *f = results.f;
+            fputs("[", f);
+            for (int64_t k = 0; k < n_recs; k++)
+                fprintf(f, "%s\n{\"image_id\": %lld, \"category_id\": %lld, \"bbox\": [%.2f, %.2f, %.2f, %.2f], "
+                           "\"score\": %.6f}", k ? "," : "", (long long)recs[k].image_id, (long long)recs[k].category_id,
+                        recs[k].box[0], recs[k].box[1], recs[k].box[2], recs[k].box[3], recs[k].score);
+            fputs(n_recs ? "\n]\n" : "]\n", f);
+            rc = mn_atomic_commit(&results, true);
+        }
     }
+    rc = mn_comm_agree(comm, rc);
     if (!rc) {
-        qsort(ids, (size_t)done, sizeof *ids, cmp_i64);
-        restrict_gt(&gt, ids, done);
+        qsort(ids, (size_t)mine, sizeof *ids, cmp_i64);
+        restrict_gt(&gt, ids, mine);
         mn_coco_eval ev;
         rc = mn_coco_evaluate(&ev, &gt, &dets, NULL);
         if (!rc) {
             mn_coco_summarize(out->stats, &ev);
             mn_coco_eval_free(&ev);
-            out->n_images = done;
+            out->n_images = mine;
             out->n_detections = dets.n;
         }
     }
+    free(recs);
     free(ids);
     mn_coco_dets_free(&dets);
     mn_coco_gt_free(&gt);

@@ -51,6 +51,16 @@ cat > "$work/seg.json" << EOF
            "scale_range": [0.75, 1.25], "hflip": true, "workers": 0},
   $common}
 EOF
+cat > "$work/det.json" << EOF
+{"task": "detection",
+  "model": {"backbone": "mobilenet_v2"},
+  "data": {"kind": "coco", "root": "$work/shapes", "images": "images/{split}",
+           "annotations": "annotations/instances_{split}.json", "hflip": true, "workers": 0},
+  "det": {"short_side": 64, "max_side": 96, "anchor_size": 16, "fpn_channels": 32, "box_hidden": 64,
+          "rpn_pre_nms_train": 300, "rpn_post_nms_train": 100, "rpn_pre_nms_test": 100, "rpn_post_nms_test": 50,
+          "rpn_batch": 64, "roi_batch": 64, "score_thresh": 0.01, "detections_per_img": 20},
+  $common}
+EOF
 cat > "$work/cls.json" << EOF
 {"task": "classification",
   "model": {"backbone": "mobilenet_v2"},
@@ -77,8 +87,8 @@ compare_losses() {
           exit bad }'
 }
 
-for task in seg cls; do
-  if [ $task = seg ]; then tight=3 loose=3e-2; else tight=1 loose=0.15; fi
+for task in seg det cls; do
+  case $task in seg) tight=3 loose=3e-2 ;; det) tight=1 loose=5e-2 ;; *) tight=1 loose=0.15 ;; esac
   echo "== $task: 1 rank x 8 against 2 ranks x 4"
   "$mn" train --config "$work/$task.json" --set "train.out_dir=$work/${task}1" 2> "$work/${task}1.log" ||
     { cat "$work/${task}1.log"; exit 1; }
@@ -100,11 +110,21 @@ for task in seg cls; do
   compare_losses "$work/${task}2" "$work/${task}3" 11 1 $loose
 
   echo "== $task: distributed evaluation equals one process's"
-  "$mn" eval --checkpoint "$work/${task}1/last.safetensors" > "$work/${task}_eval1.json" 2> /dev/null
-  "${mpi[@]}" "$mn" eval --checkpoint "$work/${task}1/last.safetensors" > "$work/${task}_eval2.json" 2> /dev/null
+  extra1=() extra2=()
+  if [ $task = det ]; then extra1=(--results "$work/det_results1.json") extra2=(--results "$work/det_results2.json"); fi
+  "$mn" eval --checkpoint "$work/${task}1/last.safetensors" "${extra1[@]}" > "$work/${task}_eval1.json" 2> /dev/null
+  "${mpi[@]}" "$mn" eval --checkpoint "$work/${task}1/last.safetensors" "${extra2[@]}" > "$work/${task}_eval2.json" \
+    2> /dev/null
   if ! cmp -s "$work/${task}_eval1.json" "$work/${task}_eval2.json"; then
     echo "  one process:"; cat "$work/${task}_eval1.json"; echo "  two ranks:"; cat "$work/${task}_eval2.json"
     exit 1
+  fi
+  if [ $task = det ]; then
+    # the detections themselves, gathered from the ranks in one process's order
+    cmp -s "$work/det_results1.json" "$work/det_results2.json" || { echo "  the detections differ"; exit 1; }
+    n=$(grep -c image_id "$work/det_results1.json" || true)
+    [ "$n" -gt 0 ] || { echo "  no detections to compare"; exit 1; }
+    echo "  $n detections, byte-identical"
   fi
   echo "  identical: $(cat "$work/${task}_eval1.json" | head -c 120)"
 done

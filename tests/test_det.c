@@ -364,7 +364,7 @@ static void proposals_case(const char *mode, bool training)
     mn_var *obj[MN_DET_LEVELS], *delta[MN_DET_LEVELS];
     maps_from_flat(obj, &lo, 1, of);
     maps_from_flat(delta, &lo, 4, df);
-    mn_det_image info[2] = {{90, 60, 1.0f, false, 0, 0}, {96, 40, 1.0f, false, 0, 0}};
+    mn_det_image info[2] = {{90, 60, 1.0f, false, 0, 0, 0}, {96, 40, 1.0f, false, 0, 0, 1}};
     det_props props[2];
     cr_assert_eq(det_rpn_proposals(&c, training, &lo, obj, delta, info, props), 0, "%s", mn_last_error());
     char key[64];
@@ -421,7 +421,7 @@ Test(stages, postprocess_detections)
             tc_expect_close(&det[j].score, ws.data + off + j, 1, 1e-6f, 1e-5f, "detection score");
             tc_expect_close(&det[j].x1, wb.data + 4 * (off + j), 4, 1e-4f, 1e-5f, "detection box (resized frame)");
         }
-        mn_det_image info = {shapes[i][0], shapes[i][1], 0.5f, false, orig[i][0], orig[i][1]};
+        mn_det_image info = {shapes[i][0], shapes[i][1], 0.5f, false, orig[i][0], orig[i][1], 0};
         mn_detection *flipped = malloc(sizeof *flipped * (size_t)(n ? n : 1));
         if (n) memcpy(flipped, det, sizeof *det * (size_t)n);
         det_unresize(det, n, &info);
@@ -660,8 +660,8 @@ Test(transform, batch_resize_pads_to_32)
     src.w = 96;
     src.images = calloc(2 * 3 * 64 * 96, sizeof(float));
     for (int i = 0; i < 2 * 3 * 64 * 96; i++) src.images[i] = (float)(i % 97) / 97.0f;
-    src.info[0] = (mn_det_image){60, 90, 0.5f, false, 120, 180};
-    src.info[1] = (mn_det_image){45, 60, 0.5f, true, 90, 120};
+    src.info[0] = (mn_det_image){60, 90, 0.5f, false, 120, 180, 0};
+    src.info[1] = (mn_det_image){45, 60, 0.5f, true, 90, 120, 1};
     mn_box b0[1] = {{10, 10, 50, 40, 1, false}}, b1[2] = {{0, 0, 60, 45, 2, true}, {5, 5, 6, 6, 1, false}};
     src.boxes[0] = b0;
     src.boxes[1] = b1;
@@ -805,8 +805,8 @@ static void small_batch(mn_tape *t, mn_var **x, mn_det_image *info, mn_det_targe
         boxes[i].y1 *= s;
         boxes[i].y2 *= s;
     }
-    info[0] = (mn_det_image){h, w, s, false, 64, 64};
-    info[1] = (mn_det_image){h, w - (w > 32 ? 16 : 0), s, false, 64, 64};
+    info[0] = (mn_det_image){h, w, s, false, 64, 64, 0};
+    info[1] = (mn_det_image){h, w - (w > 32 ? 16 : 0), s, false, 64, 64, 1};
     tg[0] = (mn_det_targets){boxes, 3};
     tg[1] = (mn_det_targets){boxes + 3, 1};
 }
@@ -985,7 +985,7 @@ Test(e2e, loss_falls_on_synthetic_shapes)
         mn_det_image info[BATCH];
         mn_det_targets tg[BATCH];
         for (int b = 0; b < BATCH; b++) {
-            info[b] = (mn_det_image){SIDE, SIDE, 1.0f, false, SIDE, SIDE};
+            info[b] = (mn_det_image){SIDE, SIDE, 1.0f, false, SIDE, SIDE, b};
             tg[b] = (mn_det_targets){boxes[first + b], nb[first + b]};
         }
         mn_run r = {.tape = &t, .width = 0.75f, .training = true, .bn_momentum = 0.1f};

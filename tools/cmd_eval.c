@@ -32,10 +32,12 @@ static void usage(FILE *f)
                "Classification prints {\"top1\", \"top5\", \"width\", \"size\", \"macs\", \"images\"}.\n");
 }
 
-static int eval_det(const char *ckpt, const mn_choice *ch, const char *split, int max_images, const char *results)
+static int eval_det(const char *ckpt, const mn_choice *ch, const char *split, int max_images, const char *results,
+                    mn_comm *comm)
 {
     tool_report tr_state;
     mn_reporter rep = tool_reporter(&tr_state);
+    bool speaker = mn_comm_rank(comm) == 0;
     mn_det_model m;
     if (mn_det_model_open(&m, ckpt)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
@@ -57,10 +59,13 @@ static int eval_det(const char *ckpt, const mn_choice *ch, const char *split, in
     mn_det_annotations_path(ann, sizeof ann, c, sp);
     mn_dataset_options o;
     mn_config_dataset_options(c, sp, &o);
-    if (mn_dataset_open(&d, &o) || mn_det_evaluate(&m, d, ann, width, side, max_images, &rep, results, &s)) {
+    if (mn_dataset_open(&d, &o) ||
+        mn_det_evaluate_ranks(&m, d, ann, width, side, max_images, speaker ? &rep : NULL, results, comm, &s)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         goto done;
     }
+    rc = MN_EXIT_OK;
+    if (!speaker) goto done;
     int ih, iw;
     mn_det_model_input_size(&m, side, &ih, &iw);
     printf("{");
@@ -112,7 +117,7 @@ done:
     return rc;
 }
 
-static int eval_dense(const char *ckpt, const mn_choice *chp, const char *split, int max_images, const char *results,
+static int eval_task(const char *ckpt, const mn_choice *chp, const char *split, int max_images, const char *results,
                       enum mn_task_kind task, mn_comm *comm);
 
 int mn_cmd_eval(int argc, char **argv)
@@ -151,22 +156,22 @@ int mn_cmd_eval(int argc, char **argv)
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
-    if (task == MN_TASK_DETECTION) return eval_det(ckpt, &ch, split, max_images, results);
     /* under mpirun / srun the images are shared out and the counts summed: the same numbers */
     mn_dist dist;
     if (mn_dist_open(&dist)) {
         fprintf(stderr, "mutualnet eval: %s\n", mn_last_error());
         return MN_EXIT_FAIL;
     }
-    int status = eval_dense(ckpt, &ch, split, max_images, results, task, mn_dist_comm(&dist));
+    int status = eval_task(ckpt, &ch, split, max_images, results, task, mn_dist_comm(&dist));
     mn_dist_close(&dist, status == MN_EXIT_OK ? 0 : MN_EINVAL);
     return status;
 }
 
-/* Segmentation and classification, over the ranks of comm (NULL: one process). */
-static int eval_dense(const char *ckpt, const mn_choice *chp, const char *split, int max_images, const char *results,
+/* Any task, over the ranks of comm (NULL: one process). */
+static int eval_task(const char *ckpt, const mn_choice *chp, const char *split, int max_images, const char *results,
                       enum mn_task_kind task, mn_comm *comm)
 {
+    if (task == MN_TASK_DETECTION) return eval_det(ckpt, chp, split, max_images, results, comm);
     tool_report tr_state;
     mn_reporter rep = tool_reporter(&tr_state);
     bool speaker = mn_comm_rank(comm) == 0;

@@ -64,15 +64,23 @@ static int run_subnet(trainer *tr, const mn_det_batch *full, const mn_subnet *sn
     mn_rng_seed(&base, c->train.seed ^ 0x44455431u);
     rng = mn_rng_split(&base, (uint64_t)it * MN_MAX_SUBNETS + (uint64_t)k);
     /* only the full network keeps BN running statistics; calibration redoes them per config */
-    mn_run r = {.tape = t, .width = sn->width, .training = true, .bn_momentum = teacher ? 0.1f : 0.0f};
+    mn_run r = {.tape = t, .width = sn->width, .training = true, .bn_momentum = teacher ? 0.1f : 0.0f,
+                .sync_bn = drv_sync_bn(&tr->run)};
     mn_det_losses L;
     int rc = mn_det_forward_train(tr->model.net, &r, x, b->info, tg, &rng, teacher && kl ? tr->teacher : NULL,
                                   !teacher && kl ? tr->teacher : NULL, c->mutual.distill_weight, &L);
     if (rc) return rc;
     mn_var *l = L.total;
-    if (!teacher && c->mutual.gt_weight != 1.0f) {
-        mn_var *gt = mn_add(t, mn_add(t, L.rpn_cls, L.rpn_box), mn_add(t, L.cls, L.box));
-        l = mn_scale(t, gt, c->mutual.gt_weight);
+    if (tr->run.ranks > 1 || (!teacher && c->mutual.gt_weight != 1.0f)) {
+        /* over several ranks each mean is a share of the global one: the RPN's over every rank's
+         * sampled anchors, the RoI head's over every rank's RoIs (the distillation terms average over
+         * the teacher's RoIs and every anchor, as many on each rank when each image gives a full sample) */
+        float s_rpn = 1.0f, s_roi = 1.0f;
+        rc = drv_mean_share(&tr->run, L.rpn_samples, &s_rpn);
+        if (!rc) rc = drv_mean_share(&tr->run, L.roi_samples, &s_roi);
+        if (rc) return rc;
+        mn_var *gt = mn_add(t, mn_scale(t, mn_add(t, L.rpn_cls, L.rpn_box), s_rpn), mn_scale(t, mn_add(t, L.cls, L.box), s_roi));
+        l = teacher ? gt : mn_scale(t, gt, c->mutual.gt_weight);
         if (L.distill) l = mn_add(t, l, mn_scale(t, L.distill, c->mutual.distill_weight));
     }
     if (!l) return mn_last_error_code();
@@ -236,7 +244,8 @@ static int evaluate(drv_run *run, int64_t iter)
     char results[1100];
     snprintf(results, sizeof results, "%s/val_results.json", c->train.out_dir);
     mn_det_scores s;
-    int rc = mn_det_evaluate(&tr->model, run->val, tr->val_annotations, w, c->det.short_side, 0, run->rep, results, &s);
+    int rc = mn_det_evaluate_ranks(&tr->model, run->val, tr->val_annotations, w, c->det.short_side, 0, run->rep, results,
+                                   run->comm, &s);
     if (rc) return rc;
     mn_report(run->rep, MN_LOG_INFO, "iteration %lld: validation AP %.2f%%, AP50 %.2f%% (width %.2f, short side %d, %d images, %lld detections)",
             (long long)iter, 100 * s.stats[MN_COCO_AP], 100 * s.stats[MN_COCO_AP50], (double)w, c->det.short_side,

@@ -468,11 +468,6 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
     snprintf(run->path_metrics, sizeof run->path_metrics, "%s/metrics.jsonl", c->train.out_dir);
     int rc = mn_config_check(c, "the configuration");
     if (!rc && ops->check) rc = ops->check(run);
-    /* the detector's losses are normalised by sample counts of each rank's own proposals and its
-     * evaluation gathers detections: neither is written for ranks yet */
-    if (!rc && run->ranks > 1 && c->task == MN_TASK_DETECTION)
-        rc = mn_error(MN_EINVAL, "detection does not train over several ranks yet: run it as one process (segmentation "
-                                 "and classification do)");
     if (!rc && run->ranks > 1 && c->train.batch_size % run->ranks)
         rc = mn_error(MN_EINVAL, "train.batch_size %d (the global batch) does not split into %d equal parts: make it "
                                  "a multiple of the rank count",

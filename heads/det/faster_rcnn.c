@@ -233,7 +233,7 @@ static int gather_gt(const mn_detector *d, mn_tape *t, const mn_det_targets *tg,
 
 /* Samples anchors of every image and appends their global ids and regression targets. */
 static int rpn_sample(mn_detector *d, mn_tape *t, const det_layout *lo, float *const *gt /* N x (M_i, 4) */,
-                      const int *m /* (N) */, mn_rng *rng, int64_t *pos /* (N batch) */, int *np,
+                      const int *m /* (N) */, const mn_det_image *info /* (N) */, mn_rng *rng, int64_t *pos /* (N batch) */, int *np,
                       int64_t *neg /* (N batch) */, int *nn, float *targets /* (N batch, 4) */)
 {
     const mn_det_config *c = &d->cfg;
@@ -247,7 +247,10 @@ static int rpn_sample(mn_detector *d, mn_tape *t, const det_layout *lo, float *c
     for (int n = 0; n < lo->n; n++) {
         int rc = det_rpn_match(c, lo, gt[n], m[n], matches);
         int kp, kn;
-        if (!rc) rc = mn_sample_pos_neg(ip, &kp, in, &kn, matches, (int)total, c->rpn_batch, c->rpn_pos_fraction, rng);
+        /* each image's draws come from its own stream, keyed by its place in the global batch: a
+         * data-parallel rank holding some of the images draws what one process draws for them */
+        mn_rng ri = mn_rng_split(rng, (uint64_t)info[n].position);
+        if (!rc) rc = mn_sample_pos_neg(ip, &kp, in, &kn, matches, (int)total, c->rpn_batch, c->rpn_pos_fraction, &ri);
         if (rc) return rc;
         for (int j = 0; j < kp; j++) {
             mn_box_encode(&bc, targets + 4 * (size_t)*np, gt[n] + 4 * (size_t)matches[ip[j]],
@@ -262,7 +265,7 @@ static int rpn_sample(mn_detector *d, mn_tape *t, const det_layout *lo, float *c
 /* The RoI head's sample of every image from its proposals plus ground truth. */
 static int roi_sample(mn_detector *d, mn_tape *t, const det_props *props /* (N) */, int n_img,
                       float *const *gt /* N x (M_i, 4) */, int *const *gl /* N x (M_i) */, const int *m /* (N) */,
-                      mn_rng *rng, float *rois /* (S, 5) */, int32_t *labels /* (S) */, float *targets /* (S, 4) */,
+                      const mn_det_image *info /* (N) */, mn_rng *rng, float *rois /* (S, 5) */, int32_t *labels /* (S) */, float *targets /* (S, 4) */,
                       int *n_rois)
 {
     const mn_det_config *c = &d->cfg;
@@ -278,7 +281,8 @@ static int roi_sample(mn_detector *d, mn_tape *t, const det_props *props /* (N) 
         memcpy(cand, props[n].boxes, sizeof(float) * 4 * (size_t)props[n].n);
         memcpy(cand + 4 * (size_t)props[n].n, gt[n], sizeof(float) * 4 * (size_t)m[n]);
         int kp, kn, rc = det_roi_match(c, cand, p, gt[n], m[n], matches);
-        if (!rc) rc = mn_sample_pos_neg(ip, &kp, in, &kn, matches, p, c->roi_batch, c->roi_pos_fraction, rng);
+        mn_rng ri = mn_rng_split(rng, (uint64_t)info[n].position + (1u << 20)); /* not the RPN's stream */
+        if (!rc) rc = mn_sample_pos_neg(ip, &kp, in, &kn, matches, p, c->roi_batch, c->roi_pos_fraction, &ri);
         if (rc) return rc;
         /* torchvision keeps the sample in candidate order: where(pos | neg) */
         int s = 0, a = 0, b = 0;
@@ -449,7 +453,8 @@ int mn_det_forward_train(mn_detector *d, mn_run *r, mn_var *images, const mn_det
     float *ptg = mn_arena_alloc(&t->arena, sizeof(float) * 4 * nb);
     int np = 0, nn = 0;
     rc = !pos || !neg || !ptg ? mn_last_error_code() : 0;
-    if (!rc) rc = rpn_sample(d, t, &lo, gt, m, rng, pos, &np, neg, &nn, ptg);
+    if (!rc) rc = rpn_sample(d, t, &lo, gt, m, info, rng, pos, &np, neg, &nn, ptg);
+    out->rpn_samples = np + nn;
     if (!rc) rc = det_rpn_loss(t, c, &lo, obj, delta, pos, np, neg, nn, ptg, &out->rpn_cls, &out->rpn_box);
 
     /* RoI head: on its own proposals, or on the teacher's */
@@ -472,8 +477,9 @@ int mn_det_forward_train(mn_detector *d, mn_run *r, mn_var *images, const mn_det
         labels = mn_arena_alloc(&t->arena, sizeof(int32_t) * (cap ? cap : 1));
         if (!rois || !rtg || !labels) rc = mn_last_error_code();
     }
-    if (!rc && !distill) rc = roi_sample(d, t, props, N, gt, gl, m, rng, rois, labels, rtg, &n_rois);
+    if (!rc && !distill) rc = roi_sample(d, t, props, N, gt, gl, m, info, rng, rois, labels, rtg, &n_rois);
     if (!rc && distill) rc = roi_from_teacher(d, t, distill, info, gt, gl, m, rois, labels, rtg, &n_rois);
+    out->roi_samples = n_rois;
     det_props_free(props, N);
     mn_var *cls = NULL, *box = NULL;
     if (!rc && n_rois > 0) {

@@ -100,6 +100,8 @@ typedef struct mn_det_losses {
     mn_var *box;                  /* smooth-L1 on positive RoIs' class-specific deltas / sampled RoIs */
     mn_var *distill;              /* distillation terms (unweighted); NULL without a teacher */
     mn_var *total;                /* sum of the four, plus distill_weight * distill */
+    int rpn_samples;              /* anchors the RPN losses average over (their normaliser) */
+    int roi_samples;              /* RoIs the RoI losses average over */
 } mn_det_losses;                  /* one-element variables on the run's tape */
 
 /* Distillation (issue 7). A teacher pass (capture) copies out of its tape: its sampled RoIs (the

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "coco_eval.h"
+#include "comm.h"
 #include "det_model.h"
 
 typedef struct mn_det_scores {
@@ -27,6 +28,12 @@ MN_API int mn_det_predict(mn_det_model *m, mn_tape *t, const mn_image *img, floa
 MN_API int mn_det_evaluate(mn_det_model *m, mn_dataset *d, const char *annotations_path, float width,
                            int short_side, int max_images, const mn_reporter *rep, const char *results_path,
                            mn_det_scores *out);
+/* The same over the ranks of comm (NULL: one process): rank r runs images r, r + R, ...; the
+ * detections are gathered in one process's order and scored on every rank (the same numbers);
+ * rank 0 writes results_path. */
+MN_API int mn_det_evaluate_ranks(mn_det_model *m, mn_dataset *d, const char *annotations_path, float width,
+                                 int short_side, int max_images, const mn_reporter *rep, const char *results_path,
+                                 mn_comm *comm, mn_det_scores *out);
 
 /* Calibrates, scores (AP on val_set, at most max_val_images when > 0) and costs every
  * configuration of g into m->table; progress to rep; prints the table to report when non-NULL. */

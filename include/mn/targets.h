@@ -17,6 +17,8 @@ typedef struct mn_det_image {
     float scale;                 /* resize factor (float32, as torchvision computes it) */
     bool flipped;                /* mirrored horizontally */
     int orig_h, orig_w;          /* size of the original image (0: h / scale, w / scale) */
+    int position;                /* its place in the global batch (data-parallel training: the
+                                  * samplers' random draws for the image are keyed by it) */
 } mn_det_image;
 
 #endif
