@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "bench_models.h"
 #include "commands.h"
 #include "latency.h"
 #include "mn/backbone.h"
@@ -19,14 +20,29 @@ char *openblas_get_corename(void);
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mutualnet bench [--model mobilenet_v2|mobilenet_v1|resnet50] [--reps N] [--quick]\n"
-               "                       [--width W] [--size S] [--only forward|train]\n\n"
+               "                       [--width W] [--size S] [--only forward|train]\n"
+               "       mutualnet bench --model deeplabv3plus|faster_rcnn [--config FILE] [--classes K] [--batch B]\n"
+               "                       [--reps N] [--quick] [--size HxW] [--only forward|train|sandwich] [--list]\n\n"
                "Times, for widths 1.0, 0.5, 0.35 at 224, 160 and 128: a forward pass at batch 1 (inference,\n"
                "running BN statistics) and a training step at batch 8 (forward, cross-entropy, backward, SGD).\n"
                "Prints the median of N repetitions after two warm-ups (default 5), in milliseconds, as a\n"
                "Markdown table. tools/bench_torch.py prints the same rows for PyTorch; bench/compare.sh runs both.\n"
                "--quick: widths 1.0 and 0.5 at 224 only. --width / --size: that one width or size only;\n"
                "--only: time only the forward pass or only the training step (the other column shows -),\n"
-               "for profiling one row, e.g. perf record -g mutualnet bench --width 1 --size 224 --only forward.\n");
+               "for profiling one row, e.g. perf record -g mutualnet bench --width 1 --size 224 --only forward.\n\n"
+               "Whole models (--model deeplabv3plus or faster_rcnn), built as --config describes (default\n"
+               "configs/seg_cityscapes_mbv2.json, 19 classes / configs/det_coco128_mbv2.json, 81 classes), full\n"
+               "width: forward at batch 1 (inference; the detector's whole test path: proposals, box head, NMS);\n"
+               "train: one pass (forward, loss, backward, SGD step) at batch B (default: train.batch_size);\n"
+               "sandwich (segmenter): the MutualNet iteration, four passes (full width, then widths evenly down\n"
+               "to mutual.width_min at the configured scales, with the configured distillation) and one SGD step.\n"
+               "Segmenter: forward at 512x512, 512x1024, 1024x2048; train and sandwich at 512x512 and 512x1024.\n"
+               "Detector: a 480x640 image at short side 512 and 800 (long side capped at the ratio\n"
+               "det.max_side / det.short_side), padded to multiples of 32, four boxes per image. --quick: 128x256 / 128x128 and short side 128. Median\n"
+               "of N (default 3) after two warm-ups; GFLOP/s counts 2 per MAC and a training pass as three\n"
+               "forward passes. --list: the rows and their MACs, untimed. bench/models_torch.py prints the same\n"
+               "rows for PyTorch;\n"
+               "bench/compare_models.sh runs both.\n");
 }
 
 /* One timed unit: a batch-1 forward (train == false) or a batch-8 training step. The input
@@ -52,7 +68,9 @@ int mn_cmd_bench(int argc, char **argv)
 {
     const char *model = "mobilenet_v2";
     int reps = 5;
-    bool quick = false;
+    bool quick = false, reps_set = false;
+    mn_bench_models_options mo = {.only = -1};
+    const char *size_arg = NULL;
     double only_w = 0;
     int only_s = 0, first_mode = 0, last_mode = 1;
     for (int i = 1; i < argc; i++) {
@@ -65,22 +83,36 @@ int mn_cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--reps")) {
             if (!(v = mn_arg_value("bench", argc, argv, &i)) || !mn_arg_int("bench", a, v, 1, 1000, &reps))
                 return MN_EXIT_USAGE;
+            reps_set = true;
+        } else if (!strcmp(a, "--config")) {
+            if (!(mo.config = mn_arg_value("bench", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--classes")) {
+            if (!(v = mn_arg_value("bench", argc, argv, &i)) || !mn_arg_int("bench", a, v, 2, 255, &mo.classes))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--batch")) {
+            if (!(v = mn_arg_value("bench", argc, argv, &i)) || !mn_arg_int("bench", a, v, 1, 64, &mo.batch))
+                return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--quick")) {
             quick = true;
+        } else if (!strcmp(a, "--list")) {
+            mo.list = true;
         } else if (!strcmp(a, "--width")) {
             if (!(v = mn_arg_value("bench", argc, argv, &i)) || !mn_arg_float("bench", a, v, 0.01, 1.0, &only_w))
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--size")) {
-            if (!(v = mn_arg_value("bench", argc, argv, &i)) || !mn_arg_int("bench", a, v, 32, 4096, &only_s))
-                return MN_EXIT_USAGE;
+            if (!(size_arg = mn_arg_value("bench", argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--only")) {
             if (!(v = mn_arg_value("bench", argc, argv, &i))) return MN_EXIT_USAGE;
             if (!strcmp(v, "forward")) {
                 last_mode = 0;
+                mo.only = 0;
             } else if (!strcmp(v, "train")) {
                 first_mode = 1;
+                mo.only = 1;
+            } else if (!strcmp(v, "sandwich")) {
+                mo.only = 2;
             } else {
-                fprintf(stderr, "mutualnet bench: --only takes forward or train, not %s\n", v);
+                fprintf(stderr, "mutualnet bench: --only takes forward, train or sandwich, not %s\n", v);
                 return MN_EXIT_USAGE;
             }
         } else {
@@ -88,6 +120,22 @@ int mn_cmd_bench(int argc, char **argv)
             return MN_EXIT_USAGE;
         }
     }
+    if (!strcmp(model, "deeplabv3plus") || !strcmp(model, "faster_rcnn")) {
+        if (size_arg && (sscanf(size_arg, "%dx%d", &mo.h, &mo.w) != 2 || mo.h < 32 || mo.w < 32)) {
+            fprintf(stderr, "mutualnet bench: --size takes HxW for a whole model (a row's input), not %s\n", size_arg);
+            return MN_EXIT_USAGE;
+        }
+        mo.model = model;
+        mo.reps = reps_set ? reps : 3;
+        mo.quick = quick;
+        return mn_bench_models(&mo);
+    }
+    if (mo.only == 2 || mo.config || mo.classes || mo.batch || mo.list) {
+        fprintf(stderr, "mutualnet bench: --only sandwich, --config, --classes, --batch and --list are for "
+                        "--model deeplabv3plus or faster_rcnn\n");
+        return MN_EXIT_USAGE;
+    }
+    if (size_arg && !mn_arg_int("bench", "--size", size_arg, 32, 4096, &only_s)) return MN_EXIT_USAGE;
     mn_backbone_config cfg = {.num_classes = 1000, .output_stride = 32};
     if (mn_arch_parse(model, &cfg.arch)) {
         fprintf(stderr, "mutualnet bench: %s\n", mn_last_error());
