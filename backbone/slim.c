@@ -93,6 +93,7 @@ mn_var *mn_slim_conv_forward(const mn_slim_conv *c, mn_run *r, mn_var *x, int co
 int mn_slim_bn_init(mn_slim_bn *bn, mn_param_set *ps, const char *name, int c_max)
 {
     int64_t s[1] = {c_max};
+    bn->frozen_stats = false; /* a layer in a caller's uninitialised struct normalises as trained */
     bn->gamma = add(ps, name, "weight", 1, s, 0);
     bn->beta = add(ps, name, "bias", 1, s, 0);
     bn->mean = add(ps, name, "running_mean", 1, s, MN_PARAM_BUFFER);

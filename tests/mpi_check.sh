@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Data-parallel jobs compute what one process computes (issue 15), checked end to end with
-# mpirun on a tiny synthetic set, for segmentation and classification:
+# mpirun on a tiny synthetic set, for segmentation, detection and classification:
 #   - 1 rank x batch 8 and 2 ranks x 4 log the same loss at each of 20 iterations and the same
-#     final validation score (within 0.5 points). "The same" is up to the order of float sums,
-#     which training amplifies: one process at 1 and at 2 OpenMP threads drifts apart by a few
-#     1e-3 by iteration 20 at this learning rate (a difference grows 10-30 times an iteration), and
-#     the classifier on 2x2 final maps is far more sensitive (8e-2 by iteration 4 between thread
-#     counts). Synchronised BN sums in double where one process's kernel sums in float, which shows
-#     after the first update. So the first iteration (before any update; without synchronised BN it
-#     already differs by 8e-4) must agree within relative 5e-5, segmentation's first 3, and the
-#     rest within 3e-2 (segmentation) or 0.15 (classification);
+#     final validation score (within 0.5 points; the classifier's only reported). "The same" is up
+#     to the order of float sums, which training amplifies: one process at 1 and at 2 OpenMP
+#     threads drifts apart by a few 1e-3 by iteration 20 at this learning rate (a difference grows
+#     10-30 times an iteration), and the classifier on 2x2 final maps is far more sensitive (8e-2
+#     by iteration 4 between thread counts). Synchronised BN sums in double where one process's
+#     kernel sums in float, which shows after the first update. So the first iteration (before any
+#     update; without synchronised BN it already differs by 8e-4) must agree within relative 5e-5,
+#     segmentation's first 3, and the rest within 3e-2 (segmentation), 5e-2 (detection) or 0.15
+#     (classification);
 #   - a checkpoint written by 2 ranks resumes at 1 rank and continues as the 2-rank run did (the
 #     first iteration after it within 5e-5, the rest within 3e-2);
 #   - distributed evaluation prints exactly what one process prints;
+#   - calibrate as 2 ranks (each its slice of every calibration batch, BN statistics reduced the
+#     way one process's kernel sums them, each configuration scored over the ranks) writes the
+#     checkpoint one process writes, byte for byte: the same query table, scores and every
+#     configuration's BN statistics; --latency, which times one process, is refused under mpirun;
 #   - a rank killed with kill -9 ends the whole job within seconds, mpirun naming the rank, and the
 #     last checkpoint resumes.
 #   tests/mpi_check.sh MUTUALNET
@@ -99,8 +104,12 @@ for task in seg det cls; do
   compare_losses "$work/${task}1" "$work/${task}2" 1 $tight $loose
   s1=$(score "$work/${task}1") s2=$(score "$work/${task}2")
   echo "  final validation score: 1 rank $s1, 2 ranks $s2"
-  awk -v a="$s1" -v b="$s2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.005) }' ||
-    { echo "  the final scores differ by more than 0.5 points"; exit 1; }
+  # the classifier's drift (above) moves its top-1 on 11 images by whole images between builds and
+  # thread counts alike: reported, not compared
+  if [ $task != cls ]; then
+    awk -v a="$s1" -v b="$s2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.005) }' ||
+      { echo "  the final scores differ by more than 0.5 points"; exit 1; }
+  fi
 
   echo "== $task: the 2-rank checkpoint of iteration 10 resumed at 1 rank"
   cp -r "$work/${task}2" "$work/${task}3"
@@ -128,6 +137,31 @@ for task in seg det cls; do
   fi
   echo "  identical: $(cat "$work/${task}_eval1.json" | head -c 120)"
 done
+for task in seg cls; do
+  echo "== $task: calibrate as 2 ranks equals one process"
+  cal=(calibrate --checkpoint "$work/${task}1/last.safetensors" --width-step 0.325 --batches 2 --scales 1,0.5)
+  "$mn" "${cal[@]}" --out "$work/${task}_cal1.safetensors" > "$work/${task}_cal1.txt" 2> "$work/${task}_cal1.log" ||
+    { cat "$work/${task}_cal1.log"; exit 1; }
+  "${mpi[@]}" "$mn" "${cal[@]}" --out "$work/${task}_cal2.safetensors" > "$work/${task}_cal2.txt" \
+    2> "$work/${task}_cal2.log" || { cat "$work/${task}_cal2.log"; exit 1; }
+  grep -q "MPI rank 0 of 2" "$work/${task}_cal2.log" ||
+    { echo "  the 2-rank calibration did not say it ran on 2 ranks:"; cat "$work/${task}_cal2.log"; exit 1; }
+  if ! cmp -s "$work/${task}_cal1.txt" "$work/${task}_cal2.txt"; then
+    echo "  one process:"; cat "$work/${task}_cal1.txt"; echo "  two ranks:"; cat "$work/${task}_cal2.txt"; exit 1
+  fi
+  # the tables and every configuration's BN statistics, bit for bit (the weights are copied)
+  cmp "$work/${task}_cal1.safetensors" "$work/${task}_cal2.safetensors" ||
+    { echo "  the calibrated checkpoints differ"; exit 1; }
+  echo "  identical: the printed table ($(grep -c 'G ' "$work/${task}_cal1.txt") configurations) and the checkpoints"
+done
+echo "== calibrate --latency under mpirun is refused"
+if "${mpi[@]}" "$mn" calibrate --checkpoint "$work/seg1/last.safetensors" --out "$work/lat.safetensors" --latency \
+  > "$work/lat.log" 2>&1; then
+  echo "  it ran"; exit 1
+fi
+grep -q "time configurations in one process" "$work/lat.log" || { cat "$work/lat.log"; exit 1; }
+[ ! -e "$work/lat.safetensors" ] || { echo "  it wrote $work/lat.safetensors"; exit 1; }
+echo "  refused: $(grep -m1 -o 'time configurations in one process[^:]*' "$work/lat.log")"
 echo "== a rank killed with kill -9"
 "${mpi[@]}" "$mn" train --config "$work/seg.json" --set "train.out_dir=$work/kill" --set train.iterations=100000 \
   > "$work/kill.log" 2>&1 &
