@@ -52,6 +52,33 @@ static int sync_stats(mn_comm *sync, const float *x /* (N, C, S) */, int64_t n, 
     return rc;
 }
 
+/* The statistics BN calibration keeps (cumulative averaging) as one process computes them:
+ * each rank's image-by-image sums (the kernel's own, mn_bn_channel_sums) added up, the float mean,
+ * then the deviations around it the same way. The partial sums are sums of a few floats each, so
+ * adding them in double in another grouping is exact in practice, and R ranks store one process's
+ * statistics to the last bit, at the price of a second reduction per layer, which training (whose
+ * statistics serve one step) does not pay. */
+static int sync_stats_exact(mn_comm *sync, const float *x /* (N, C, S) */, int64_t n, int64_t c, int64_t s, float eps,
+                            float *mean /* (C) */, float *invstd /* (C) */, float *var /* (C) biased */, int64_t *count)
+{
+    double *acc = malloc(sizeof(double) * (size_t)(c + 1));
+    if (!acc) return mn_error(MN_ENOMEM, "batch_norm: out of memory");
+    mn_bn_channel_sums(acc, x, n, c, s);
+    acc[c] = (double)(n * s);
+    int rc = mn_comm_sum_f64(sync, acc, c + 1);
+    const double total = acc[c];
+    for (int64_t ci = 0; !rc && ci < c; ci++) mean[ci] = (float)(acc[ci] / total);
+    if (!rc) mn_bn_channel_sqdev(acc, x, mean, n, c, s);
+    if (!rc) rc = mn_comm_sum_f64(sync, acc, c);
+    for (int64_t ci = 0; !rc && ci < c; ci++) {
+        var[ci] = (float)(acc[ci] / total);
+        invstd[ci] = 1.0f / sqrtf(var[ci] + eps);
+    }
+    if (!rc) *count = (int64_t)total;
+    free(acc);
+    return rc;
+}
+
 /* dx, dgamma, dbeta of synchronised BN: dx = gamma invstd (dy - sum(dy) / M - xhat sum(dy xhat) / M)
  * with the sums over every rank (M values per channel); dgamma and dbeta are this rank's sums (the
  * gradient averaging across ranks adds them up). dy is masked where a clamp cut the output. */
@@ -211,7 +238,9 @@ static mn_var *bn_op(mn_tape *t, mn_var *x, mn_var *gamma, mn_var *beta, const m
         if (!var) return NULL;
         if (sync) {
             /* the statistics of every rank's batch, then this rank's values normalised with them */
-            if (sync_stats(sync, x->val.data, n, c, s, p->eps, mean, invstd, var, &count)) return NULL;
+            int e = p->momentum < 0 ? sync_stats_exact(sync, x->val.data, n, c, s, p->eps, mean, invstd, var, &count)
+                                    : sync_stats(sync, x->val.data, n, c, s, p->eps, mean, invstd, var, &count);
+            if (e) return NULL;
             if (clamp) mn_bn_forward_eval_clamp(y->val.data, x->val.data, mean, invstd, g, b, lo, hi, n, c, s);
             else mn_bn_forward_eval(y->val.data, x->val.data, mean, invstd, g, b, n, c, s);
         } else if (clamp) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mn/calibrate.h"
+#include "mn/comm.h"
 #include "mn/query.h"
 #include "mn/cls_eval.h"
 #include "mn/det_eval.h"
@@ -26,19 +27,21 @@ typedef struct ev_calib_ops {
 } ev_calib_ops;
 
 /* Calibrates, scores and costs every configuration of g into a fresh table of ops->metric,
- * keyed by (width, g->sizes[s]), and leaves the BN layers with the trained statistics. */
+ * keyed by (width, g->sizes[s]), and leaves the BN layers with the trained statistics. With comm
+ * (NULL: one process) the loader gives this rank its slice of every batch and ops->point works
+ * over the ranks, agreeing on every failure: all ranks end with the same table. */
 static int ev_calib_table(const ev_calib_ops *ops, void *self, mn_query_table *table, mn_slim_bn *const *bns /* (nb) */,
                     int nb, const float *train_stats /* (table->n_stats) */, mn_dataset *train_set,
                     const mn_calib_config *g, int batch_size, int workers, uint64_t seed,
-                          const mn_reporter *rep)
+                          const mn_reporter *rep, mn_comm *comm)
 {
     float *stats = malloc(sizeof(float) * (size_t)(table->n_stats + 1)); /* + 1: never malloc(0) */
     if (!stats) return mn_error(MN_ENOMEM, "calibration: out of memory");
     mn_loader_options lo = {.batch_size = batch_size, .shuffle = true, .drop_last = true, .workers = workers,
-                            .prefetch = 2, .seed = seed};
+                            .prefetch = 2, .seed = seed, .rank = mn_comm_rank(comm), .ranks = mn_comm_size(comm)};
     if (mn_dataset_size(train_set) < batch_size) lo.batch_size = mn_dataset_size(train_set);
     mn_loader *ld = NULL;
-    int rc = ops->open(self, train_set, &lo, &ld);
+    int rc = mn_comm_agree(comm, ops->open(self, train_set, &lo, &ld));
     int64_t n_stats = table->n_stats;
     mn_query_free(table);
     mn_query_init(table, ops->metric);
@@ -77,6 +80,7 @@ typedef struct seg_calib {
     mn_seg_model *m;
     mn_dataset *val;
     int max_val_images;
+    mn_comm *comm;
 } seg_calib;
 
 static int seg_open_loader(void *self, mn_dataset *train_set, const mn_loader_options *lo, mn_loader **ld)
@@ -90,9 +94,10 @@ static int seg_point(void *self, mn_loader *ld, float width, const int *size /* 
 {
     seg_calib *sc = self;
     mn_seg_scores s;
-    int rc = mn_seg_calibrate_one(sc->m, ld, width, size[0], size[1], batches);
-    if (!rc) rc = mn_seg_flops(sc->m->net, width, size[0], size[1], macs, NULL);
-    if (!rc) rc = mn_seg_evaluate(sc->m, sc->val, width, size[0], size[1], sc->max_val_images, NULL, &s);
+    /* each step ends agreed, so that no rank goes on to a collective the others skip */
+    int rc = mn_seg_calibrate_one_ranks(sc->m, ld, width, size[0], size[1], batches, sc->comm);
+    if (!rc) rc = mn_comm_agree(sc->comm, mn_seg_flops(sc->m->net, width, size[0], size[1], macs, NULL));
+    if (!rc) rc = mn_seg_evaluate_ranks(sc->m, sc->val, width, size[0], size[1], sc->max_val_images, NULL, sc->comm, &s);
     if (!rc) *score = s.miou;
     return rc;
 }
@@ -109,11 +114,18 @@ int mn_seg_build_table(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_s
                        int batch_size, int max_val_images, uint64_t seed,
                               const mn_reporter *rep, FILE *report)
 {
+    return mn_seg_build_table_ranks(m, train_set, val_set, g, batch_size, max_val_images, seed, rep, report, NULL);
+}
+
+int mn_seg_build_table_ranks(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
+                             int batch_size, int max_val_images, uint64_t seed, const mn_reporter *rep, FILE *report,
+                             mn_comm *comm)
+{
     mn_slim_bn **bns;
     int nb = mn_seg_bn_layers(m->net, &bns);
-    seg_calib sc = {m, val_set, max_val_images};
+    seg_calib sc = {m, val_set, max_val_images, comm};
     int rc = ev_calib_table(&seg_calib_ops, &sc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
-                             m->cfg.data.workers, seed, rep);
+                             m->cfg.data.workers, seed, rep, comm);
     if (!rc && report) mn_query_print(&m->table, report);
     return rc;
 }
@@ -171,7 +183,7 @@ int mn_det_build_table(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_s
     int nb = mn_det_bn_layers(m->net, &bns);
     det_calib dc = {m, val_set, val_annotations, max_val_images};
     int rc = ev_calib_table(&det_calib_ops, &dc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
-                             m->cfg.data.workers, seed, rep);
+                             m->cfg.data.workers, seed, rep, NULL);
     if (!rc && report) mn_det_table_print(m, report);
     return rc;
 }
@@ -182,6 +194,7 @@ typedef struct cls_calib {
     mn_cls_model *m;
     mn_dataset *val;
     int max_val_images;
+    mn_comm *comm;
 } cls_calib;
 
 static int cls_open_loader(void *self, mn_dataset *train_set, const mn_loader_options *lo, mn_loader **ld)
@@ -195,9 +208,9 @@ static int cls_point(void *self, mn_loader *ld, float width, const int *size /* 
 {
     cls_calib *cc = self;
     mn_cls_scores s;
-    int rc = mn_cls_calibrate_one(cc->m, ld, width, size[0], size[1], batches);
-    if (!rc) rc = mn_cls_model_flops(cc->m, width, size[0], size[1], macs);
-    if (!rc) rc = mn_cls_evaluate(cc->m, cc->val, width, size[0], size[1], cc->max_val_images, NULL, &s);
+    int rc = mn_cls_calibrate_one_ranks(cc->m, ld, width, size[0], size[1], batches, cc->comm);
+    if (!rc) rc = mn_comm_agree(cc->comm, mn_cls_model_flops(cc->m, width, size[0], size[1], macs));
+    if (!rc) rc = mn_cls_evaluate_ranks(cc->m, cc->val, width, size[0], size[1], cc->max_val_images, NULL, cc->comm, &s);
     if (!rc) *score = s.top1;
     return rc;
 }
@@ -213,11 +226,18 @@ int mn_cls_build_table(mn_cls_model *m, mn_dataset *train_set, mn_dataset *val_s
                        int batch_size, int max_val_images, uint64_t seed,
                               const mn_reporter *rep, FILE *report)
 {
+    return mn_cls_build_table_ranks(m, train_set, val_set, g, batch_size, max_val_images, seed, rep, report, NULL);
+}
+
+int mn_cls_build_table_ranks(mn_cls_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
+                             int batch_size, int max_val_images, uint64_t seed, const mn_reporter *rep, FILE *report,
+                             mn_comm *comm)
+{
     mn_slim_bn **bns;
     int nb = mn_backbone_bn_layers(m->net, &bns);
-    cls_calib cc = {m, val_set, max_val_images};
+    cls_calib cc = {m, val_set, max_val_images, comm};
     int rc = ev_calib_table(&cls_calib_ops, &cc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
-                             m->cfg.data.workers, seed, rep);
+                             m->cfg.data.workers, seed, rep, comm);
     if (!rc && report) mn_query_print(&m->table, report);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include "heads/det/internal.h" /* det_features: calibration needs no RPN or box head (no BN there) */
 #include "mn/calibrate.h"
 #include "mn/cls_model.h"
+#include "mn/comm.h"
 #include "mn/det_model.h"
 #include "mn/ops.h"
 #include "mn/seg_model.h"
@@ -59,19 +60,27 @@ static int seg_forward(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */)
 
 int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches)
 {
+    return mn_seg_calibrate_one_ranks(m, train, width, h, w, batches, NULL);
+}
+
+int mn_seg_calibrate_one_ranks(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches,
+                               mn_comm *comm)
+{
     mn_slim_bn **bns;
     int n = mn_seg_bn_layers(m->net, &bns);
-    return mdl_calib_image_bn(train, bns, n, width, h, w, batches, seg_forward, m->net);
+    return mdl_calib_image_bn(train, bns, n, width, h, w, batches, seg_forward, m->net, comm);
 }
 
 int mdl_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb, float width, int h, int w, int batches,
-                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net)
+                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net, mn_comm *comm)
 {
+    /* with ranks, every BN layer reduces its statistics over them: a rank that cannot go on
+     * must say so before the next forward, or the others wait in it forever */
     for (int i = 0; i < nb; i++) mn_slim_bn_reset(bns[i]);
     mn_tape t;
     mn_tape_init(&t, 0);
     mn_tape_set_grad(&t, false);
-    int rc = mn_loader_start(ld, 0, 0);
+    int rc = mn_comm_agree(comm, mn_loader_start(ld, 0, 0));
     for (int b = 0; b < batches && !rc; b++) {
         int bn = 0, bh = 0, bw = 0;
         const float *images = NULL;
@@ -81,13 +90,15 @@ int mdl_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb,
             if (!rc) rc = mn_loader_next_images(ld, &bn, &bh, &bw, &images);
             if (!rc && !bn) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
         }
+        rc = mn_comm_agree(comm, rc);
         if (rc) break;
         mn_tape_reset(&t);
         mn_var *x = mn_var_wrap(&t, mn_tensor_4d((float *)images, bn, 3, bh, bw));
         if (bh != h || bw != w) x = mn_resize_bilinear(&t, x, h, w, true);
-        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
-        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
-        rc = x ? forward(net, &r, x) : mn_last_error_code();
+        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics,
+         * each batch's over every rank's slice of it (the global batch) */
+        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f, .sync_bn = comm};
+        rc = mn_comm_agree(comm, x ? forward(net, &r, x) : mn_last_error_code());
     }
     mn_tape_free(&t);
     return rc;
@@ -197,7 +208,13 @@ static int cls_forward(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */)
 
 int mn_cls_calibrate_one(mn_cls_model *m, mn_loader *train, float width, int h, int w, int batches)
 {
+    return mn_cls_calibrate_one_ranks(m, train, width, h, w, batches, NULL);
+}
+
+int mn_cls_calibrate_one_ranks(mn_cls_model *m, mn_loader *train, float width, int h, int w, int batches,
+                               mn_comm *comm)
+{
     mn_slim_bn **bns;
     int nb = mn_backbone_bn_layers(m->net, &bns);
-    return mdl_calib_image_bn(train, bns, nb, width, h, w, batches, cls_forward, m->net);
+    return mdl_calib_image_bn(train, bns, nb, width, h, w, batches, cls_forward, m->net, comm);
 }

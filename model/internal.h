@@ -80,9 +80,11 @@ int mdl_stats_alloc(mn_query_table *table, mn_slim_bn *const *bns /* (nb) */, in
 
 /* Resets the BN layers, then sets their statistics to the exact average over `batches` batches of
  * an image loader (started afresh, wrapping round when it has fewer) resized to h x w and run by
- * forward at width in training mode without gradients. */
+ * forward at width in training mode without gradients. With comm (NULL: one process) the loader
+ * gives this rank's slice of each batch and the statistics are the whole batch's (SyncBN); every
+ * failure is agreed by all ranks. */
 int mdl_calib_image_bn(mn_loader *ld, mn_slim_bn *const *bns /* (nb) */, int nb, float width, int h, int w, int batches,
-                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net);
+                       int (*forward)(void *net, mn_run *r, mn_var *x /* (N, 3, h, w) */), void *net, mn_comm *comm);
 /* The input scales a calibration grid spans: scales (n_scales) when given, else those the run
  * trained at (a MutualNet's list, 1 for the other modes), their count into *n_scales. */
 const float *mdl_calib_scales(const mn_config *c, const float *scales, int *n_scales);

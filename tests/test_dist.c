@@ -10,8 +10,11 @@
 
 #include "common.h"
 
+#include "mn/cls_eval.h"
+#include "mn/cls_model.h"
 #include "mn/comm.h"
 #include "mn/ops.h"
+#include "mn/synth.h"
 
 /* ---- an in-process communicator: R threads meet at a barrier for every collective ---- */
 
@@ -156,4 +159,180 @@ Test(dist, sync_bn_act_equals_one_process)
 {
     sync_bn_case(2, 1);
     sync_bn_case(2, 6);
+}
+
+/* ---- BN calibration: one process's statistics to the last bit ---- */
+
+enum { CALIB_BATCHES = 2 };
+
+typedef struct calib_job {
+    int rank, ranks, act;
+    hub *h;
+    const float *x[CALIB_BATCHES];        /* each batch's (N, C, H, W) */
+    float *y;                             /* this rank's part of the last batch's output */
+    float mean[C], var[C];
+    int rc;
+} calib_job;
+
+/* Calibration-mode BN (training, cumulative averaging, no gradients) over this rank's images of
+ * each batch. */
+static void *calib_rank(void *arg)
+{
+    calib_job *j = arg;
+    thread_comm tc;
+    if (j->ranks > 1) thread_comm_init(&tc, j->h, j->rank);
+    const int n = N / j->ranks, off = j->rank * n * C * H * W;
+    mn_tape t;
+    mn_tape_init(&t, 0);
+    mn_tape_set_grad(&t, false);
+    int64_t batches = 0;
+    for (int c = 0; c < C; c++) j->mean[c] = 0.0f, j->var[c] = 1.0f;
+    mn_bn_state st = {j->mean, j->var, &batches};
+    mn_bn_params p = {1e-5f, -1.0f, true, j->ranks > 1 ? &tc.comm : NULL};
+    for (int b = 0; b < CALIB_BATCHES && !j->rc; b++) {
+        mn_tape_reset(&t);
+        mn_var *x = mn_var_wrap(&t, mn_tensor_4d((float *)j->x[b] + off, n, C, H, W));
+        mn_var *y = j->act ? mn_batch_norm_act(&t, x, NULL, NULL, &st, &p, j->act) : mn_batch_norm(&t, x, NULL, NULL, &st, &p);
+        if (!y) j->rc = mn_last_error_code();
+        else memcpy(j->y + off, y->val.data, sizeof(float) * (size_t)(n * C * H * W));
+    }
+    mn_tape_free(&t);
+    return NULL;
+}
+
+/* R ranks' calibration-mode BN stores exactly one process's running statistics and outputs:
+ * its statistics are the kernel's own sums added up (SyncBN in training sums differently). */
+static void calib_case(int ranks, int act)
+{
+    const int64_t total = (int64_t)N * C * H * W;
+    /* far from zero mean, as activations are: a one-pass variance would lose bits here */
+    float *x[CALIB_BATCHES] = {tc_random(11, total, 3.0f, 5.0f), tc_random(12, total, -1.0f, 2.0f)};
+    float y1[N * C * H * W], yr[N * C * H * W];
+    calib_job one = {.rank = 0, .ranks = 1, .act = act, .x = {x[0], x[1]}, .y = y1};
+    calib_rank(&one);
+    cr_assert_eq(one.rc, 0, "%s", mn_last_error());
+    hub h = {.size = ranks};
+    pthread_barrier_init(&h.bar, NULL, (unsigned)ranks);
+    calib_job jobs[MAX_RANKS];
+    pthread_t th[MAX_RANKS];
+    for (int r = 0; r < ranks; r++) {
+        jobs[r] = (calib_job){.rank = r, .ranks = ranks, .act = act, .h = &h, .x = {x[0], x[1]}, .y = yr};
+        pthread_create(&th[r], NULL, calib_rank, &jobs[r]);
+    }
+    for (int r = 0; r < ranks; r++) pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&h.bar);
+    for (int r = 0; r < ranks; r++) {
+        cr_assert_eq(jobs[r].rc, 0);
+        cr_assert(!memcmp(jobs[r].mean, one.mean, sizeof one.mean), "rank %d of %d: running mean differs", r, ranks);
+        cr_assert(!memcmp(jobs[r].var, one.var, sizeof one.var), "rank %d of %d: running variance differs", r, ranks);
+    }
+    cr_assert(!memcmp(yr, y1, sizeof y1), "%d ranks: outputs differ from one process's", ranks);
+    free(x[0]), free(x[1]);
+}
+
+Test(dist, calibration_bn_is_one_process_bits)
+{
+    calib_case(2, 0);
+    calib_case(4, 0);
+    calib_case(2, 6);
+}
+
+/* ---- a whole query table built by ranks ---- */
+
+typedef struct table_job {
+    int rank, ranks;
+    hub *h;
+    const mn_config *c;
+    const mn_calib_config *g;
+    mn_query_table table;                 /* the table this rank ended with */
+    int rc;
+} table_job;
+
+/* One rank of mn_cls_build_table_ranks: its own model (the same seed) and data sets. */
+static void *table_rank(void *arg)
+{
+    table_job *j = arg;
+    thread_comm tc;
+    if (j->ranks > 1) thread_comm_init(&tc, j->h, j->rank);
+    mn_cls_model m;
+    const char *names[] = {"circle", "square", "triangle"};
+    mn_dataset *tr = NULL, *va = NULL;
+    mn_dataset_options o;
+    mn_config_dataset_options(j->c, "train", &o);
+    j->rc = mn_cls_model_create(&m, j->c, 3, names, 7);
+    if (j->rc) return NULL;
+    if (!(j->rc = mn_dataset_open(&tr, &o))) {
+        mn_config_dataset_options(j->c, "val", &o);
+        j->rc = mn_dataset_open(&va, &o);
+    }
+    if (!j->rc)
+        j->rc = mn_cls_build_table_ranks(&m, tr, va, j->g, 8, 0, 3, NULL, NULL, j->ranks > 1 ? &tc.comm : NULL);
+    j->table = m.table; /* kept: the model gives up its table */
+    memset(&m.table, 0, sizeof m.table);
+    mn_cls_model_free(&m);
+    mn_dataset_close(tr);
+    mn_dataset_close(va);
+    return NULL;
+}
+
+/* 2 ranks (threads here; under mpirun in tests/mpi_check.sh) build one process's table: every
+ * score and every BN statistic to the last bit, on every rank. */
+Test(dist, calibration_table_equals_one_process)
+{
+    char dir[64] = "/tmp/mn_dist_XXXXXX", data[128];
+    cr_assert(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/shapes", dir);
+    mn_synth_config s;
+    mn_synth_config_default(&s);
+    s.out_dir = data;
+    s.n_images = 24;
+    s.width = s.height = 64;
+    s.seed = 5;
+    s.png = true;
+    s.classification = true;
+    cr_assert_eq(mn_synth_set_classes(&s, "circle,square,triangle"), 0);
+    cr_assert_eq(mn_synth_generate(&s, NULL), 0, "%s", mn_last_error());
+    mn_config c;
+    mn_config_default(&c);
+    c.task = MN_TASK_CLASSIFICATION;
+    strcpy(c.data.kind, "imagefolder");
+    strcpy(c.data.images, "{split}");
+    snprintf(c.data.root, sizeof c.data.root, "%s", data);
+    c.data.crop[0] = c.data.crop[1] = 64;
+    c.data.eval_size[0] = c.data.eval_size[1] = 64;
+    c.data.workers = 0;
+    c.train.batch_size = 8;
+    mn_calib_config g = {.widths = {1.0f, 0.35f}, .n_widths = 2, .sizes = {{64, 64}, {32, 32}}, .n_sizes = 2, .batches = 2};
+
+    table_job one = {.rank = 0, .ranks = 1, .c = &c, .g = &g};
+    table_rank(&one);
+    cr_assert_eq(one.rc, 0, "%s", mn_last_error());
+    hub h = {.size = 2};
+    pthread_barrier_init(&h.bar, NULL, 2);
+    table_job jobs[2];
+    pthread_t th[2];
+    for (int r = 0; r < 2; r++) {
+        jobs[r] = (table_job){.rank = r, .ranks = 2, .h = &h, .c = &c, .g = &g};
+        pthread_create(&th[r], NULL, table_rank, &jobs[r]);
+    }
+    for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&h.bar);
+    const mn_query_table *a = &one.table;
+    cr_assert_eq(a->n, 4);
+    for (int r = 0; r < 2; r++) {
+        const mn_query_table *b = &jobs[r].table;
+        cr_assert_eq(jobs[r].rc, 0, "rank %d failed", r);
+        cr_assert_eq(b->n, a->n);
+        cr_assert_eq(b->n_stats, a->n_stats);
+        for (int i = 0; i < a->n; i++) {
+            cr_assert(b->e[i].width == a->e[i].width && b->e[i].h == a->e[i].h && b->e[i].macs == a->e[i].macs);
+            cr_assert(b->e[i].score == a->e[i].score, "rank %d, entry %d: score %.17g, one process %.17g", r, i,
+                      b->e[i].score, a->e[i].score);
+            cr_assert(!memcmp(b->e[i].bn_stats, a->e[i].bn_stats, sizeof(float) * (size_t)a->n_stats),
+                      "rank %d, entry %d: BN statistics differ from one process's", r, i);
+        }
+        mn_query_free(&jobs[r].table);
+    }
+    mn_query_free(&one.table);
+    tc_remove_tree(dir);
 }

@@ -17,6 +17,7 @@
 #include "mn/cls_model.h"
 #include "mn/det_eval.h"
 #include "mn/det_model.h"
+#include "mn/dist.h"
 #include "mn/safetensors.h"
 
 static void calibrate_usage(FILE *f)
@@ -40,7 +41,11 @@ static void calibrate_usage(FILE *f)
                "beside the MACs, with the thread count and the CPU model, for eval/predict/story --budget-ms and\n"
                "plot --x ms. --latency-only times the table a checkpoint already has, without data or\n"
                "recalibration, and writes it back into that checkpoint (or into --out): run it on the device that\n"
-               "will run the model. A calibration without --latency writes a table without timings.\n");
+               "will run the model. A calibration without --latency writes a table without timings.\n\n"
+               "Under mpirun or srun a segmentation or classification checkpoint calibrates as a data-parallel job:\n"
+               "each rank takes its slice of every calibration batch (the rank count must divide train.batch_size)\n"
+               "and a share of the validation images, and rank 0 writes what one process writes, byte for byte.\n"
+               "--latency and --latency-only are refused there (time in one process), as are detection checkpoints.\n");
 }
 
 /* The configured training and validation splits of a checkpoint's data set. */
@@ -70,11 +75,15 @@ static void apply_overrides(mn_config *c, const calib_args *a)
     if (a->batches > 0) c->calibrate.batches = a->batches;
 }
 
-static int report(int rc, const char *out, bool timed)
+/* The outcome: a failure on every rank that has one (each rank's own message), success by rank 0. */
+static int report(int rc, const char *out, bool timed, mn_comm *comm)
 {
-    if (rc) fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
-    else fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget%s)\n", out,
-                 timed ? " or --budget-ms" : "");
+    if (rc && mn_comm_size(comm) > 1)
+        fprintf(stderr, "mutualnet calibrate (rank %d): %s\n", mn_comm_rank(comm), mn_last_error());
+    else if (rc) fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
+    else if (mn_comm_rank(comm) == 0)
+        fprintf(stderr, "mutualnet calibrate: query table written to %s (use it with eval/predict --budget%s)\n", out,
+                timed ? " or --budget-ms" : "");
     return rc ? MN_EXIT_FAIL : MN_EXIT_OK;
 }
 
@@ -132,7 +141,7 @@ static int time_existing(mn_model *m, const char *ckpt, const char *out, const c
     if (!rc) rc = time_table(m, a, &rep);
     if (!rc) print_table(m);
     if (!rc) rc = mn_model_save(m, out, NULL, 0);
-    return report(rc, out, true);
+    return report(rc, out, true, NULL);
 }
 
 static int calibrate_det(mn_model *whole, const char *out, const calib_args *a)
@@ -159,36 +168,61 @@ static int calibrate_det(mn_model *whole, const char *out, const calib_args *a)
     if (!rc) rc = mn_det_model_save(m, out, NULL, 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
-    return report(rc, out, a->latency_runs > 0);
+    return report(rc, out, a->latency_runs > 0, NULL);
 }
 
-/* Segmenters and classifiers: both run on whole images at (width, h x w). */
-static int calibrate_image_model(mn_model *whole, const char *out, const calib_args *a)
+/* Segmenters and classifiers: both run on whole images at (width, h x w). Under mpirun or srun
+ * (comm) each rank takes its slice of every calibration batch and scores its share of the
+ * validation images; rank 0 alone reports, prints and writes. */
+static int calibrate_image_model(mn_model *whole, const char *out, const calib_args *a, mn_comm *comm)
 {
     tool_report tr_state;
     mn_reporter rep = tool_reporter(&tr_state);
+    bool speaker = mn_comm_rank(comm) == 0;
     bool cls = whole->task == MN_TASK_CLASSIFICATION;
     mn_config *c = cls ? &whole->cls.cfg : &whole->seg.cfg;
     apply_overrides(c, a);
     mn_calib_config g;
     mn_dataset *tr = NULL, *va = NULL;
     int rc = mn_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
-    if (!rc) rc = open_splits(c, &tr, &va);
-    if (!rc)
-        fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each\n",
-                g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
+    if (!rc) rc = mn_comm_agree(comm, open_splits(c, &tr, &va));
+    int ranks = mn_comm_size(comm);
+    if (!rc && speaker)
+        fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each%s\n",
+                g.n_widths, g.n_sizes, g.batches, c->train.batch_size,
+                ranks > 1 ? " (shared out over the ranks, BN statistics over all of them)" : "");
     int n = c->train.batch_size;
     uint64_t seed = c->train.seed;
-    FILE *shown = a->latency_runs ? NULL : stdout;
+    FILE *shown = a->latency_runs || !speaker ? NULL : stdout;
+    const mn_reporter *r = speaker ? &rep : NULL;
     if (!rc)
-        rc = cls ? mn_cls_build_table(&whole->cls, tr, va, &g, n, a->max_val, seed, &rep, shown)
-                 : mn_seg_build_table(&whole->seg, tr, va, &g, n, a->max_val, seed, &rep, shown);
+        rc = cls ? mn_cls_build_table_ranks(&whole->cls, tr, va, &g, n, a->max_val, seed, r, shown, comm)
+                 : mn_seg_build_table_ranks(&whole->seg, tr, va, &g, n, a->max_val, seed, r, shown, comm);
+    /* timing is one process's (mn_cmd_calibrate refuses it with ranks) */
     if (!rc && a->latency_runs) rc = time_table(whole, a, &rep);
     if (!rc && a->latency_runs) print_table(whole);
-    if (!rc) rc = mn_model_save(whole, out, NULL, 0);
+    if (!rc) rc = mn_comm_agree(comm, speaker ? mn_model_save(whole, out, NULL, 0) : 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
-    return report(rc, out, a->latency_runs > 0);
+    return report(rc, out, a->latency_runs > 0, comm);
+}
+
+/* A job of several ranks does what one process can share out, and refuses the rest before any
+ * work (every rank decides alike from the arguments and the checkpoint; rank 0 says why). */
+static int refuse_as_job(const char *ckpt, const calib_args *a, bool speaker)
+{
+    const char *why = NULL;
+    enum mn_task_kind task;
+    if (a->latency_runs)
+        /* the other ranks would share the cores the times are taken on, at a rank's thread count */
+        why = "--latency and --latency-only time configurations in one process on an otherwise idle machine: "
+              "calibrate under the launcher without them, then time the table in one process with mutualnet "
+              "calibrate --latency-only --checkpoint OUT";
+    else if (!mn_model_task(ckpt, &task) && task == MN_TASK_DETECTION)
+        why = "detection checkpoints calibrate in one process for now: start it without mpirun or srun "
+              "(segmentation and classification calibrate as data-parallel jobs)";
+    if (why && speaker) fprintf(stderr, "mutualnet calibrate: %s\n", why);
+    return why != NULL;
 }
 
 int mn_cmd_calibrate(int argc, char **argv)
@@ -263,14 +297,42 @@ int mn_cmd_calibrate(int argc, char **argv)
         snprintf(def_out, sizeof def_out, "%s/calibrated.safetensors", dirname(tmp));
         out = def_out;
     }
-    mn_model m;
-    if (mn_model_open(&m, ckpt)) {
+    /* under mpirun / srun: one rank of a data-parallel calibration (mn/dist.h) */
+    mn_dist dist;
+    if (mn_dist_open(&dist)) {
         fprintf(stderr, "mutualnet calibrate: %s\n", mn_last_error());
+        return MN_EXIT_FAIL;
+    }
+    mn_comm *comm = mn_dist_comm(&dist);
+    bool speaker = dist.comm.rank == 0;
+    if (comm && refuse_as_job(ckpt, &ca, speaker)) {
+        mn_dist_close(&dist, 0);
+        return MN_EXIT_USAGE;
+    }
+    if (speaker && comm) fprintf(stderr, "mutualnet calibrate: MPI %s\n", dist.info);
+    mn_model m;
+    int opened = mn_model_open(&m, ckpt), rc = mn_comm_agree(comm, opened);
+    if (!rc && comm && mn_model_config(&m)->train.batch_size % dist.comm.size) {
+        /* the calibration batch is the checkpoint's: every rank sees it, rank 0 says so */
+        if (speaker)
+            fprintf(stderr, "mutualnet calibrate: the calibration batch (train.batch_size %d of the checkpoint) does "
+                            "not split into %d equal parts: run a number of ranks that divides it\n",
+                    mn_model_config(&m)->train.batch_size, dist.comm.size);
+        mn_model_free(&m);
+        mn_dist_close(&dist, 0);
+        return MN_EXIT_USAGE;
+    }
+    if (rc) { /* every rank knows: none is left waiting */
+        report(rc, out, false, comm);
+        if (!opened) mn_model_free(&m);
+        mn_dist_close(&dist, 0);
         return MN_EXIT_FAIL;
     }
     int status = latency_only                  ? time_existing(&m, ckpt, out, &ca)
                  : m.task == MN_TASK_DETECTION ? calibrate_det(&m, out, &ca)
-                                               : calibrate_image_model(&m, out, &ca);
+                                               : calibrate_image_model(&m, out, &ca, comm);
     mn_model_free(&m);
+    /* a rank that failed alone may have left the others inside a collective: then the job ends */
+    mn_dist_close(&dist, status == MN_EXIT_OK ? 0 : MN_EINVAL);
     return status;
 }

@@ -144,9 +144,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_commands; i++)
         if (!strcmp(argv[1], commands[i].name)) {
             /* every rank of an MPI job would do the whole work of the others and write the same files */
-            if (mn_dist_launched() && strcmp(argv[1], "train") && strcmp(argv[1], "eval")) {
-                fprintf(stderr, "mutualnet %s: runs as one process; start it without mpirun or srun (train and eval "
-                                "run as data-parallel jobs)\n", argv[1]);
+            if (mn_dist_launched() && strcmp(argv[1], "train") && strcmp(argv[1], "eval") &&
+                strcmp(argv[1], "calibrate")) {
+                fprintf(stderr, "mutualnet %s: runs as one process; start it without mpirun or srun (train, eval "
+                                "and calibrate run as data-parallel jobs)\n", argv[1]);
                 return MN_EXIT_USAGE;
             }
             return commands[i].run(argc - 1, argv + 1);

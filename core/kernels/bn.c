@@ -11,7 +11,15 @@
  * the error of a 100k-element channel near that of a double sum at float speed. */
 #define BN_BLOCK 1024
 
-static double row_sum(const float *r /* (S) */, int64_t s)
+/* Out of line: synchronised BN's statistics (mn_bn_channel_sums, mn_bn_channel_sqdev) add rows
+ * with these very functions, one copy of the code, so R ranks get one process's bits. */
+#if defined(__GNUC__)
+#define BN_ROW __attribute__((noinline)) static
+#else
+#define BN_ROW static
+#endif
+
+BN_ROW double row_sum(const float *r /* (S) */, int64_t s)
 {
     double total = 0;
     for (int64_t k0 = 0; k0 < s; k0 += BN_BLOCK) {
@@ -24,7 +32,7 @@ static double row_sum(const float *r /* (S) */, int64_t s)
     return total;
 }
 
-static double row_sqdev(const float *r /* (S) */, int64_t s, float mu)
+BN_ROW double row_sqdev(const float *r /* (S) */, int64_t s, float mu)
 {
     double total = 0;
     for (int64_t k0 = 0; k0 < s; k0 += BN_BLOCK) {
@@ -115,6 +123,26 @@ static void batch_stats(float *mean, float *invstd, float *var, const float *x, 
         mean[ci] = mu;
         var[ci] = v;
         invstd[ci] = 1.0f / sqrtf(v + eps);
+    }
+}
+
+void mn_bn_channel_sums(double *sum, const float *x, int64_t n, int64_t c, int64_t s)
+{
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+    for (int64_t ci = 0; ci < c; ci++) {
+        double t = 0; /* image by image, as batch_stats */
+        for (int64_t ni = 0; ni < n; ni++) t += row_sum(x + (ni * c + ci) * s, s);
+        sum[ci] = t;
+    }
+}
+
+void mn_bn_channel_sqdev(double *sq, const float *x, const float *mean, int64_t n, int64_t c, int64_t s)
+{
+#pragma omp parallel for schedule(static) if (n * c * s >= BN_PAR_MIN)
+    for (int64_t ci = 0; ci < c; ci++) {
+        double t = 0;
+        for (int64_t ni = 0; ni < n; ni++) t += row_sqdev(x + (ni * c + ci) * s, s, mean[ci]);
+        sq[ci] = t;
     }
 }
 

@@ -21,6 +21,14 @@ void mn_bn_forward_train_ref(float *y /* (N, C, S) */, float *mean /* (C) */, fl
                                     const float *gamma /* (C) or NULL */, const float *beta /* (C) or NULL */,
                                     int64_t n, int64_t c, int64_t s, float eps);
 
+/* The two passes of mn_bn_forward_train's statistics, for synchronised BN to add up over ranks:
+ * sum (C) per channel, each image's row summed in float blocks and the rows added in double in
+ * image order; sq (C) the same of (x - mean)^2 around the float mean. mn_bn_forward_train's are
+ * mean = (float)(sum / M), var = (float)(sq / M) with M = N S, to the bit (tests/test_dist.c). */
+void mn_bn_channel_sums(double *sum /* (C) */, const float *x /* (N, C, S) */, int64_t n, int64_t c, int64_t s);
+void mn_bn_channel_sqdev(double *sq /* (C) */, const float *x /* (N, C, S) */, const float *mean /* (C) */, int64_t n,
+                         int64_t c, int64_t s);
+
 /* Normalisation with given statistics (eval mode): y = (x - mean) * invstd * gamma + beta. */
 void mn_bn_forward_eval(float *y /* (N, C, S) */, const float *x /* (N, C, S) */,
                                const float *mean /* (C) */, const float *invstd /* (C) */,

@@ -42,7 +42,8 @@ typedef struct mn_bn_params {
                            * false: normalise with the running statistics */
     struct mn_comm *sync; /* training with more than one rank: the batch statistics (and in backward
                            * the sums they need) are those of every rank's batch together, so that
-                           * R ranks of N images compute what one process of R x N computes */
+                           * R ranks of N images compute what one process of R x N computes (to the
+                           * last bit with momentum < 0, BN calibration: summed as its kernel sums) */
 } mn_bn_params;
 
 /* x (N, C, H, W) or (N, C); gamma, beta (C) or NULL (no affine); st's buffers are used for

@@ -35,5 +35,14 @@ MN_API int mn_seg_evaluate_ranks(mn_seg_model *m, mn_dataset *d, float width, in
 MN_API int mn_seg_build_table(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_set, const mn_calib_config *g,
                               int batch_size, int max_val_images, uint64_t seed,
                               const mn_reporter *rep, FILE *report);
+/* The same as one rank of a data-parallel job (comm NULL: one process), every rank calling it:
+ * each takes its slice of every calibration batch (batch_size, the global batch, must split
+ * evenly over the ranks) and BN statistics are reduced over all of them (mn_seg_calibrate_one_ranks),
+ * each configuration is scored over the ranks (mn_seg_evaluate_ranks), and a failure on any rank
+ * fails it on all. Every rank ends with the same table: one process's scores exactly, its BN
+ * statistics up to float summation order. Pass rep and report on one rank only. */
+MN_API int mn_seg_build_table_ranks(mn_seg_model *m, mn_dataset *train_set, mn_dataset *val_set,
+                                    const mn_calib_config *g, int batch_size, int max_val_images, uint64_t seed,
+                                    const mn_reporter *rep, FILE *report, mn_comm *comm);
 
 #endif

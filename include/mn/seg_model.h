@@ -7,6 +7,7 @@
 #include "calibrate.h"
 #include "checkpoint.h"
 #include "classes.h"
+#include "comm.h"
 #include "config.h"
 #include "dataset.h"
 #include "optim.h"
@@ -47,5 +48,11 @@ MN_API int mn_seg_model_select(mn_seg_model *m, float width, int h, int w);
 /* Resets every BN layer and averages the statistics of `batches` training batches seen at
  * (width, h x w) without gradients. */
 MN_API int mn_seg_calibrate_one(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches);
+/* The same as one rank of a data-parallel job (comm NULL: one process): train gives this rank's
+ * slice of every batch (mn_loader_options.rank, ranks) and each batch's statistics are those of
+ * all the slices together (SyncBN), so that every rank ends with one process's statistics (up to
+ * float summation order). Every rank must call it; a failure on any rank fails it on all. */
+MN_API int mn_seg_calibrate_one_ranks(mn_seg_model *m, mn_loader *train, float width, int h, int w, int batches,
+                                      mn_comm *comm);
 
 #endif
