@@ -157,6 +157,31 @@ static void resize_plane(float *dst /* (oh, ds) */, int64_t ds, int oh, int ow, 
 
 int mn_det_batch_resize(mn_det_batch *dst, const mn_det_batch *src, const mn_det_aug *a, int min_size)
 {
+    return mn_det_batch_resize_pad(dst, src, a, min_size, 0, 0);
+}
+
+int mn_det_batch_resized_size(const mn_det_batch *src, const mn_det_aug *a, int min_size, int *pad_h, int *pad_w)
+{
+    mn_det_aug at = *a;
+    at.min_size = min_size;
+    int ph = 0, pw = 0;
+    for (int i = 0; i < src->n; i++) {
+        const mn_det_image *in = &src->info[i];
+        int h0 = in->orig_h > 0 ? in->orig_h : (int)lroundf((float)in->h / in->scale);
+        int w0 = in->orig_w > 0 ? in->orig_w : (int)lroundf((float)in->w / in->scale);
+        int oh, ow, rc = mn_det_resize_shape(&at, h0, w0, &oh, &ow, NULL);
+        if (rc) return rc;
+        if (oh > ph) ph = oh;
+        if (ow > pw) pw = ow;
+    }
+    *pad_h = round_up(ph, a->size_divisible);
+    *pad_w = round_up(pw, a->size_divisible);
+    return 0;
+}
+
+int mn_det_batch_resize_pad(mn_det_batch *dst, const mn_det_batch *src, const mn_det_aug *a, int min_size, int pad_h,
+                            int pad_w)
+{
     if (dst == src) return mn_error(MN_EINVAL, "mn_det_batch_resize: source and destination are the same batch");
     if (src->n < 1 || src->n > MN_MAX_BATCH) return mn_error(MN_EINVAL, "mn_det_batch_resize: batch of %d images", src->n);
     mn_det_aug at = *a;
@@ -173,6 +198,8 @@ int mn_det_batch_resize(mn_det_batch *dst, const mn_det_batch *src, const mn_det
     }
     ph = round_up(ph, a->size_divisible);
     pw = round_up(pw, a->size_divisible);
+    if (pad_h > ph) ph = pad_h;
+    if (pad_w > pw) pw = pad_w;
     size_t need = (size_t)src->n * 3 * (size_t)ph * (size_t)pw;
     if (need > dst->cap_images) {
         float *p = realloc(dst->images, sizeof(float) * need);

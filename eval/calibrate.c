@@ -138,6 +138,7 @@ typedef struct det_calib {
     mn_dataset *val;
     const char *val_annotations;
     int max_val_images;
+    mn_comm *comm;
 } det_calib;
 
 static int det_open_loader(void *self, mn_dataset *train_set, const mn_loader_options *lo, mn_loader **ld)
@@ -159,9 +160,11 @@ static int det_point(void *self, mn_loader *ld, float width, const int *size /* 
     if (size[1] != m->cfg.det.max_side)
         rc = mn_error(MN_EINVAL, "calibration: grid size %d/%d has another max side than det.max_side %d", side, size[1],
                       m->cfg.det.max_side);
-    if (!rc) rc = mn_det_calibrate_one(m, ld, width, side, batches);
-    if (!rc) rc = mn_det_model_flops(m, width, side, macs);
-    if (!rc) rc = mn_det_evaluate(m, dc->val, dc->val_annotations, width, side, dc->max_val_images, NULL, NULL, &sc);
+    if (!rc) rc = mn_det_calibrate_one_ranks(m, ld, width, side, batches, dc->comm);
+    if (!rc) rc = mn_comm_agree(dc->comm, mn_det_model_flops(m, width, side, macs));
+    if (!rc)
+        rc = mn_det_evaluate_ranks(m, dc->val, dc->val_annotations, width, side, dc->max_val_images, NULL, NULL,
+                                   dc->comm, &sc);
     /* no ground truth at all gives -1: store 0 so the table stays in [0, 1] */
     if (!rc) *score = fmax(sc.stats[MN_COCO_AP], 0.0);
     return rc;
@@ -179,11 +182,19 @@ int mn_det_build_table(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_s
                        const mn_calib_config *g, int batch_size, int max_val_images, uint64_t seed,
                               const mn_reporter *rep, FILE *report)
 {
+    return mn_det_build_table_ranks(m, train_set, val_set, val_annotations, g, batch_size, max_val_images, seed, rep,
+                                    report, NULL);
+}
+
+int mn_det_build_table_ranks(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_set, const char *val_annotations,
+                             const mn_calib_config *g, int batch_size, int max_val_images, uint64_t seed,
+                             const mn_reporter *rep, FILE *report, mn_comm *comm)
+{
     mn_slim_bn **bns;
     int nb = mn_det_bn_layers(m->net, &bns);
-    det_calib dc = {m, val_set, val_annotations, max_val_images};
+    det_calib dc = {m, val_set, val_annotations, max_val_images, comm};
     int rc = ev_calib_table(&det_calib_ops, &dc, &m->table, bns, nb, m->train_stats, train_set, g, batch_size,
-                             m->cfg.data.workers, seed, rep, NULL);
+                             m->cfg.data.workers, seed, rep, comm);
     if (!rc && report) mn_det_table_print(m, report);
     return rc;
 }

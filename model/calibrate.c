@@ -127,6 +127,12 @@ int mn_det_calib_grid(const mn_config *c, const float *scales, int n_scales, mn_
 
 int mn_det_calibrate_one(mn_det_model *m, mn_loader *train, float width, int short_side, int batches)
 {
+    return mn_det_calibrate_one_ranks(m, train, width, short_side, batches, NULL);
+}
+
+int mn_det_calibrate_one_ranks(mn_det_model *m, mn_loader *train, float width, int short_side, int batches,
+                               mn_comm *comm)
+{
     mn_slim_bn **bns;
     int n = mn_det_bn_layers(m->net, &bns);
     for (int i = 0; i < n; i++) mn_slim_bn_reset(bns[i]);
@@ -137,7 +143,9 @@ int mn_det_calibrate_one(mn_det_model *m, mn_loader *train, float width, int sho
     mn_tape t;
     mn_tape_init(&t, 0);
     mn_tape_set_grad(&t, false);
-    int rc = mn_loader_start(train, 0, 0);
+    /* with ranks (each its slice of every batch) a rank that cannot go on says so before the next
+     * collective, or the others wait in it forever */
+    int rc = mn_comm_agree(comm, mn_loader_start(train, 0, 0));
     for (int b = 0; b < batches && !rc; b++) {
         const mn_det_batch *bt;
         rc = mn_loader_next_det(train, &bt);
@@ -146,18 +154,24 @@ int mn_det_calibrate_one(mn_det_model *m, mn_loader *train, float width, int sho
             if (!rc) rc = mn_loader_next_det(train, &bt);
             if (!rc && !bt) rc = mn_error(MN_EINVAL, "calibration: the training loader produced an empty epoch");
         }
-        if (rc) break;
         /* to the short side from the original sizes, as a sub-network sees it in training (a
-         * batch already at that side is copied unchanged: the resampling is then the identity) */
-        rc = mn_det_batch_resize(&small, bt, &a, short_side);
+         * batch already at that side is copied unchanged: the resampling is then the identity),
+         * padded as the whole batch is over the ranks */
+        int ph = 0, pw = 0;
+        if (!rc && mn_comm_size(comm) > 1) rc = mn_det_batch_resized_size(bt, &a, short_side, &ph, &pw);
+        rc = mn_comm_agree(comm, rc);
+        double pad[2] = {ph, pw};
+        if (!rc) rc = mn_comm_reduce_f64(comm, pad, 2, MN_COMM_MAX);
+        if (!rc) rc = mn_comm_agree(comm, mn_det_batch_resize_pad(&small, bt, &a, short_side, (int)pad[0], (int)pad[1]));
         if (rc) break;
         bt = &small;
         mn_tape_reset(&t);
         mn_var *x = mn_var_wrap(&t, mn_tensor_4d(bt->images, bt->n, 3, bt->h, bt->w));
-        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics */
-        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f};
+        /* training-mode BN with momentum 1/(t+1): the exact mean of the per-batch statistics, each
+         * batch's over every rank's slice of it */
+        mn_run r = {.tape = &t, .width = width, .training = true, .bn_momentum = -1.0f, .sync_bn = comm};
         mn_var *p[MN_DET_LEVELS];
-        rc = det_features(m->net, &r, x, p);
+        rc = mn_comm_agree(comm, det_features(m->net, &r, x, p));
     }
     mn_tape_free(&t);
     mn_det_batch_free(&small);

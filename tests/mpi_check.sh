@@ -137,7 +137,7 @@ for task in seg det cls; do
   fi
   echo "  identical: $(cat "$work/${task}_eval1.json" | head -c 120)"
 done
-for task in seg cls; do
+for task in seg det cls; do
   echo "== $task: calibrate as 2 ranks equals one process"
   cal=(calibrate --checkpoint "$work/${task}1/last.safetensors" --width-step 0.325 --batches 2 --scales 1,0.5)
   "$mn" "${cal[@]}" --out "$work/${task}_cal1.safetensors" > "$work/${task}_cal1.txt" 2> "$work/${task}_cal1.log" ||

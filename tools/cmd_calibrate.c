@@ -42,10 +42,10 @@ static void calibrate_usage(FILE *f)
                "plot --x ms. --latency-only times the table a checkpoint already has, without data or\n"
                "recalibration, and writes it back into that checkpoint (or into --out): run it on the device that\n"
                "will run the model. A calibration without --latency writes a table without timings.\n\n"
-               "Under mpirun or srun a segmentation or classification checkpoint calibrates as a data-parallel job:\n"
-               "each rank takes its slice of every calibration batch (the rank count must divide train.batch_size)\n"
-               "and a share of the validation images, and rank 0 writes what one process writes, byte for byte.\n"
-               "--latency and --latency-only are refused there (time in one process), as are detection checkpoints.\n");
+               "Under mpirun or srun a checkpoint calibrates as a data-parallel job: each rank takes its slice of\n"
+               "every calibration batch (the rank count must divide train.batch_size) and a share of the validation\n"
+               "images, and rank 0 writes what one process writes (byte for byte for segmentation and\n"
+               "classification). --latency and --latency-only are refused there (time in one process).\n");
 }
 
 /* The configured training and validation splits of a checkpoint's data set. */
@@ -144,31 +144,39 @@ static int time_existing(mn_model *m, const char *ckpt, const char *out, const c
     return report(rc, out, true, NULL);
 }
 
-static int calibrate_det(mn_model *whole, const char *out, const calib_args *a)
+/* Detectors, as calibrate_image_model below: under a launcher each rank takes its slice of every
+ * calibration batch (padded as the whole batch is) and runs a share of the validation images,
+ * whose detections are gathered and scored once. */
+static int calibrate_det(mn_model *whole, const char *out, const calib_args *a, mn_comm *comm)
 {
     mn_det_model *m = &whole->det;
     tool_report tr_state;
     mn_reporter rep = tool_reporter(&tr_state);
+    bool speaker = mn_comm_rank(comm) == 0;
     apply_overrides(&m->cfg, a);
     const mn_config *c = &m->cfg;
     mn_calib_config g;
     mn_dataset *tr = NULL, *va = NULL;
     int rc = mn_det_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
-    if (!rc) rc = open_splits(c, &tr, &va);
+    if (!rc) rc = mn_comm_agree(comm, open_splits(c, &tr, &va));
     char ann[1100];
     mn_det_annotations_path(ann, sizeof ann, c, c->data.val_split);
-    if (!rc)
-        fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each\n",
-                g.n_widths, g.n_sizes, g.batches, c->train.batch_size);
+    if (!rc && speaker)
+        fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each%s\n",
+                g.n_widths, g.n_sizes, g.batches, c->train.batch_size,
+                mn_comm_size(comm) > 1 ? " (shared out over the ranks, BN statistics over all of them)" : "");
     /* with timings the table is printed once, after them */
-    FILE *shown = a->latency_runs ? NULL : stdout;
-    if (!rc) rc = mn_det_build_table(m, tr, va, ann, &g, c->train.batch_size, a->max_val, c->train.seed, &rep, shown);
+    FILE *shown = a->latency_runs || !speaker ? NULL : stdout;
+    if (!rc)
+        rc = mn_det_build_table_ranks(m, tr, va, ann, &g, c->train.batch_size, a->max_val, c->train.seed,
+                                      speaker ? &rep : NULL, shown, comm);
+    /* timing is one process's (mn_cmd_calibrate refuses it with ranks) */
     if (!rc && a->latency_runs) rc = time_table(whole, a, &rep);
     if (!rc && a->latency_runs) print_table(whole);
-    if (!rc) rc = mn_det_model_save(m, out, NULL, 0);
+    if (!rc) rc = mn_comm_agree(comm, speaker ? mn_det_model_save(m, out, NULL, 0) : 0);
     mn_dataset_close(tr);
     mn_dataset_close(va);
-    return report(rc, out, a->latency_runs > 0, NULL);
+    return report(rc, out, a->latency_runs > 0, comm);
 }
 
 /* Segmenters and classifiers: both run on whole images at (width, h x w). Under mpirun or srun
@@ -212,15 +220,11 @@ static int calibrate_image_model(mn_model *whole, const char *out, const calib_a
 static int refuse_as_job(const char *ckpt, const calib_args *a, bool speaker)
 {
     const char *why = NULL;
-    enum mn_task_kind task;
     if (a->latency_runs)
         /* the other ranks would share the cores the times are taken on, at a rank's thread count */
         why = "--latency and --latency-only time configurations in one process on an otherwise idle machine: "
               "calibrate under the launcher without them, then time the table in one process with mutualnet "
               "calibrate --latency-only --checkpoint OUT";
-    else if (!mn_model_task(ckpt, &task) && task == MN_TASK_DETECTION)
-        why = "detection checkpoints calibrate in one process for now: start it without mpirun or srun "
-              "(segmentation and classification calibrate as data-parallel jobs)";
     if (why && speaker) fprintf(stderr, "mutualnet calibrate: %s\n", why);
     return why != NULL;
 }
@@ -329,7 +333,7 @@ int mn_cmd_calibrate(int argc, char **argv)
         return MN_EXIT_FAIL;
     }
     int status = latency_only                  ? time_existing(&m, ckpt, out, &ca)
-                 : m.task == MN_TASK_DETECTION ? calibrate_det(&m, out, &ca)
+                 : m.task == MN_TASK_DETECTION ? calibrate_det(&m, out, &ca, comm)
                                                : calibrate_image_model(&m, out, &ca, comm);
     mn_model_free(&m);
     /* a rank that failed alone may have left the others inside a collective: then the job ends */

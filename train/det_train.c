@@ -49,8 +49,15 @@ static int run_subnet(trainer *tr, const mn_det_batch *full, const mn_subnet *sn
     const mn_det_batch *b = full;
     out->short_side = side_of(c, sn->scale);
     if (out->short_side != c->det.short_side) {
-        /* the same augmented batch at the sub-network's short side */
-        int rc = mn_det_batch_resize(&tr->small, full, &tr->aug, out->short_side);
+        /* the same augmented batch at the sub-network's short side, padded as the global batch is */
+        int ph = 0, pw = 0, rc = 0;
+        if (tr->run.ranks > 1) {
+            rc = mn_det_batch_resized_size(full, &tr->aug, out->short_side, &ph, &pw);
+            double pad[2] = {ph, pw};
+            if (!rc) rc = mn_comm_reduce_f64(tr->run.comm, pad, 2, MN_COMM_MAX);
+            ph = (int)pad[0], pw = (int)pad[1];
+        }
+        if (!rc) rc = mn_det_batch_resize_pad(&tr->small, full, &tr->aug, out->short_side, ph, pw);
         if (rc) return rc;
         b = &tr->small;
     }

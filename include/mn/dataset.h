@@ -233,6 +233,13 @@ typedef struct mn_det_batch {
  * per axis, clipped, degenerate ones dropped; the batch is padded to a->size_divisible. dst owns
  * its memory: zero it before first use, reuse it, release it with mn_det_batch_free. */
 MN_API int mn_det_batch_resize(mn_det_batch *dst, const mn_det_batch *src, const mn_det_aug *a, int min_size);
+/* The same padded to at least pad_h x pad_w (0: what its own images need): a data-parallel rank
+ * pads its part as the whole batch would be padded (the largest over every rank's images). */
+MN_API int mn_det_batch_resize_pad(mn_det_batch *dst, const mn_det_batch *src, const mn_det_aug *a, int min_size,
+                                   int pad_h, int pad_w);
+/* The padded size mn_det_batch_resize gives src at short side min_size. */
+MN_API int mn_det_batch_resized_size(const mn_det_batch *src, const mn_det_aug *a, int min_size, int *pad_h,
+                                     int *pad_w);
 MN_API void mn_det_batch_free(mn_det_batch *b);
 
 typedef struct mn_loader mn_loader;

@@ -41,5 +41,10 @@ MN_API int mn_det_build_table(mn_det_model *m, mn_dataset *train_set, mn_dataset
                               const char *val_annotations, const mn_calib_config *g, int batch_size,
                               int max_val_images, uint64_t seed,
                               const mn_reporter *rep, FILE *report);
+/* The same over the ranks of comm (NULL: one process), as mn_seg_build_table_ranks. */
+MN_API int mn_det_build_table_ranks(mn_det_model *m, mn_dataset *train_set, mn_dataset *val_set,
+                                    const char *val_annotations, const mn_calib_config *g, int batch_size,
+                                    int max_val_images, uint64_t seed, const mn_reporter *rep, FILE *report,
+                                    mn_comm *comm);
 
 #endif

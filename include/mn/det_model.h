@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "calibrate.h"
+#include "comm.h"
 #include "checkpoint.h"
 #include "classes.h"
 #include "config.h"
@@ -77,6 +78,11 @@ MN_API int mn_det_calib_grid(const mn_config *c, const float *scales, int n_scal
 /* Resets every BN layer and averages the statistics of `batches` training batches resized to the
  * short side, seen at width without gradients (backbone and neck only: the heads have no BN). */
 MN_API int mn_det_calibrate_one(mn_det_model *m, mn_loader *train, float width, int short_side, int batches);
+/* The same over the ranks of comm (NULL: one process): the loader gives each rank its slice of every
+ * batch, each resized batch is padded as the whole batch is, and the BN statistics are reduced over the
+ * ranks (mn_bn_params.sync): one process's statistics. */
+MN_API int mn_det_calibrate_one_ranks(mn_det_model *m, mn_loader *train, float width, int short_side, int batches,
+                                      mn_comm *comm);
 /* Prints the table cheapest first with short side, typical input, GMACs and AP. */
 MN_API void mn_det_table_print(const mn_det_model *m, FILE *f);
 
