@@ -309,7 +309,10 @@ static int write_metrics(drv_run *run, const drv_train_ops *ops, int64_t it, flo
         if (k) fprintf(f, ", ");
         ops->metrics_subnet(run, f, &sn[k], k, loss[k]);
     }
-    fprintf(f, "], \"seconds\": %.3f}\n", seconds);
+    /* the gradient reduction's share of the interval, for docs/SCALING.md's arithmetic */
+    if (run->ranks > 1) fprintf(f, "], \"reduce_seconds\": %.4f, \"seconds\": %.3f}\n", run->reduce_seconds, seconds);
+    else fprintf(f, "], \"seconds\": %.3f}\n", seconds);
+    run->reduce_seconds = 0;
     return drv_metrics_flush(run);
 }
 
@@ -523,7 +526,9 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
         for (int k = 0; k < ns && !rc; k++) rc = ops->pass(run, b, &sn[k], it, k, &loss[k]);
         if (run->ranks > 1) { /* a rank whose pass failed stops them all; then one model's gradient */
             rc = mn_comm_agree(run->comm, rc);
+            double t0 = mn_now();
             if (!rc) rc = average_gradients(run);
+            run->reduce_seconds += mn_now() - t0;
             if (!rc) rc = mn_comm_sum_f64(run->comm, loss, ns); /* each pass's loss over the global batch */
             for (int k = 0; k < ns && !rc; k++) loss[k] /= run->ranks;
         }
