@@ -84,9 +84,11 @@ static void free_chain(mn_arena_block *b)
 void mn_arena_reset(mn_arena *a)
 {
     if (a->head && a->head->next) {
-        /* several blocks: replace them with one block of the high-water size */
+        /* several blocks: replace them with one block of the high-water size and a quarter more, so
+         * that passes whose sizes vary (a detector's proposals and RoIs) do not outgrow it again by a
+         * little, each time costing a fresh block whose every page the kernel zeroes on first touch */
         free_chain(a->head);
-        a->head = block_new(a->peak);
+        a->head = block_new(a->peak + a->peak / 4);
         a->capacity = a->head ? a->head->size : 0;
     }
     if (a->head) a->head->off = 0;
