@@ -365,6 +365,7 @@ static void close_run(drv_run *run, const drv_train_ops *ops)
     ops->close(run);
     if (run->metrics) fclose(run->metrics);
     if (run->lock_fd > 0) close(run->lock_fd);
+    free(run->bucket);
 }
 
 /* ---- data-parallel ranks ---- */
@@ -375,8 +376,10 @@ static int average_gradients(drv_run *run)
 {
     if (run->ranks < 2) return 0;
     enum { BUCKET = 1 << 22 };
-    float *buf = malloc(sizeof(float) * BUCKET);
-    if (!buf) return mn_error(MN_ENOMEM, "gradient averaging: out of memory");
+    /* allocated once: a fresh 16 MB each iteration would be fresh pages the kernel zeroes each time */
+    if (!run->bucket && !(run->bucket = malloc(sizeof(float) * BUCKET)))
+        return mn_error(MN_ENOMEM, "gradient averaging: out of memory");
+    float *buf = run->bucket;
     const float inv = 1.0f / (float)run->ranks;
     int rc = 0, first = 0;
     int64_t used = 0;
@@ -406,7 +409,6 @@ static int average_gradients(drv_run *run)
         memcpy(buf + used, items[i]->var.grad.data, sizeof(float) * (size_t)n);
         used += n;
     }
-    free(buf);
     return rc;
 }
 
