@@ -26,7 +26,6 @@
 #define MAX_VERTS 300      /* largest unclipped polygon: a ring of 2 x (128 + 1) vertices */
 #define TRIES 25           /* proposals per object before giving up on it */
 #define MIN_PIXELS 12      /* pixel centres an object must cover, and keep visible */
-#define MIN_VISIBLE 0.4    /* fraction of an object's pixels that later objects must leave visible */
 #define EMPTY_EVERY 10     /* the 10th, 20th, ... image of each split is empty */
 
 static const char *const shape_names[MN_SHAPE_COUNT] = {"circle", "square", "triangle", "star", "ring"};
@@ -45,6 +44,7 @@ void mn_synth_config_default(mn_synth_config *c)
     c->jpeg_quality = 90;
     c->val_fraction = 0.2;
     c->max_objects = 6;
+    c->min_visible = 0.4;
 }
 
 int mn_synth_set_classes(mn_synth_config *c, const char *list)
@@ -102,6 +102,8 @@ int mn_synth_check_config(const mn_synth_config *c)
         return mn_error(MN_EINVAL, "synth: val_fraction %g outside [0, 1)", c->val_fraction);
     if (c->max_objects < 1 || c->max_objects > MN_SYNTH_MAX_OBJECTS)
         return mn_error(MN_EINVAL, "synth: max_objects %d outside 1..%d", c->max_objects, MN_SYNTH_MAX_OBJECTS);
+    if (!(c->min_visible >= 0.05 && c->min_visible <= 1))
+        return mn_error(MN_EINVAL, "synth: min_visible %g outside [0.05, 1]", c->min_visible);
     return 0;
 }
 
@@ -480,7 +482,7 @@ int mn_synth_render(const mn_synth_config *c, int index, mn_synth_sample *out)
             }
             bool ok = cnt->total >= MIN_PIXELS;
             for (int j = 1; j <= m && ok; j++) {
-                double keep = fmax(MIN_VISIBLE * (double)full[j], MIN_PIXELS);
+                double keep = fmax(c->min_visible * (double)full[j], MIN_PIXELS);
                 ok = (double)(visible[j] - cnt->covered[j]) >= keep;
             }
             if (!ok) {

@@ -361,6 +361,67 @@ Test(synth, labels_agree_with_polygons)
     cr_assert_eq(classes_seen, 0x3e, "all five classes appear (mask %x)", classes_seen);
 }
 
+/* Pixel centres of one polygon, and how many of them no later polygon covers. */
+typedef struct cover_ctx {
+    const mn_synth_sample *s;
+    int self;
+    long full, visible;
+} cover_ctx;
+
+static void cover_span(void *ctx, int y, int x0, int x1)
+{
+    cover_ctx *c = ctx;
+    for (int x = x0; x < x1; x++) {
+        bool hidden = false;
+        for (int j = c->self + 1; j < c->s->n_objects && !hidden; j++)
+            hidden = inside(c->s->objects[j].xy, c->s->objects[j].n, x + 0.5, y + 0.5);
+        c->full++;
+        c->visible += !hidden;
+    }
+}
+
+/* The least visible share of any object over `images` renders. */
+static double least_visible(double min_visible, int images, int *objects)
+{
+    mn_synth_config c;
+    mn_synth_config_default(&c);
+    c.width = c.height = 128;
+    c.n_images = images;
+    c.seed = 11;
+    c.max_objects = 3;
+    c.large_objects = true;
+    c.min_visible = min_visible;
+    double least = 1;
+    *objects = 0;
+    for (int i = 0; i < images; i++) {
+        mn_synth_sample s;
+        cr_assert_eq(mn_synth_render(&c, i, &s), 0, "%s", mn_last_error());
+        for (int k = 0; k < s.n_objects; k++) {
+            cover_ctx cc = {&s, k, 0, 0};
+            cr_assert_eq(mn_polygon_spans(s.objects[k].xy, s.objects[k].n, c.width, c.height, cover_span, &cc), 0);
+            cr_assert_gt(cc.full, 0);
+            least = fmin(least, (double)cc.visible / (double)cc.full);
+        }
+        *objects += s.n_objects;
+        mn_synth_sample_free(&s);
+    }
+    return least;
+}
+
+Test(synth, min_visible_bounds_occlusion)
+{
+    int n40, n90, n100;
+    double at40 = least_visible(0.4, 60, &n40), at90 = least_visible(0.9, 60, &n90), at100 = least_visible(1, 60, &n100);
+    /* large, centred objects overlap a lot when allowed to */
+    cr_assert_lt(at40, 0.7, "default: least visible share %g", at40);
+    cr_assert_geq(at40, 0.4);
+    cr_assert_geq(at90, 0.9, "min_visible 0.9: an object only %g visible", at90);
+    cr_assert_eq(at100, 1.0, "min_visible 1: an object only %g visible", at100);
+    /* fewer placements succeed as the rule tightens, yet some images keep several objects */
+    cr_assert(n40 >= n90 && n90 >= n100, "objects %d %d %d", n40, n90, n100);
+    cr_assert_gt(n100, 60, "objects without overlap: %d in 60 images", n100);
+}
+
 /* Compares every regular file under a with the one of the same name under b; returns how many differ. */
 static int compare_trees(const char *a, const char *b, int *n_files)
 {
@@ -535,6 +596,10 @@ Test(synth, config_errors_name_the_field)
     bad = c;
     bad.classes[1] = bad.classes[0];
     cr_assert_eq(mn_synth_check_config(&bad), MN_EINVAL);
+    bad = c;
+    bad.min_visible = 0.01;
+    cr_assert_eq(mn_synth_check_config(&bad), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "min_visible"), "%s", mn_last_error());
     bad = c;
     bad.out_dir = NULL;
     cr_assert_eq(mn_synth_generate(&bad, NULL), MN_EINVAL);

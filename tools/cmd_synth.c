@@ -16,7 +16,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mutualnet synth --out DIR [--images N] [--size HxW] [--seed S] [--classes LIST]\n"
             "                       [--format jpg|png | --png] [--quality Q] [--val F] [--max-objects M] [--force]\n"
-            "                       [--classification]\n\n"
+            "                       [--min-visible F] [--large-objects] [--classification]\n\n"
             "Writes a detection + segmentation data set of shapes (circle, square, triangle, star, ring) in the\n"
             "formats real data sets use. Same arguments, byte-identical output.\n\n"
             "  --out DIR          output folder; must be empty or absent unless --force\n"
@@ -28,6 +28,8 @@ static void usage(FILE *f)
             "  --quality Q        JPEG quality 1..100 (default 90)\n"
             "  --val F            fraction of images in the val split, [0, 1) (default 0.2)\n"
             "  --max-objects M    objects per non-empty image, 1..%d (default 6)\n"
+            "  --min-visible F    share of each object that later objects must leave visible, 0.05..1\n"
+            "                     (default 0.4; 1: objects never overlap)\n"
             "  --force            write into a non-empty DIR, replacing files of the same names\n"
             "  --large-objects    every object covers 8-35%% of the image, its centre in the middle 40%%\n"
             "                     of each side (default: COCO's small / medium / large mix, anywhere)\n"
@@ -121,6 +123,9 @@ int mn_cmd_synth(int argc, char **argv)
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--val")) {
             if (!(v = mn_arg_value(cmd, argc, argv, &i)) || !mn_arg_float(cmd, a, v, 0, 0.99, &c.val_fraction))
+                return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--min-visible")) {
+            if (!(v = mn_arg_value(cmd, argc, argv, &i)) || !mn_arg_float(cmd, a, v, 0.05, 1, &c.min_visible))
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--max-objects")) {
             if (!(v = mn_arg_value(cmd, argc, argv, &i)) ||

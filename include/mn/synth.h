@@ -35,8 +35,8 @@
  *   JSON numbers are exact binary fractions and agree with each other exactly.
  * - Occlusion: objects are painted in annotation order (ids increase within an image) and later
  *   ones cover earlier ones. Polygons are the full (amodal, as COCO) shape; label PNGs show what
- *   is visible. A placement that would leave an earlier object with under 40% of its pixels
- *   visible, or that covers under 12 pixel centres itself, is drawn again.
+ *   is visible. A placement that would leave an earlier object with under min_visible (default
+ *   40%) of its pixels visible (1: no overlap at all), or that covers under 12 pixel centres itself, is drawn again.
  * - Label PNG: pixel centres sampled by the even-odd rule; 255 on every pixel whose 8-neighbour
  *   pixels show a different object (a 2-pixel ignore band straddling each visible outline,
  *   like VOC's void border); no band along the image edge.
@@ -83,10 +83,12 @@ typedef struct mn_synth_config {
     bool force;                   /* write into a non-empty out_dir, replacing files of the same names */
     bool classification;          /* write an imagefolder classification set (see layout) */
     bool large_objects;           /* objects of 8-35% of the image, centred (implied by classification) */
+    double min_visible;           /* share of an object's pixels later objects must leave visible, [0.05, 1] */
 } mn_synth_config;
 
 /* Defaults: 300 images of 320x320, seed 0, all five classes, JPEG quality 90, 20% val, up to
- * 6 objects per image, out_dir NULL, the detection + segmentation layout. */
+ * 6 objects per image, 40% of each object left visible, out_dir NULL, the detection + segmentation
+ * layout. */
 MN_API void mn_synth_config_default(mn_synth_config *c);
 /* Sets classes from a comma-separated list of names ("star,circle"), in any order; they are
  * stored in increasing category id order. */
