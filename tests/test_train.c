@@ -162,6 +162,36 @@ Test(train, loss_falls_and_model_reloads)
     }
     cr_assert(at96 == 2 && at64 == 2, "sizes: %d at 96, %d at 64", at96, at64);
     mn_seg_model_free(&m3);
+    /* calibrate --split: the table is scored on the split named, here the training split, exactly as
+     * the library scores a table on it; the default scores the validation split */
+    char on_train[700], on_val[700];
+    snprintf(on_train, sizeof on_train, "%s/on_train.safetensors", c.train.out_dir);
+    snprintf(on_val, sizeof on_val, "%s/on_val.safetensors", c.train.out_dir);
+    char *argv_split[] = {"calibrate", "--checkpoint", ckpt, "--out", on_train, "--width-step", "0.65", "--batches", "1",
+                          "--max-val-images", "6", "--scales", "1", "--split", "train", NULL};
+    cr_assert_eq(mn_cmd_calibrate(15, argv_split), 0, "%s", mn_last_error());
+    char *argv_val[] = {"calibrate", "--checkpoint", ckpt, "--out", on_val, "--width-step", "0.65", "--batches", "1",
+                        "--max-val-images", "6", "--scales", "1", NULL};
+    cr_assert_eq(mn_cmd_calibrate(13, argv_val), 0, "%s", mn_last_error());
+    mn_seg_model st, sv, fresh;
+    cr_assert_eq(mn_seg_model_open(&st, on_train), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_seg_model_open(&sv, on_val), 0, "%s", mn_last_error());
+    cr_assert_eq(mn_seg_model_open(&fresh, ckpt), 0, "%s", mn_last_error());
+    cr_assert_eq(st.table.n, 2);
+    mn_calib_config gt = {.n_widths = 2, .sizes = {{st.table.e[0].h, st.table.e[0].w}}, .n_sizes = 1, .batches = 1};
+    for (int i = 0; i < 2; i++) gt.widths[i] = st.table.e[i].width;
+    cr_assert_eq(mn_seg_build_table(&fresh, tr, tr, &gt, c.train.batch_size, 6, c.train.seed, NULL, NULL), 0, "%s",
+                 mn_last_error());
+    bool differs = false;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(st.table.e[i].score, fresh.table.e[i].score, "entry %d: %g scored on train by the command, %g by "
+                     "the library", i, st.table.e[i].score, fresh.table.e[i].score);
+        differs |= st.table.e[i].score != sv.table.e[i].score;
+    }
+    cr_assert(differs, "the training and validation splits scored the same");
+    mn_seg_model_free(&st);
+    mn_seg_model_free(&sv);
+    mn_seg_model_free(&fresh);
     char *argv_bad_scales[] = {"calibrate", "--checkpoint", ckpt, "--scales", "1,x", NULL};
     cr_assert_eq(mn_cmd_calibrate(5, argv_bad_scales), MN_EXIT_USAGE);
     /* plot --compare: one line per label along the frontier of the mean scores */

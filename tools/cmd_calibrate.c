@@ -23,14 +23,15 @@
 static void calibrate_usage(FILE *f)
 {
     fprintf(f, "usage: mutualnet calibrate --checkpoint FILE [--out FILE] [--width-step S] [--batches N]\n"
-               "                           [--max-val-images N] [--scales LIST] [--latency [--latency-runs N]]\n"
+               "                           [--max-val-images N] [--scales LIST] [--split NAME]\n"
+               "                           [--latency [--latency-runs N]]\n"
                "       mutualnet calibrate --checkpoint FILE --latency-only [--latency-runs N] [--out FILE]\n\n"
                "For every width from the trained maximum down to the minimum (step S, default calibrate.width_step)\n"
                "and every training scale of data.eval_size (segmentation) or of det.short_side (detection), or\n"
                "every scale of --scales (e.g. 1,0.75,0.5: to score a US-Net or independent network at inputs it was\n"
                "not trained at):\n"
                "recomputes BN statistics over N training batches (default calibrate.batches), measures mIoU or COCO\n"
-               "AP on the validation split and the multiply-accumulates (a detector's at the median image size of\n"
+               "AP on the validation split (or on --split NAME) and the multiply-accumulates (a detector's at the median image size of\n"
                "the validation split, resized and padded), prints the query table and writes it, with each\n"
                "configuration's BN statistics, into --out (default: calibrated.safetensors beside the checkpoint).\n"
                "The input checkpoint is not modified (unless it is that calibrated.safetensors).\n\n"
@@ -42,19 +43,22 @@ static void calibrate_usage(FILE *f)
                "plot --x ms. --latency-only times the table a checkpoint already has, without data or\n"
                "recalibration, and writes it back into that checkpoint (or into --out): run it on the device that\n"
                "will run the model. A calibration without --latency writes a table without timings.\n\n"
+               "--split NAME scores the table on another split of the data set than the validation split, so that\n"
+               "the configurations a budget picks can be scored afterwards (eval --split) on images that played no\n"
+               "part in the choice: a table picked and scored on one split overstates what the choice gives.\n\n"
                "Under mpirun or srun a checkpoint calibrates as a data-parallel job: each rank takes its slice of\n"
                "every calibration batch (the rank count must divide train.batch_size) and a share of the validation\n"
                "images, and rank 0 writes what one process writes (byte for byte for segmentation and\n"
                "classification). --latency and --latency-only are refused there (time in one process).\n");
 }
 
-/* The configured training and validation splits of a checkpoint's data set. */
-static int open_splits(const mn_config *c, mn_dataset **tr, mn_dataset **va)
+/* The configured training split of a checkpoint's data set and the split that scores the table. */
+static int open_splits(const mn_config *c, const char *scored, mn_dataset **tr, mn_dataset **va)
 {
     mn_dataset_options o;
     mn_config_dataset_options(c, c->data.train_split, &o);
     int rc = mn_dataset_open(tr, &o);
-    o.split = c->data.val_split;
+    o.split = scored;
     if (!rc) rc = mn_dataset_open(va, &o);
     return rc;
 }
@@ -66,6 +70,7 @@ typedef struct calib_args {
     float scales[MN_MAX_SCALES];
     int n_scales;
     int latency_runs;        /* > 0: time every configuration (--latency, --latency-only) */
+    const char *split;       /* the split that scores the table; NULL: the configured validation split */
 } calib_args;
 
 /* --width-step and --batches over the checkpoint's configuration. */
@@ -158,12 +163,14 @@ static int calibrate_det(mn_model *whole, const char *out, const calib_args *a, 
     mn_calib_config g;
     mn_dataset *tr = NULL, *va = NULL;
     int rc = mn_det_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
-    if (!rc) rc = mn_comm_agree(comm, open_splits(c, &tr, &va));
+    const char *scored = a->split ? a->split : c->data.val_split;
+    if (!rc) rc = mn_comm_agree(comm, open_splits(c, scored, &tr, &va));
     char ann[1100];
-    mn_det_annotations_path(ann, sizeof ann, c, c->data.val_split);
+    mn_det_annotations_path(ann, sizeof ann, c, scored);
     if (!rc && speaker)
-        fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each%s\n",
-                g.n_widths, g.n_sizes, g.batches, c->train.batch_size,
+        fprintf(stderr, "mutualnet calibrate: %d widths x %d short sides, %d batches of %d training images each, "
+                        "scored on split %s%s\n",
+                g.n_widths, g.n_sizes, g.batches, c->train.batch_size, scored,
                 mn_comm_size(comm) > 1 ? " (shared out over the ranks, BN statistics over all of them)" : "");
     /* with timings the table is printed once, after them */
     FILE *shown = a->latency_runs || !speaker ? NULL : stdout;
@@ -193,11 +200,13 @@ static int calibrate_image_model(mn_model *whole, const char *out, const calib_a
     mn_calib_config g;
     mn_dataset *tr = NULL, *va = NULL;
     int rc = mn_calib_grid(c, a->n_scales ? a->scales : NULL, a->n_scales, &g);
-    if (!rc) rc = mn_comm_agree(comm, open_splits(c, &tr, &va));
+    const char *scored = a->split ? a->split : c->data.val_split;
+    if (!rc) rc = mn_comm_agree(comm, open_splits(c, scored, &tr, &va));
     int ranks = mn_comm_size(comm);
     if (!rc && speaker)
-        fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each%s\n",
-                g.n_widths, g.n_sizes, g.batches, c->train.batch_size,
+        fprintf(stderr, "mutualnet calibrate: %d widths x %d sizes, %d batches of %d training images each, "
+                        "scored on split %s%s\n",
+                g.n_widths, g.n_sizes, g.batches, c->train.batch_size, scored,
                 ranks > 1 ? " (shared out over the ranks, BN statistics over all of them)" : "");
     int n = c->train.batch_size;
     uint64_t seed = c->train.seed;
@@ -263,6 +272,9 @@ int mn_cmd_calibrate(int argc, char **argv)
             grid_options = true;
             if (!(v = mn_arg_value("calibrate", argc, argv, &i)) || !mn_arg_int("calibrate", a, v, 1, 1 << 30, &ca.max_val))
                 return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--split")) {
+            grid_options = true;
+            if (!(ca.split = mn_arg_value("calibrate", argc, argv, &i))) return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--scales")) {
             grid_options = true;
             if (!(v = mn_arg_value("calibrate", argc, argv, &i)) ||
@@ -284,7 +296,7 @@ int mn_cmd_calibrate(int argc, char **argv)
     }
     if (latency_only && grid_options) {
         fprintf(stderr, "mutualnet calibrate: --latency-only times the table the checkpoint has; --width-step, "
-                        "--batches, --max-val-images and --scales are for calibrating (use --latency)\n");
+                        "--batches, --max-val-images, --scales and --split are for calibrating (use --latency)\n");
         return MN_EXIT_USAGE;
     }
     if (runs && !latency && !latency_only) {
