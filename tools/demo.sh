@@ -9,13 +9,13 @@ out=demo-out
 mn=./build/tools/mutualnet
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
-init=tools/demo/backbone_mbv2_shapes.safetensors # pretrained by tools/demo/make_backbone.sh on shapes of its own
+init=tools/demo/pretrained_mbv2_shapes.safetensors # made by tools/demo/make_pretrained.sh on shapes of its own
 seg_budgets=(0.28G 0.1G 0.04G 0.012G)
 det_budgets=(0.3G 0.1G 0.03G)
 
-step "1/8 synthetic shapes data set (COCO JSON, label PNGs, splits): 3 shapes, large objects"
+step "1/8 synthetic shapes data set (COCO JSON, label PNGs, splits): 3 shapes, large objects, 90% visible"
 $mn synth --out "$out/shapes" --images 1200 --val 0.15 --size 128x128 --seed 1 \
-  --classes circle,square,triangle --max-objects 3 --large-objects --force
+  --classes circle,square,triangle --max-objects 3 --large-objects --min-visible 0.9 --force
 
 step "2/8 mutual learning: one segmenter trained at widths 0.35..1.0 and input scales 1, 0.75, 0.5"
 $mn train --config configs/seg_shapes_mbv2.json --set data.root="$out/shapes" --set train.out_dir="$out/seg" \
@@ -77,5 +77,6 @@ cat >&2 <<TXT
   detections          $out/det/results_<budget>.json (COCO results), eval_<budget>.json for ${det_budgets[*]}
   detector overlays   $out/det/overlays_${det_budgets[0]}/
   detector charts     $out/det/loss.png|svg, $out/det/loss_parts.png|svg, $out/det/accuracy_flops.png|svg
-  (both models start from $init, a backbone pretrained by tools/demo/make_backbone.sh on shapes of its own)
+  (both models start from $init, made by tools/demo/make_pretrained.sh on shapes of its own:
+   the segmenter takes its backbone and head, the detector its backbone)
 TXT

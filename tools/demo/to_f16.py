@@ -1,15 +1,18 @@
-"""The backbone of a mutualnet checkpoint as a small safetensors file: the tensors under
-"backbone." renamed to torchvision's names (what model.init expects), stored as F16.
+"""The weights of a mutualnet checkpoint as a small safetensors file for model.init: the tensors
+under "backbone." renamed to torchvision's names (so that any model with this backbone takes
+them), the head's tensors under their own names (a model with the same head takes them too), all
+stored as F16. Optimiser state and per-configuration BN statistics are left out.
 
-  python3 tools/demo/backbone_f16.py CHECKPOINT OUT.safetensors
+  python3 tools/demo/to_f16.py [--backbone-only] CHECKPOINT OUT.safetensors
 
-Needs only python3 and numpy. Optimiser state and the head are left out; the metadata says
-where the weights came from."""
+Needs only python3 and numpy. The metadata says where the weights came from."""
 import json
 import struct
 import sys
 
 import numpy as np
+
+SKIP = ("optim.", "bn_bank.")
 
 
 def read(path):
@@ -21,7 +24,7 @@ def read(path):
     meta = header.pop("__metadata__", {})
     tensors = {}
     for name, e in header.items():
-        if e["dtype"] != "F32":
+        if e["dtype"] != "F32" or name.startswith(SKIP):
             continue
         a, b = e["data_offsets"]
         tensors[name] = np.frombuffer(blob[a:b], dtype="<f4").reshape(e["shape"])
@@ -42,22 +45,31 @@ def write(path, tensors, meta):
 
 
 def main():
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    backbone_only = "--backbone-only" in args
+    args = [a for a in args if a != "--backbone-only"]
+    if len(args) != 2:
         sys.exit(__doc__)
-    tensors, meta = read(sys.argv[1])
-    backbone = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-    if not backbone:
-        sys.exit(f"{sys.argv[1]}: no tensor under backbone.")
-    worst = max(float(np.max(np.abs(v))) for v in backbone.values())
+    tensors, meta = read(args[0])
+    out = {}
+    for k, v in tensors.items():
+        if k.startswith("backbone."):
+            out[k[len("backbone."):]] = v
+        elif not backbone_only:
+            out[k] = v
+    if not any(k.startswith("backbone.") for k in tensors):
+        sys.exit(f"{args[0]}: no tensor under backbone.")
+    worst = max(float(np.max(np.abs(v))) for v in out.values())
     if worst > 65504:
-        sys.exit(f"{sys.argv[1]}: a value of {worst} does not fit F16")
+        sys.exit(f"{args[0]}: a value of {worst} does not fit F16")
     config = json.loads(meta.get("config", "{}"))
-    out_meta = {"format": "mutualnet-backbone", "backbone": config.get("model", {}).get("backbone", "?"),
+    out_meta = {"format": "mutualnet-init", "backbone": config.get("model", {}).get("backbone", "?"),
+                "head": "none" if backbone_only else meta.get("task", "?"),
                 "source_task": meta.get("task", "?"), "source_iteration": meta.get("iteration", "?"),
-                "source_classes": meta.get("classes", "?"), "made_by": "tools/demo/make_backbone.sh"}
-    write(sys.argv[2], backbone, out_meta)
-    n = sum(v.size for v in backbone.values())
-    print(f"{sys.argv[2]}: {len(backbone)} tensors, {n} values as F16 ({2 * n / 1e6:.1f} MB)")
+                "source_classes": meta.get("classes", "?"), "made_by": "tools/demo/make_pretrained.sh"}
+    write(args[1], out, out_meta)
+    n = sum(v.size for v in out.values())
+    print(f"{args[1]}: {len(out)} tensors, {n} values as F16 ({2 * n / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":
