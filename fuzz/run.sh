@@ -72,7 +72,7 @@ for t in $targets; do
     echo "fuzz: $t: ${seconds}s, $execs executions, $corp, no finding"
   else
     echo "fuzz: $t: FINDING (see $log; inputs in $art/)" >&2
-    grep -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" | head -n 20 >&2
+    grep -m 20 -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" >&2 || true # -m: head would SIGPIPE grep under pipefail
     status=1
   fi
 done
