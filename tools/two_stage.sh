@@ -11,7 +11,7 @@
 #
 #   tools/two_stage.sh OUT SEED...
 #
-# Environment: PRETRAIN_ITERS (default 500), SEG_ITERS (default 150), DET_ITERS (default 150),
+# Environment: PRETRAIN_ITERS (default 1500), SEG_ITERS (default 150), DET_ITERS (default 150),
 # WIDTH_STEP (calibration grid, default 0.325), MN (the mutualnet binary).
 # One job at a time; a finished step is skipped, so an interrupted run resumes.
 set -euo pipefail
@@ -24,7 +24,7 @@ out=$1
 shift
 seeds=("$@")
 mn=${MN:-./build/tools/mutualnet}
-pre_iters=${PRETRAIN_ITERS:-500} seg_iters=${SEG_ITERS:-150} det_iters=${DET_ITERS:-150}
+pre_iters=${PRETRAIN_ITERS:-1500} seg_iters=${SEG_ITERS:-150} det_iters=${DET_ITERS:-150}
 step=${WIDTH_STEP:-0.325}
 seg_budgets=(0.28G 0.1G 0.04G 0.012G)
 det_budgets=(0.3G 0.1G 0.03G)
