@@ -10,11 +10,12 @@
 #   tools/camvid_halves.sh CAMVID_ROOT OUT ITERATIONS SEED...
 #
 # CAMVID_ROOT holds CamVid/{train,trainannot,val,valannot} (e.g. ../shared/data/camvid); OUT gets a
-# root of symbolic links (nothing is copied or written next to the data). MN: the mutualnet binary.
+# root of symbolic links (nothing is copied or written next to the data). MN: the mutualnet binary;
+# MODES: the modes to train (default "mutualnet usnet").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 4 ]; then
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 src=$(cd "$1" && pwd) out=$2 iters=$3
@@ -38,7 +39,7 @@ if [ ! -d "$root/valB" ]; then
 fi
 
 for seed in "${seeds[@]}"; do
-  for mode in mutualnet usnet; do
+  for mode in ${MODES:-mutualnet usnet}; do
     dir=$out/${mode}_s$seed
     [ -e "$dir/done" ] && continue
     $mn train --config configs/seg_camvid_acceptance.json --set data.root="$out/root" --set data.val_split=valA \
@@ -55,15 +56,15 @@ for seed in "${seeds[@]}"; do
   done
 done
 
-python3 - "$out" "${budgets[*]}" <<'PY'
-import glob, json, statistics, sys
-out, budgets = sys.argv[1], sys.argv[2].split()
+python3 - "$out" "${budgets[*]}" "${MODES:-mutualnet usnet}" <<'PY'
+import glob, json, os, statistics, sys
+out, budgets, modes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 lines = ["| mode | budget | picks (seed: width @ size) | mIoU on valA (chosen there) | mIoU on valB (unseen) | valB - valA per seed |",
          "| --- | --- | --- | --- | --- | --- |"]
-for mode in ["mutualnet", "usnet"]:
+for mode in modes:
     for b in budgets:
         a, v, picks, diffs = [], [], [], []
-        for d in sorted(glob.glob(f"{out}/{mode}_s*")):
+        for d in sorted(x for x in glob.glob(f"{out}/{mode}_s*") if os.path.exists(f"{x}/done")):
             ra, rb = json.load(open(f"{d}/valA_{b}.json")), json.load(open(f"{d}/valB_{b}.json"))
             if ra.get("none"):
                 continue
