@@ -36,7 +36,8 @@
  * - Occlusion: objects are painted in annotation order (ids increase within an image) and later
  *   ones cover earlier ones. Polygons are the full (amodal, as COCO) shape; label PNGs show what
  *   is visible. A placement that would leave an earlier object with under min_visible (default
- *   40%) of its pixels visible (1: no overlap at all), or that covers under 12 pixel centres itself, is drawn again.
+ *   40%) of its pixels visible (1: no overlap at all), or that covers under 12 pixel centres
+ *   itself, is drawn again.
  * - Label PNG: pixel centres sampled by the even-odd rule; 255 on every pixel whose 8-neighbour
  *   pixels show a different object (a 2-pixel ignore band straddling each visible outline,
  *   like VOC's void border); no band along the image edge.
