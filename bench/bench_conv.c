@@ -6,7 +6,8 @@
  *   meson compile -C build && ./build/bench/bench_conv       (or: meson benchmark -C build conv)
  *
  * Targets (issue "Core engine"): dense and 1x1 forward >= 70 % of the sgemm figure,
- * depthwise forward >= 25 %. */
+ * depthwise forward >= 25 %. A second table times the dense 3x3 stride-1 layers of the whole
+ * models through Winograd F(4x4, 3x3) and through im2col, in the same run. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -167,6 +168,58 @@ int main(void)
             free(c.x), free(c.w), free(c.b), free(c.y), free(c.dy), free(c.dx), free(c.dw), free(c.ws);
         }
     printf("\n%d of 14 forward rows below target\n", missed);
+
+    /* Dense 3x3 stride-1 layers of the whole models: Winograd F(4x4, 3x3) against im2col in the
+     * same run (d.no_winograd), milliseconds per call; backward = dx + dw. */
+    const layer dense[] = {
+        {"V3+ decoder 3x3 304->256 @128x128", 304, 128, 128, 256, 3, 1, 1, 1, 0},
+        {"V3+ decoder 3x3 256->256 @128x128", 256, 128, 128, 256, 3, 1, 1, 1, 0},
+        {"FPN / RPN 3x3 256->256 @128x176", 256, 128, 176, 256, 3, 1, 1, 1, 0},
+        {"FPN 3x3 256->256 @16x22", 256, 16, 22, 256, 3, 1, 1, 1, 0},
+        {"FPN 3x3 64->64 @32x32", 64, 32, 32, 64, 3, 1, 1, 1, 0},
+        {"ResNet-50 3x3 64->64 @56", 64, 56, 56, 64, 3, 1, 1, 1, 0},
+        {"ResNet-50 3x3 256->256 @14", 256, 14, 14, 256, 3, 1, 1, 1, 0},
+    };
+    printf("\n| dense 3x3 layer | N | im2col fwd ms | Winograd fwd ms | ratio | im2col bwd ms | Winograd bwd ms | ratio |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (size_t li = 0; li < sizeof dense / sizeof dense[0]; li++)
+        for (int n = 1; n <= 2; n++) {
+            const layer *L = &dense[li];
+            conv_ctx c;
+            mn_conv2d_params p = {1, 1, L->pad, L->pad, 1, 1, 1};
+            int64_t row = (int64_t)L->cin * 9;
+            if (mn_conv2d_dims_init(&c.d, n, L->cin, L->h, L->w, L->cout, 3, 3, &p, row)) {
+                fprintf(stderr, "bench_conv: %s\n", mn_last_error());
+                return 1;
+            }
+            size_t nx = (size_t)n * L->cin * L->h * L->w, ny = (size_t)n * L->cout * c.d.ho * c.d.wo;
+            size_t nw = (size_t)L->cout * (size_t)row, nws = 0;
+            for (int k = 0; k < 2; k++) {
+                c.d.no_winograd = k == 0;
+                for (int bwd = 0; bwd < 2; bwd++) {
+                    size_t f = mn_conv2d_workspace_floats(&c.d, bwd);
+                    if (f > nws) nws = f;
+                }
+            }
+            c.x = alloc_random(&rng, nx);
+            c.w = alloc_random(&rng, nw);
+            c.b = alloc_random(&rng, (size_t)L->cout);
+            c.y = alloc_random(&rng, ny);
+            c.dy = alloc_random(&rng, ny);
+            c.dx = alloc_random(&rng, nx);
+            c.dw = alloc_random(&rng, nw);
+            c.ws = alloc_random(&rng, nws);
+            double ms[2][2];
+            for (int k = 0; k < 2; k++) {
+                c.d.no_winograd = k == 0;
+                ms[k][0] = 1e3 * time_median(run_forward, &c);
+                ms[k][1] = 1e3 * time_median(run_backward, &c);
+            }
+            printf("| %s | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", L->name, n, ms[0][0], ms[1][0],
+                   ms[1][0] / ms[0][0], ms[0][1], ms[1][1], ms[1][1] / ms[0][1]);
+            fflush(stdout);
+            free(c.x), free(c.w), free(c.b), free(c.y), free(c.dy), free(c.dx), free(c.dw), free(c.ws);
+        }
     /* other processes on the cores distort every figure: the sgemm rate measured again at the
      * end shows whether the machine stayed quiet */
     double again = gemm_flops / time_median(run_sgemm, &g) * 1e-9;

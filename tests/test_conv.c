@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "core/kernels/conv.h"
+#include "core/kernels/winograd.h"
 #include "core/kernels/gemm.h"
 #include "mn/ops.h"
 
@@ -110,7 +111,9 @@ static void check_against_ref(const ref_case *c, bool bias, int threads)
              c->n, c->cin, c->h, c->w, c->cout, bias, threads);
     size_t len = strlen(what);
     snprintf(what + len, sizeof what - len, "forward");
-    tc_expect_close(y1, y2, ny, 2e-5f, 2e-5f, what);
+    /* Winograd's transforms round at about 1e-5 of the outputs' scale (here up to ~10) */
+    const float fast_atol = mn_winograd_applies(&d) ? 2e-4f : 2e-5f;
+    tc_expect_close(y1, y2, ny, fast_atol, 2e-5f, what);
     guard_intact(wsf, nwf, what);
 
     float *dx1 = tc_random(15, nx, -1, 1), *dw1 = tc_random(16, nw, -1, 1), *db1 = tc_random(17, c->cout, -1, 1);
@@ -124,10 +127,10 @@ static void check_against_ref(const ref_case *c, bool bias, int threads)
     mn_conv2d_backward(dx1, dw1, bias ? db1 : NULL, dy, x, w, ws, &d);
     mn_conv2d_backward_ref(dx2, dw2, bias ? db2 : NULL, dy, x, w, &d);
     snprintf(what + len, sizeof what - len, "dx");
-    tc_expect_close(dx1, dx2, nx, 5e-5f, 5e-5f, what);
+    tc_expect_close(dx1, dx2, nx, fmaxf(fast_atol, 5e-5f), 5e-5f, what);
     guard_intact(ws, nwb, what);
     /* float sums of N*Ho*Wo products: allow rounding that grows with their number */
-    const float dw_atol = 1e-4f + 2e-8f * (float)(c->n * d.ho * d.wo);
+    const float dw_atol = 1e-4f + (mn_winograd_applies(&d) ? 2e-7f : 2e-8f) * (float)(c->n * d.ho * d.wo);
     snprintf(what + len, sizeof what - len, "dw");
     tc_expect_close(dw1, dw2, nw, dw_atol, 5e-5f, what);
     snprintf(what + len, sizeof what - len, "db");
@@ -144,7 +147,7 @@ static void check_against_ref(const ref_case *c, bool bias, int threads)
     float *dxa = calloc((size_t)nx, sizeof(float));
     mn_conv2d_backward_ref(dxa, NULL, NULL, dy, x, w, &d);
     snprintf(what + len, sizeof what - len, "dx only");
-    tc_expect_close(dx2, dxa, nx, 1e-4f, 1e-4f, what);
+    tc_expect_close(dx2, dxa, nx, fmaxf(fast_atol, 1e-4f), 1e-4f, what);
     float *dwa = calloc((size_t)nw, sizeof(float)), *dwb = calloc((size_t)nw, sizeof(float));
     mn_conv2d_backward(NULL, dwa, NULL, dy, x, w, ws, &d);
     mn_conv2d_backward_ref(NULL, dwb, NULL, dy, x, w, &d);
@@ -184,6 +187,31 @@ Test(conv_ref, dense_and_grouped)
         {1, 3, 61, 67, 8, 3, 3, conv_sq(1, 1, 1, 1)},   /* 4087 pixels: forward in 2 blocks split mid-row */
     };
     check_ref_cases(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* 3x3, stride 1, one group, 32+ channels, 64+ tiles of 4x4 outputs: Winograd F(4x4, 3x3)
+ * (winograd.c), over planes that are not multiples of the tile, paddings 0-2, several blocks
+ * of tile rows per image, and one tile row longer than a block. */
+Test(conv_ref, winograd_3x3)
+{
+    const ref_case cases[] = {
+        {1, 32, 29, 35, 40, 3, 3, conv_sq(1, 1, 1, 1)},
+        {1, 33, 34, 34, 32, 3, 3, conv_sq(1, 0, 1, 1)},
+        {1, 40, 31, 30, 36, 3, 3, conv_sq(1, 2, 1, 1)},
+        {1, 32, 30, 33, 32, 3, 3, conv_p(1, 1, 1, 0, 1, 1, 1)},
+        {1, 48, 67, 61, 32, 3, 3, conv_sq(1, 1, 1, 1)},
+        {1, 32, 5, 1030, 32, 3, 3, conv_sq(1, 1, 1, 1)},
+    };
+    const int n_cases = sizeof cases / sizeof cases[0];
+    for (int i = 0; i < n_cases; i++) {
+        mn_conv2d_dims d;
+        const ref_case *c = &cases[i];
+        cr_assert_eq(mn_conv2d_dims_init(&d, c->n, c->cin, c->h, c->w, c->cout, 3, 3, &c->p, c->cin * 9), 0);
+        cr_assert(mn_winograd_applies(&d), "case %d does not take the Winograd path", i);
+        d.no_winograd = true;
+        cr_assert(!mn_winograd_applies(&d), "case %d: no_winograd is not honoured", i);
+    }
+    check_ref_cases(cases, n_cases);
 }
 
 Test(conv_ref, pointwise)
@@ -640,7 +668,8 @@ static void check_affine_case(const ref_case *c, bool bias, int threads, float l
     snprintf(what, sizeof what, "affine %dx%d s%d g%d in (%d,%d,%d,%d) out %d bias %d threads %d clamp [%g, %g]",
              c->kh, c->kw, c->p.stride_h, c->p.groups, c->n, c->cin, c->h, c->w, c->cout, bias, threads, (double)lo,
              (double)hi);
-    tc_expect_close(y1, y2, ny, 1e-4f, 2e-5f, what);
+    /* Winograd: rounding of ~1e-5 of the convolution's scale, times the scale factor (up to 4) */
+    tc_expect_close(y1, y2, ny, mn_winograd_applies(&d) ? 1e-3f : 1e-4f, 2e-5f, what);
     guard_intact(ws, nws, what);
     /* the clamp is really exercised: values at both ends when they are finite */
     int64_t at_lo = 0, at_hi = 0;
@@ -666,6 +695,7 @@ Test(conv_affine, matches_reference_on_every_path)
         {2, 12, 14, 16, 12, 3, 3, conv_sq(2, 1, 1, 12)}, /* depthwise 3x3 s2, even width */
         {1, 5, 13, 37, 5, 3, 3, conv_sq(2, 1, 1, 5)},    /* depthwise 3x3 s2, polyphase */
         {1, 4, 11, 12, 4, 5, 5, conv_sq(1, 2, 1, 4)},    /* depthwise, generic */
+        {2, 32, 29, 35, 40, 3, 3, conv_sq(1, 1, 1, 1)},  /* 3x3 s1, 32+ channels: Winograd */
     };
     const float clamps[3][2] = {{0.0f, 6.0f}, {0.0f, INFINITY}, {-INFINITY, INFINITY}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
