@@ -6,8 +6,9 @@
  *   meson compile -C build && ./build/bench/bench_conv       (or: meson benchmark -C build conv)
  *
  * Targets (issue "Core engine"): dense and 1x1 forward >= 70 % of the sgemm figure,
- * depthwise forward >= 25 %. A second table times the dense 3x3 stride-1 layers of the whole
- * models through Winograd F(4x4, 3x3) and through im2col, in the same run. */
+ * depthwise forward >= 25 %. A second table times the whole models' layers that have a path
+ * of their own (dense 3x3 stride 1: Winograd F(4x4, 3x3); the ASPP's dilated 3x3: a GEMM per
+ * tap) against im2col, in the same run. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -169,9 +170,14 @@ int main(void)
         }
     printf("\n%d of 14 forward rows below target\n", missed);
 
-    /* Dense 3x3 stride-1 layers of the whole models: Winograd F(4x4, 3x3) against im2col in the
-     * same run (d.no_winograd), milliseconds per call; backward = dx + dw. */
+    /* Layers of the whole models with a fast path of their own, against im2col in the same run
+     * (d.im2col_only), milliseconds per call; backward = dx + dw. Dense 3x3 stride 1: Winograd
+     * F(4x4, 3x3); the ASPP's dilated 3x3: one GEMM per tap (the `k` field holds the rate). */
     const layer dense[] = {
+        {"ASPP 3x3 rate 6 320->256 @32x32", 320, 32, 32, 256, 6, 1, 6, 1, 0},
+        {"ASPP 3x3 rate 12 320->256 @32x32", 320, 32, 32, 256, 12, 1, 12, 1, 0},
+        {"ASPP 3x3 rate 18 320->256 @32x32", 320, 32, 32, 256, 18, 1, 18, 1, 0},
+        {"ASPP 3x3 rate 12 320->128 @11x14 (CamVid)", 320, 11, 14, 128, 12, 1, 12, 1, 0},
         {"V3+ decoder 3x3 304->256 @128x128", 304, 128, 128, 256, 3, 1, 1, 1, 0},
         {"V3+ decoder 3x3 256->256 @128x128", 256, 128, 128, 256, 3, 1, 1, 1, 0},
         {"FPN / RPN 3x3 256->256 @128x176", 256, 128, 176, 256, 3, 1, 1, 1, 0},
@@ -180,13 +186,14 @@ int main(void)
         {"ResNet-50 3x3 64->64 @56", 64, 56, 56, 64, 3, 1, 1, 1, 0},
         {"ResNet-50 3x3 256->256 @14", 256, 14, 14, 256, 3, 1, 1, 1, 0},
     };
-    printf("\n| dense 3x3 layer | N | im2col fwd ms | Winograd fwd ms | ratio | im2col bwd ms | Winograd bwd ms | ratio |\n");
+    printf("\n| layer | N | im2col fwd ms | fast path fwd ms | ratio | im2col bwd ms | fast path bwd ms | ratio |\n");
     printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (size_t li = 0; li < sizeof dense / sizeof dense[0]; li++)
         for (int n = 1; n <= 2; n++) {
             const layer *L = &dense[li];
             conv_ctx c;
-            mn_conv2d_params p = {1, 1, L->pad, L->pad, 1, 1, 1};
+            const int rate = L->k == 3 ? 1 : L->k;
+            mn_conv2d_params p = {1, 1, L->pad, L->pad, rate, rate, 1};
             int64_t row = (int64_t)L->cin * 9;
             if (mn_conv2d_dims_init(&c.d, n, L->cin, L->h, L->w, L->cout, 3, 3, &p, row)) {
                 fprintf(stderr, "bench_conv: %s\n", mn_last_error());
@@ -195,7 +202,7 @@ int main(void)
             size_t nx = (size_t)n * L->cin * L->h * L->w, ny = (size_t)n * L->cout * c.d.ho * c.d.wo;
             size_t nw = (size_t)L->cout * (size_t)row, nws = 0;
             for (int k = 0; k < 2; k++) {
-                c.d.no_winograd = k == 0;
+                c.d.im2col_only = k == 0;
                 for (int bwd = 0; bwd < 2; bwd++) {
                     size_t f = mn_conv2d_workspace_floats(&c.d, bwd);
                     if (f > nws) nws = f;
@@ -211,7 +218,7 @@ int main(void)
             c.ws = alloc_random(&rng, nws);
             double ms[2][2];
             for (int k = 0; k < 2; k++) {
-                c.d.no_winograd = k == 0;
+                c.d.im2col_only = k == 0;
                 ms[k][0] = 1e3 * time_median(run_forward, &c);
                 ms[k][1] = 1e3 * time_median(run_backward, &c);
             }

@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "core/kernels/conv.h"
+#include "core/kernels/conv_taps.h"
 #include "core/kernels/winograd.h"
 #include "core/kernels/gemm.h"
 #include "mn/ops.h"
@@ -208,8 +209,34 @@ Test(conv_ref, winograd_3x3)
         const ref_case *c = &cases[i];
         cr_assert_eq(mn_conv2d_dims_init(&d, c->n, c->cin, c->h, c->w, c->cout, 3, 3, &c->p, c->cin * 9), 0);
         cr_assert(mn_winograd_applies(&d), "case %d does not take the Winograd path", i);
-        d.no_winograd = true;
-        cr_assert(!mn_winograd_applies(&d), "case %d: no_winograd is not honoured", i);
+        d.im2col_only = true;
+        cr_assert(!mn_winograd_applies(&d), "case %d: im2col_only is not honoured", i);
+    }
+    check_ref_cases(cases, n_cases);
+}
+
+/* Dilated, stride 1, one group, most products on padding: one GEMM per tap (conv_taps.c). The
+ * ASPP's rates on small maps, a rate past the map (only the centre tap reads it), padding that
+ * differs from the dilation (no tap in place), rectangular kernels and dilations. */
+Test(conv_ref, dilated_taps)
+{
+    const ref_case cases[] = {
+        {1, 16, 11, 14, 12, 3, 3, conv_sq(1, 12, 12, 1)},
+        {1, 8, 9, 10, 6, 3, 3, conv_sq(1, 18, 18, 1)},
+        {1, 10, 32, 32, 8, 3, 3, conv_sq(1, 18, 18, 1)},
+        {1, 6, 13, 17, 5, 3, 3, conv_p(1, 1, 3, 7, 6, 6, 1)},
+        {1, 5, 12, 15, 7, 2, 3, conv_p(1, 1, 4, 2, 5, 3, 1)},
+        {1, 4, 12, 11, 5, 3, 3, conv_sq(1, 2, 2, 1)},
+    };
+    const int n_cases = sizeof cases / sizeof cases[0];
+    for (int i = 0; i < n_cases; i++) {
+        mn_conv2d_dims d;
+        const ref_case *c = &cases[i];
+        cr_assert_eq(mn_conv2d_dims_init(&d, c->n, c->cin, c->h, c->w, c->cout, c->kh, c->kw, &c->p,
+                                         (int64_t)c->cin * c->kh * c->kw), 0);
+        cr_assert(mn_taps_applies(&d), "case %d does not take the per-tap path", i);
+        d.im2col_only = true;
+        cr_assert(!mn_taps_applies(&d), "case %d: im2col_only is not honoured", i);
     }
     check_ref_cases(cases, n_cases);
 }
@@ -696,6 +723,7 @@ Test(conv_affine, matches_reference_on_every_path)
         {1, 5, 13, 37, 5, 3, 3, conv_sq(2, 1, 1, 5)},    /* depthwise 3x3 s2, polyphase */
         {1, 4, 11, 12, 4, 5, 5, conv_sq(1, 2, 1, 4)},    /* depthwise, generic */
         {2, 32, 29, 35, 40, 3, 3, conv_sq(1, 1, 1, 1)},  /* 3x3 s1, 32+ channels: Winograd */
+        {2, 16, 11, 14, 12, 3, 3, conv_sq(1, 12, 12, 1)}, /* ASPP rate 12 on a small map: per tap */
     };
     const float clamps[3][2] = {{0.0f, 6.0f}, {0.0f, INFINITY}, {-INFINITY, INFINITY}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

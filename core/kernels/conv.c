@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/kernels/conv.h"
+#include "core/kernels/conv_taps.h"
 #include "core/kernels/gemm.h"
 #include "core/kernels/winograd.h"
 
@@ -190,6 +191,7 @@ size_t mn_conv2d_workspace_floats(const mn_conv2d_dims *d, bool backward)
     size_t kdim = cin_g * (size_t)d->kh * (size_t)d->kw, pix = (size_t)d->ho * (size_t)d->wo;
     size_t workers = (size_t)image_workers(d);
     if (mn_winograd_applies(d)) return mn_winograd_workspace_floats(d, backward);
+    if (mn_taps_applies(d)) return mn_taps_workspace_floats(d, backward);
     if (!backward && conv_path(d) != PATH_DEPTHWISE)
         return conv_path(d) == PATH_POINTWISE ? 0 : (size_t)forward_workers(d) * kdim * (size_t)forward_block(d);
     switch (conv_path(d)) {
@@ -908,6 +910,10 @@ static void forward_dispatch(float *y, const float *x, const float *w, const flo
         mn_winograd_forward(y, x, w, b, e ? e->scale : NULL, e ? e->shift : NULL, e ? e->lo : 0, e ? e->hi : 0, ws, d);
         return;
     }
+    if (mn_taps_applies(d)) {
+        mn_taps_forward(y, x, w, b, e ? e->scale : NULL, e ? e->shift : NULL, e ? e->lo : 0, e ? e->hi : 0, ws, d);
+        return;
+    }
     switch (conv_path(d)) {
     case PATH_DEPTHWISE: depthwise_forward(y, x, w, b, e, ws, d); break;
     case PATH_POINTWISE: gemm_forward(y, x, w, b, e, ws, d, true); break;
@@ -935,6 +941,10 @@ void mn_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
     if (mn_winograd_applies(d)) {
         if (dx) mn_winograd_backward_data(dx, dy, w, ws, d);
         if (dw) mn_winograd_backward_weight(dw, dy, x, ws, d);
+        return;
+    }
+    if (mn_taps_applies(d)) {
+        mn_taps_backward(dx, dw, dy, x, w, ws, d);
         return;
     }
     switch (conv_path(d)) {

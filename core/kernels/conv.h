@@ -13,6 +13,8 @@
  *    generic direct loop;
  *  - 1x1, stride 1, no padding: a GEMM straight on the NCHW planes (no im2col);
  *  - 3x3, stride 1, no dilation, one group, 32+ channels: Winograd F(4x4, 3x3) (winograd.h);
+ *  - stride 1, one group, dilated, with most taps' products on padding: a GEMM per tap over
+ *    the outputs where it reads the image (conv_taps.h);
  *  - everything else, grouped included: im2col + sgemm per image and group.
  * Threads never nest: OpenBLAS runs single-threaded inside our parallel regions. The GEMM
  * forward pass cuts every image and group into blocks of output pixels sized for L2 (im2col
@@ -43,7 +45,7 @@ typedef struct mn_conv2d_dims {
     int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
     int64_t ldw;          /* elements between output-channel rows of the weight and its gradient */
     int nthreads;         /* OpenMP threads the workspace is sized for */
-    bool no_winograd;     /* take im2col where Winograd would apply (benchmarks compare the two) */
+    bool im2col_only;     /* take im2col where Winograd or per-tap GEMMs would apply (benchmarks) */
 } mn_conv2d_dims;
 
 /* Fills d from the input and weight sizes and p; computes Ho, Wo and takes nthreads from

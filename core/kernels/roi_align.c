@@ -1,4 +1,5 @@
 #include <math.h>
+#include <omp.h>
 
 #include "core/kernels/roi_align.h"
 
@@ -148,6 +149,7 @@ typedef struct axis_sample {
 
 typedef struct roi_plan {
     int64_t off;         /* first table entry of this roi: out_h * gy rows, then out_w * gx columns */
+    int64_t q0, q1;      /* the columns its samples read: [q0, q1), empty when none is inside */
     roi_geom g;
 } roi_plan;
 
@@ -173,18 +175,27 @@ static axis_sample axis_weights(float v, int64_t size)
 
 static size_t plans_bytes(int64_t k) { return ((size_t)k * sizeof(roi_plan) + 63) / 64 * 64; }
 
-size_t mn_roi_align_ws_bytes(const float *rois, const mn_roi_align_dims *d)
+static size_t table_entries(const float *rois, const mn_roi_align_dims *d)
 {
     size_t entries = 0;
     for (int64_t r = 0; r < d->k; r++) {
         roi_geom g = roi_geometry(rois + r * 5, d);
         entries += (size_t)d->out_h * (size_t)g.gy + (size_t)d->out_w * (size_t)g.gx;
     }
-    return plans_bytes(d->k) + entries * sizeof(axis_sample);
+    return entries;
 }
 
-/* Fills the plan headers (serially: a prefix sum) and returns the table base. */
-static axis_sample *make_plans(roi_plan *plans /* (K) */, const float *rois /* (K, 5) */, const mn_roi_align_dims *d)
+/* plans, then tables, then one row of W floats per thread */
+size_t mn_roi_align_ws_bytes(const float *rois, const mn_roi_align_dims *d)
+{
+    const size_t tables = (table_entries(rois, d) * sizeof(axis_sample) + 63) / 64 * 64;
+    return plans_bytes(d->k) + tables + (size_t)omp_get_max_threads() * (size_t)d->w * sizeof(float);
+}
+
+/* Fills the plan headers (serially: a prefix sum), returns the table base and sets *rows to
+ * the per-thread rows after the tables. */
+static axis_sample *make_plans(roi_plan *plans /* (K) */, float **rows, const float *rois /* (K, 5) */,
+                               const mn_roi_align_dims *d)
 {
     int64_t off = 0;
     for (int64_t r = 0; r < d->k; r++) {
@@ -192,7 +203,9 @@ static axis_sample *make_plans(roi_plan *plans /* (K) */, const float *rois /* (
         plans[r].off = off;
         off += (int64_t)d->out_h * plans[r].g.gy + (int64_t)d->out_w * plans[r].g.gx;
     }
-    return (axis_sample *)((char *)plans + plans_bytes(d->k));
+    axis_sample *tab = (axis_sample *)((char *)plans + plans_bytes(d->k));
+    *rows = (float *)((char *)tab + ((size_t)off * sizeof(axis_sample) + 63) / 64 * 64);
+    return tab;
 }
 
 static void fill_tables(axis_sample *tab /* roi's entries */, const roi_geom *g, const mn_roi_align_dims *d)
@@ -206,75 +219,118 @@ static void fill_tables(axis_sample *tab /* roi's entries */, const roi_geom *g,
             xt[pw * g->gx + ix] = axis_weights(sample_pos(g->x0, g->bin_w, pw, ix, g->gx), d->w);
 }
 
+/* The columns [*q0, *q1) the roi's column samples read (empty when none is inside). */
+static void column_span(const axis_sample *xt, int64_t n, int64_t *q0, int64_t *q1)
+{
+    *q0 = INT64_MAX;
+    *q1 = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (xt[i].lo >= 0) {
+            if (xt[i].lo < *q0) *q0 = xt[i].lo;
+            if (xt[i].hi + 1 > *q1) *q1 = xt[i].hi + 1;
+        }
+    if (*q1 < *q0) *q0 = *q1;
+}
+
+/* Every roi's tables, then its column span. */
+static void plan_roi(roi_plan *p, axis_sample *tables, const mn_roi_align_dims *d)
+{
+    axis_sample *yt = tables + p->off;
+    fill_tables(yt, &p->g, d);
+    column_span(yt + (int64_t)d->out_h * p->g.gy, (int64_t)d->out_w * p->g.gx, &p->q0, &p->q1);
+}
+
+/* The bilinear weight of a sample is a row part times a column part, so each bin row is two
+ * passes: the bin row's samples interpolated along y into one row t of the roi's columns
+ * (contiguous, vectorised), then each bin's column samples read from t. Channels are spread
+ * over threads and every roi visits a channel in turn, so a channel's plane is read from
+ * cache by all the rois (rois outermost, each roi read 256 planes of an FPN level: the
+ * detector's inference waited on memory more than half of RoIAlign's time). */
 void mn_roi_align_forward(float *y, void *ws, const float *x, const float *rois, const mn_roi_align_dims *d)
 {
     roi_plan *plans = ws;
-    axis_sample *tables = make_plans(plans, rois, d);
+    float *rows;
+    axis_sample *tables = make_plans(plans, &rows, rois, d);
     const int64_t hw = d->h * d->w, ohw = (int64_t)d->out_h * d->out_w;
-#pragma omp parallel for schedule(dynamic, 1) if (d->k * d->c * ohw > 4096)
-    for (int64_t r = 0; r < d->k; r++) {
-        const roi_geom *g = &plans[r].g;
-        axis_sample *yt = tables + plans[r].off, *xt = yt + (int64_t)d->out_h * g->gy;
-        fill_tables(yt, g, d);
-        for (int64_t c = 0; c < d->c; c++) {
-            const float *plane = x + (g->b * d->c + c) * hw;
-            float *out = y + (r * d->c + c) * ohw;
-            for (int ph = 0; ph < d->out_h; ph++)
-                for (int pw = 0; pw < d->out_w; pw++) {
-                    float acc = 0.0f;
-                    for (int iy = 0; iy < g->gy; iy++) {
-                        axis_sample sy = yt[ph * g->gy + iy];
-                        if (sy.lo < 0) continue;
-                        const float *rlo = plane + (int64_t)sy.lo * d->w, *rhi = plane + (int64_t)sy.hi * d->w;
-                        for (int ix = 0; ix < g->gx; ix++) {
-                            axis_sample sx = xt[pw * g->gx + ix];
-                            if (sx.lo < 0) continue;
-                            acc += sy.wlo * sx.wlo * rlo[sx.lo] + sy.wlo * sx.whi * rlo[sx.hi] +
-                                   sy.whi * sx.wlo * rhi[sx.lo] + sy.whi * sx.whi * rhi[sx.hi];
-                        }
-                    }
-                    out[ph * d->out_w + pw] = acc / g->count;
-                }
-        }
-    }
-}
-
-void mn_roi_align_backward(float *dx, void *ws, const float *dy, const float *rois, const mn_roi_align_dims *d)
-{
-    roi_plan *plans = ws;
-    axis_sample *tables = make_plans(plans, rois, d);
-    const int64_t hw = d->h * d->w, ohw = (int64_t)d->out_h * d->out_w;
-    const bool par = d->k * d->c * ohw > 4096;
-#pragma omp parallel if (par)
+#pragma omp parallel if (d->k * d->c * ohw > 4096)
     {
+        float *t = rows + (int64_t)omp_get_thread_num() * d->w;
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < d->k; r++) fill_tables(tables + plans[r].off, &plans[r].g, d);
+        for (int64_t r = 0; r < d->k; r++) plan_roi(&plans[r], tables, d);
         /* the implicit barrier above publishes every table before any channel uses them */
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < d->c; c++)
             for (int64_t r = 0; r < d->k; r++) {
                 const roi_geom *g = &plans[r].g;
                 const axis_sample *yt = tables + plans[r].off, *xt = yt + (int64_t)d->out_h * g->gy;
+                const int64_t q0 = plans[r].q0, q1 = plans[r].q1;
+                const float *plane = x + (g->b * d->c + c) * hw;
+                float *out = y + (r * d->c + c) * ohw;
+                for (int ph = 0; ph < d->out_h; ph++) {
+                    for (int64_t q = q0; q < q1; q++) t[q] = 0.0f;
+                    for (int iy = 0; iy < g->gy; iy++) {
+                        const axis_sample sy = yt[ph * g->gy + iy];
+                        if (sy.lo < 0) continue;
+                        const float *rlo = plane + (int64_t)sy.lo * d->w, *rhi = plane + (int64_t)sy.hi * d->w;
+                        for (int64_t q = q0; q < q1; q++) t[q] += sy.wlo * rlo[q] + sy.whi * rhi[q];
+                    }
+                    for (int pw = 0; pw < d->out_w; pw++) {
+                        float acc = 0.0f;
+                        for (int ix = 0; ix < g->gx; ix++) {
+                            const axis_sample sx = xt[pw * g->gx + ix];
+                            if (sx.lo < 0) continue;
+                            acc += sx.wlo * t[sx.lo] + sx.whi * t[sx.hi];
+                        }
+                        out[ph * d->out_w + pw] = acc / g->count;
+                    }
+                }
+            }
+    }
+}
+
+/* The forward pass transposed: per bin row, the bins' gradients gathered into one row of the
+ * roi's columns, then spread over the sample rows. */
+void mn_roi_align_backward(float *dx, void *ws, const float *dy, const float *rois, const mn_roi_align_dims *d)
+{
+    roi_plan *plans = ws;
+    float *rows;
+    axis_sample *tables = make_plans(plans, &rows, rois, d);
+    const int64_t hw = d->h * d->w, ohw = (int64_t)d->out_h * d->out_w;
+    const bool par = d->k * d->c * ohw > 4096;
+#pragma omp parallel if (par)
+    {
+        float *t = rows + (int64_t)omp_get_thread_num() * d->w;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < d->k; r++) plan_roi(&plans[r], tables, d);
+        /* the implicit barrier above publishes every table before any channel uses them */
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < d->c; c++)
+            for (int64_t r = 0; r < d->k; r++) {
+                const roi_geom *g = &plans[r].g;
+                const axis_sample *yt = tables + plans[r].off, *xt = yt + (int64_t)d->out_h * g->gy;
+                const int64_t q0 = plans[r].q0, q1 = plans[r].q1;
                 float *dplane = dx + (g->b * d->c + c) * hw;
                 const float *gout = dy + (r * d->c + c) * ohw;
-                for (int ph = 0; ph < d->out_h; ph++)
+                for (int ph = 0; ph < d->out_h; ph++) {
+                    for (int64_t q = q0; q < q1; q++) t[q] = 0.0f;
                     for (int pw = 0; pw < d->out_w; pw++) {
-                        float gbin = gout[ph * d->out_w + pw] / g->count;
-                        for (int iy = 0; iy < g->gy; iy++) {
-                            axis_sample sy = yt[ph * g->gy + iy];
-                            if (sy.lo < 0) continue;
-                            float *rlo = dplane + (int64_t)sy.lo * d->w, *rhi = dplane + (int64_t)sy.hi * d->w;
-                            float glo = gbin * sy.wlo, ghi = gbin * sy.whi;
-                            for (int ix = 0; ix < g->gx; ix++) {
-                                axis_sample sx = xt[pw * g->gx + ix];
-                                if (sx.lo < 0) continue;
-                                rlo[sx.lo] += glo * sx.wlo;
-                                rlo[sx.hi] += glo * sx.whi;
-                                rhi[sx.lo] += ghi * sx.wlo;
-                                rhi[sx.hi] += ghi * sx.whi;
-                            }
+                        const float gbin = gout[ph * d->out_w + pw] / g->count;
+                        for (int ix = 0; ix < g->gx; ix++) {
+                            const axis_sample sx = xt[pw * g->gx + ix];
+                            if (sx.lo < 0) continue;
+                            t[sx.lo] += gbin * sx.wlo;
+                            t[sx.hi] += gbin * sx.whi;
                         }
                     }
+                    for (int iy = 0; iy < g->gy; iy++) {
+                        const axis_sample sy = yt[ph * g->gy + iy];
+                        if (sy.lo < 0) continue;
+                        float *restrict rlo = dplane + (int64_t)sy.lo * d->w;
+                        for (int64_t q = q0; q < q1; q++) rlo[q] += sy.wlo * t[q];
+                        float *restrict rhi = dplane + (int64_t)sy.hi * d->w;
+                        for (int64_t q = q0; q < q1; q++) rhi[q] += sy.whi * t[q];
+                    }
+                }
             }
     }
 }

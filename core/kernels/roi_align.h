@@ -9,7 +9,8 @@
  *
  * The bilinear weight of a sample is the product of a row part and a column part, so the
  * optimised kernels precompute, per roi, one table of row (index, weight) pairs for every
- * (bin row, sample row) and one for columns, and reuse them over all channels. */
+ * (bin row, sample row) and one for columns, reuse them over all channels, and interpolate
+ * each bin row in two passes: along y over the roi's columns, then along x. */
 #ifndef MN_KERNELS_ROI_ALIGN_H
 #define MN_KERNELS_ROI_ALIGN_H
 
@@ -31,7 +32,8 @@ typedef struct mn_roi_align_dims {
 /* Bytes of workspace mn_roi_align_forward / _backward need for these rois. */
 size_t mn_roi_align_ws_bytes(const float *rois /* (K, 5) */, const mn_roi_align_dims *d);
 
-/* y = roi_align(x). OpenMP over rois. ws: mn_roi_align_ws_bytes() bytes of scratch. */
+/* y = roi_align(x). OpenMP over channels (each thread's planes stay in cache while every roi
+ * reads them). ws: mn_roi_align_ws_bytes() bytes of scratch. */
 void mn_roi_align_forward(float *y /* (K, C, out_h, out_w) */, void *ws, const float *x /* (N, C, H, W) */,
                                  const float *rois /* (K, 5) */, const mn_roi_align_dims *d);
 /* The same, one sample at a time with the bilinear weights recomputed for each channel. */

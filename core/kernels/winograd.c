@@ -356,7 +356,7 @@ static wg_shape backward_shape(const mn_conv2d_dims *d)
  * kernel transform and the per-block repacking of the GEMMs cost as much as they save. */
 bool mn_winograd_applies(const mn_conv2d_dims *d)
 {
-    return !d->no_winograd && d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 && d->dil_h == 1 &&
+    return !d->im2col_only && d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 && d->dil_h == 1 &&
            d->dil_w == 1 && d->groups == 1 && d->pad_h <= 2 && d->pad_w <= 2 && d->cin >= 32 && d->cout >= 32 &&
            ceil_div(d->ho, TILE) * ceil_div(d->wo, TILE) >= 64;
 }
