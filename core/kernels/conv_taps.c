@@ -39,7 +39,8 @@ static bool in_place(const rect *r, const mn_conv2d_dims *d)
 
 bool mn_taps_applies(const mn_conv2d_dims *d)
 {
-    if (d->im2col_only || d->groups != 1 || d->stride_h != 1 || d->stride_w != 1 || (d->dil_h == 1 && d->dil_w == 1)) return false;
+    if (d->im2col_only || d->groups != 1 || d->stride_h != 1 || d->stride_w != 1 || (d->dil_h == 1 && d->dil_w == 1))
+        return false;
     int64_t used = 0;
     for (int64_t a = 0; a < d->kh; a++)
         for (int64_t b = 0; b < d->kw; b++) {

@@ -84,8 +84,8 @@ static void kernel_transform_row(float *u, int64_t rows, int64_t cols, int64_t r
         }
 }
 
-/* The six rows of B^T d for one column position, d's rows being r0..r5 (any stride): written
- * as a macro-free helper over whole rows so that gcc vectorises along them. */
+/* The six rows of B^T d for d's rows r0..r5, element by element along the rows (gcc vectorises
+ * it). Used down the columns (rows of the plane) and across (the phase rows of a tile row). */
 static void bt_rows(float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,
                     float *restrict o4, float *restrict o5, const float *restrict r0, const float *restrict r1,
                     const float *restrict r2, const float *restrict r3, const float *restrict r4,
@@ -103,7 +103,7 @@ static void bt_rows(float *restrict o0, float *restrict o1, float *restrict o2, 
 }
 
 /* v (36, cin, tb): columns [col0, col0 + tw) for channel c and tile row r of x's plane
- * (H, W). buf holds 12 * lp + ... floats of scratch. */
+ * (H, W): B^T d B of each 6x6 input tile. buf: the worker's row scratch (12 * lp floats). */
 static void input_tile_row(float *v, const float *plane, const wg_shape *s, int64_t c, int64_t r, int64_t col0,
                            float *buf)
 {
@@ -309,7 +309,8 @@ static void run_weight_grad(float *dw, int64_t ldw, const float *dy, const float
             const int64_t img = item / s->blocks, r0 = item % s->blocks * s->rows, r1 = min64(r0 + s->rows, s->th);
             const float *xi = x + img * cin * s->h * s->w, *dyi = dy + img * cout * s->ho * s->wo;
             for (int64_t c = 0; c < cin; c++)
-                for (int64_t r = r0; r < r1; r++) input_tile_row(v, xi + c * s->h * s->w, s, c, r, (r - r0) * s->tw, buf);
+                for (int64_t r = r0; r < r1; r++)
+                    input_tile_row(v, xi + c * s->h * s->w, s, c, r, (r - r0) * s->tw, buf);
             for (int64_t o = 0; o < cout; o++)
                 for (int64_t r = r0; r < r1; r++)
                     grad_tile_row(e, dyi + o * s->ho * s->wo, s, o, r, (r - r0) * s->tw, buf);
