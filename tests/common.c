@@ -231,6 +231,12 @@ int tc_metrics_lines(const char *out_dir, char lines[][TC_METRICS_LINE], int max
         char *sec = strstr(line, ", \"seconds\"");
         /* validation lines carry no "lr" and no timing */
         if (sscanf(line, "{\"iter\": %lld, \"lr\"", &it) != 1 || !sec || it >= max) continue;
+        /* the timing tail: the interval, then the part of it spent waiting for the data loader */
+        double seconds = -1, data = -1;
+        cr_assert_eq(sscanf(sec, ", \"seconds\": %lf, \"data_seconds\": %lf}", &seconds, &data), 2, "%s: %s", path,
+                     line);
+        cr_assert(data >= 0 && data <= seconds + 1e-3, "%s: data_seconds %g outside [0, seconds %g]", path, data,
+                  seconds);
         *sec = 0;
         snprintf(lines[it], TC_METRICS_LINE, "%.2047s", line);
         if (it > n) n = (int)it;

@@ -309,10 +309,14 @@ static int write_metrics(drv_run *run, const drv_train_ops *ops, int64_t it, flo
         if (k) fprintf(f, ", ");
         ops->metrics_subnet(run, f, &sn[k], k, loss[k]);
     }
-    /* the gradient reduction's share of the interval, for docs/SCALING.md's arithmetic */
-    if (run->ranks > 1) fprintf(f, "], \"reduce_seconds\": %.4f, \"seconds\": %.3f}\n", run->reduce_seconds, seconds);
-    else fprintf(f, "], \"seconds\": %.3f}\n", seconds);
+    /* the gradient reduction's share of the interval, for docs/SCALING.md's arithmetic, and the
+     * data loader's: the time the training thread waited for batches (the workers' decoding and
+     * augmenting did not keep up) */
+    if (run->ranks > 1) fprintf(f, "], \"reduce_seconds\": %.4f, \"seconds\": %.3f", run->reduce_seconds, seconds);
+    else fprintf(f, "], \"seconds\": %.3f", seconds);
+    fprintf(f, ", \"data_seconds\": %.4f}\n", run->data_seconds);
     run->reduce_seconds = 0;
+    run->data_seconds = 0;
     return drv_metrics_flush(run);
 }
 
@@ -515,7 +519,9 @@ int drv_train(drv_run *run, const drv_train_ops *ops, const mn_config *c, const 
     bool interrupted = false;
     for (int64_t it = start; !rc && it < end; it++) {
         const void *b = NULL;
+        const double t_data = mn_now();
         rc = next_batch(run, ops, it, per_epoch, &b);
+        run->data_seconds += mn_now() - t_data;
         if (rc) { /* a file that cannot be read: say where the run stands */
             mn_progress_end(&pg);
             rc = stopped(run, it, rc);

@@ -25,6 +25,7 @@ typedef struct drv_run {
     mn_comm *comm;              /* data-parallel ranks (NULL: one process) */
     int rank, ranks;            /* mn_comm_rank / mn_comm_size of comm */
     double reduce_seconds;      /* several ranks: time spent averaging gradients since the last metrics line */
+    double data_seconds;        /* time spent waiting for the loader's batches since the last metrics line */
     float *bucket;              /* several ranks: the gradient-averaging buffer, kept for the run */
     mn_param_set *ps;           /* the model's parameters, set by ops->open */
     mn_sgd opt;
