@@ -8,6 +8,7 @@
 #
 #   bench/compare_models.sh [--model deeplabv3plus|faster_rcnn|all] [--quick] [--reps N] [--batch B]
 #                           [--only forward|train|sandwich] [--size HxW] [--config FILE] [--classes K]
+#                           [--at HxW (segmenter) | --short-side S (detector): rows at that size instead]
 #
 # Environment: OMP_NUM_THREADS (default: nproc), ROUNDS (default 1), MN_BUILD (build directory,
 # default build), PEAK_GFLOPS (default 480: this machine's measured FMA peak, docs/BENCHMARKS.md),

@@ -21,6 +21,7 @@ normalised, as ours come from the data loader, so both time the network alone.
 
     /usr/bin/python3 bench/models_torch.py --model deeplabv3plus|faster_rcnn --threads 2
         [--config FILE] [--classes K] [--batch B] [--reps N] [--quick] [--size HxW]
+        [--at HxW (segmenter) | --short-side S (detector)]
         [--only forward|train|sandwich]
 """
 import argparse
@@ -201,6 +202,9 @@ def sgd(c, params):
 
 
 def seg_rows(a, c, classes, batch):
+    if a.at:
+        h, w = a.at
+        return [("forward", h, w, 1), ("train", h, w, batch), ("sandwich", h, w, batch)]
     if a.quick:
         return [("forward", 128, 256, 1), ("train", 128, 128, batch), ("sandwich", 128, 128, batch)]
     return [("forward", 512, 512, 1), ("forward", 512, 1024, 1), ("forward", 1024, 2048, 1),
@@ -259,7 +263,7 @@ def run_seg(a, c, classes, batch, full):
 
 def run_det(a, c, classes, batch, net):
     opt = sgd(c, net.parameters())
-    sides = [128] if a.quick else [512, 800]
+    sides = [a.short_side] if a.short_side else [128] if a.quick else [512, 800]
     for kind in ("forward", "train"):
         for s in sides:
             vh, vw, ph, pw = det_size(c, s)
@@ -294,6 +298,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")))
     ap.add_argument("--only", choices=["forward", "train", "sandwich"])
+    ap.add_argument("--at", type=lambda s: tuple(int(v) for v in s.split("x")))
+    ap.add_argument("--short-side", type=int)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)  # Debian's torch starts with one thread
     det = a.model == "faster_rcnn"

@@ -297,7 +297,9 @@ int mn_bench_models(const mn_bench_models_options *o)
                 : b.cfg.train.batch_size < 2 ? b.cfg.train.batch_size
                                       : 2;
     if (b.det) {
-        const int *sides = o->quick ? (const int[]){128, 0} : (const int[]){512, 800, 0};
+        const int *sides = o->short_side ? (const int[]){o->short_side, 0}
+                           : o->quick    ? (const int[]){128, 0}
+                                         : (const int[]){512, 800, 0};
         for (int k = 0; k <= ROW_TRAIN; k++)
             for (int i = 0; sides[i]; i++) {
                 int vh, vw, ph, pw;
@@ -305,6 +307,10 @@ int mn_bench_models(const mn_bench_models_options *o)
                 det_size(&b.cfg, sides[i], &vh, &vw, &sc, &ph, &pw);
                 rows[n++] = (row){k, ph, pw, k == ROW_FORWARD ? 1 : batch, vh, vw, sc};
             }
+    } else if (o->at_h) {
+        rows[n++] = (row){.kind = ROW_FORWARD, .h = o->at_h, .w = o->at_w, .batch = 1};
+        rows[n++] = (row){.kind = ROW_TRAIN, .h = o->at_h, .w = o->at_w, .batch = batch};
+        rows[n++] = (row){.kind = ROW_SANDWICH, .h = o->at_h, .w = o->at_w, .batch = batch};
     } else if (o->quick) {
         rows[n++] = (row){.kind = ROW_FORWARD, .h = 128, .w = 256, .batch = 1};
         rows[n++] = (row){.kind = ROW_TRAIN, .h = 128, .w = 128, .batch = batch};

@@ -13,6 +13,8 @@ typedef struct mn_bench_models_options {
     bool quick;           /* small sizes, for checks */
     int only;             /* -1 all rows; 0 forward, 1 train, 2 sandwich */
     int h, w;             /* non-zero: only rows with this input */
+    int at_h, at_w;       /* segmenter, non-zero: the rows at this input instead of the default sizes */
+    int short_side;       /* detector, non-zero: the rows at this short side instead of 512 and 800 */
     bool list;            /* print the rows and their MACs without timing them */
 } mn_bench_models_options;
 

@@ -22,7 +22,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: mutualnet bench [--model mobilenet_v2|mobilenet_v1|resnet50] [--reps N] [--quick]\n"
                "                       [--width W] [--size S] [--only forward|train]\n"
                "       mutualnet bench --model deeplabv3plus|faster_rcnn [--config FILE] [--classes K] [--batch B]\n"
-               "                       [--reps N] [--quick] [--size HxW] [--only forward|train|sandwich] [--list]\n\n"
+               "                       [--reps N] [--quick] [--size HxW] [--only forward|train|sandwich] [--list]\n"
+               "                       [--at HxW (segmenter) | --short-side S (detector)]\n\n"
                "Times, for widths 1.0, 0.5, 0.35 at 224, 160 and 128: a forward pass at batch 1 (inference,\n"
                "running BN statistics) and a training step at batch 8 (forward, cross-entropy, backward, SGD).\n"
                "Prints the median of N repetitions after two warm-ups (default 5), in milliseconds, as a\n"
@@ -38,7 +39,10 @@ static void usage(FILE *f)
                "to mutual.width_min at the configured scales, with the configured distillation) and one SGD step.\n"
                "Segmenter: forward at 512x512, 512x1024, 1024x2048; train and sandwich at 512x512 and 512x1024.\n"
                "Detector: a 480x640 image at short side 512 and 800 (long side capped at the ratio\n"
-               "det.max_side / det.short_side), padded to multiples of 32, four boxes per image. --quick: 128x256 / 128x128 and short side 128. Median\n"
+               "det.max_side / det.short_side), padded to multiples of 32, four boxes per image. --quick:\n"
+               "128x256 / 128x128 and short side 128. --at HxW: the segmenter's three rows at that input instead;\n"
+               "--short-side S: the detector's rows at that short side instead (e.g. a run configuration's own\n"
+               "crop or size). --size HxW keeps only the rows with that input. Median\n"
                "of N (default 3) after two warm-ups; GFLOP/s counts 2 per MAC and a training pass as three\n"
                "forward passes. --list: the rows and their MACs, untimed. bench/models_torch.py prints the same\n"
                "rows for PyTorch;\n"
@@ -101,6 +105,17 @@ int mn_cmd_bench(int argc, char **argv)
                 return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--size")) {
             if (!(size_arg = mn_arg_value("bench", argc, argv, &i))) return MN_EXIT_USAGE;
+        } else if (!strcmp(a, "--at")) {
+            if (!(v = mn_arg_value("bench", argc, argv, &i))) return MN_EXIT_USAGE;
+            if (sscanf(v, "%dx%d", &mo.at_h, &mo.at_w) != 2 || mo.at_h < 32 || mo.at_w < 32 || mo.at_h > 4096 ||
+                mo.at_w > 4096) {
+                fprintf(stderr, "mutualnet bench: --at takes HxW, each in [32, 4096], not %s\n", v);
+                return MN_EXIT_USAGE;
+            }
+        } else if (!strcmp(a, "--short-side")) {
+            if (!(v = mn_arg_value("bench", argc, argv, &i)) ||
+                !mn_arg_int("bench", a, v, 32, 4096, &mo.short_side))
+                return MN_EXIT_USAGE;
         } else if (!strcmp(a, "--only")) {
             if (!(v = mn_arg_value("bench", argc, argv, &i))) return MN_EXIT_USAGE;
             if (!strcmp(v, "forward")) {
@@ -125,14 +140,19 @@ int mn_cmd_bench(int argc, char **argv)
             fprintf(stderr, "mutualnet bench: --size takes HxW for a whole model (a row's input), not %s\n", size_arg);
             return MN_EXIT_USAGE;
         }
+        const bool det = !strcmp(model, "faster_rcnn");
+        if ((det && mo.at_h) || (!det && mo.short_side)) {
+            fprintf(stderr, "mutualnet bench: --at is for the segmenter, --short-side for the detector\n");
+            return MN_EXIT_USAGE;
+        }
         mo.model = model;
         mo.reps = reps_set ? reps : 3;
         mo.quick = quick;
         return mn_bench_models(&mo);
     }
-    if (mo.only == 2 || mo.config || mo.classes || mo.batch || mo.list) {
-        fprintf(stderr, "mutualnet bench: --only sandwich, --config, --classes, --batch and --list are for "
-                        "--model deeplabv3plus or faster_rcnn\n");
+    if (mo.only == 2 || mo.config || mo.classes || mo.batch || mo.list || mo.at_h || mo.short_side) {
+        fprintf(stderr, "mutualnet bench: --only sandwich, --config, --classes, --batch, --list, --at and "
+                        "--short-side are for --model deeplabv3plus or faster_rcnn\n");
         return MN_EXIT_USAGE;
     }
     if (size_arg && !mn_arg_int("bench", "--size", size_arg, 32, 4096, &only_s)) return MN_EXIT_USAGE;
