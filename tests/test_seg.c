@@ -26,7 +26,9 @@ static mn_segmenter *make(mn_param_set *ps, bool slim_head, int aspp, int low)
     return s;
 }
 
-static void parity(float w)
+/* Input of size x size (96, or 128 where the decoder's 3x3 convolutions take the Winograd path) at
+ * width w against tools/fixtures/gen_seg.py's float64 reference. */
+static void parity(float w, int size)
 {
     mn_safetensors st;
     tc_fixture("seg", &st);
@@ -35,18 +37,18 @@ static void parity(float w)
     tc_det_fill(&ps);
     mn_tape t;
     mn_tape_init(&t, 0);
-    int64_t xs[4] = {2, 3, 96, 96};
+    int64_t xs[4] = {2, 3, size, size};
     mn_var *x = mn_var_new(&t, 4, xs);
-    for (int64_t k = 0; k < 2 * 3 * 96 * 96; k++) x->val.data[k] = (float)(1.7 * tc_hash_uniform(54321, k));
+    for (int64_t k = 0; k < 2 * 3 * size * size; k++) x->val.data[k] = (float)(1.7 * tc_hash_uniform(54321, k));
     char tag[64], key[128];
-    snprintf(tag, sizeof tag, "deeplab.w%.2f", (double)w);
+    snprintf(tag, sizeof tag, "deeplab%s.w%.2f", size == 96 ? "" : "128", (double)w);
     /* training-mode BN: logits */
     mn_tape_set_grad(&t, false);
     mn_run r = {.tape = &t, .width = w, .training = true};
     mn_var *y = mn_seg_forward_raw(s, &r, x);
     cr_assert(y, "%s", mn_last_error());
     cr_assert_eq(y->val.shape[1], 6);
-    cr_assert_eq(y->val.shape[2], 24); /* stride 4 */
+    cr_assert_eq(y->val.shape[2], size / 4); /* stride 4 */
     snprintf(key, sizeof key, "%s.train_noise", tag);
     float tnoise = tc_get(&st, key).data[0];
     snprintf(key, sizeof key, "%s.train_logits", tag);
@@ -70,8 +72,9 @@ static void parity(float w)
     mn_st_free(&st);
 }
 
-Test(seg, parity_full_width) { parity(1.0f); }
-Test(seg, parity_half_width) { parity(0.5f); }
+Test(seg, parity_full_width) { parity(1.0f, 96); }
+Test(seg, parity_half_width) { parity(0.5f, 96); }
+Test(seg, parity_full_width_winograd_decoder) { parity(1.0f, 128); }
 
 Test(seg, upsampled_logits_and_cost_of_the_head)
 {
