@@ -100,6 +100,35 @@ static void run_backward(void *p)
     mn_conv2d_backward(c->dx, c->dw, NULL, c->dy, c->x, c->w, c->ws, &c->d);
 }
 
+/* Random operands for c->d, and scratch for every path of it (im2col and the fast one, both passes). */
+static void ctx_alloc(conv_ctx *c, mn_rng *rng)
+{
+    const mn_conv2d_dims *d = &c->d;
+    size_t nx = (size_t)d->n * d->cin * d->h * d->w, ny = (size_t)d->n * d->cout * d->ho * d->wo;
+    size_t nw = (size_t)d->cout * (size_t)d->ldw, nws = 0;
+    mn_conv2d_dims v = *d;
+    for (int k = 0; k < 2; k++) {
+        v.im2col_only = k == 0;
+        for (int bwd = 0; bwd < 2; bwd++) {
+            size_t f = mn_conv2d_workspace_floats(&v, bwd);
+            if (f > nws) nws = f;
+        }
+    }
+    c->x = alloc_random(rng, nx);
+    c->w = alloc_random(rng, nw);
+    c->b = alloc_random(rng, (size_t)d->cout);
+    c->y = alloc_random(rng, ny);
+    c->dy = alloc_random(rng, ny);
+    c->dx = alloc_random(rng, nx);
+    c->dw = alloc_random(rng, nw);
+    c->ws = alloc_random(rng, nws);
+}
+
+static void ctx_free(conv_ctx *c)
+{
+    free(c->x), free(c->w), free(c->b), free(c->y), free(c->dy), free(c->dx), free(c->dw), free(c->ws);
+}
+
 typedef struct layer {
     const char *name;
     int cin, h, w, cout, k, stride, pad, groups;
@@ -146,18 +175,8 @@ int main(void)
                 fprintf(stderr, "bench_conv: %s\n", mn_last_error());
                 return 1;
             }
-            size_t nx = (size_t)c.d.n * L->cin * L->h * L->w, ny = (size_t)c.d.n * L->cout * c.d.ho * c.d.wo;
-            size_t nw = (size_t)L->cout * (size_t)row;
-            size_t nws = mn_conv2d_workspace_floats(&c.d, false), nwsb = mn_conv2d_workspace_floats(&c.d, true);
-            c.x = alloc_random(&rng, nx);
-            c.w = alloc_random(&rng, nw);
-            c.b = alloc_random(&rng, (size_t)L->cout);
-            c.y = alloc_random(&rng, ny);
-            c.dy = alloc_random(&rng, ny);
-            c.dx = alloc_random(&rng, nx);
-            c.dw = alloc_random(&rng, nw);
-            c.ws = alloc_random(&rng, nws > nwsb ? nws : nwsb);
-            double macs = (double)ny * (double)row;
+            ctx_alloc(&c, &rng);
+            double macs = (double)c.d.n * L->cout * c.d.ho * c.d.wo * (double)row;
             double fwd = 2.0 * macs / time_median(run_forward, &c) * 1e-9;
             double bwd = 4.0 * macs / time_median(run_backward, &c) * 1e-9;
             double pf = 100.0 * fwd / sgemm_gflops, pb = 100.0 * bwd / sgemm_gflops;
@@ -166,7 +185,7 @@ int main(void)
             printf("| %s | %d | %.1f | %.0f %% | %.0f %% %s | %.1f | %.0f %% |\n", L->name, c.d.n, fwd, pf,
                    100.0 * L->target, met ? "met" : "MISSED", bwd, pb);
             fflush(stdout);
-            free(c.x), free(c.w), free(c.b), free(c.y), free(c.dy), free(c.dx), free(c.dw), free(c.ws);
+            ctx_free(&c);
         }
     printf("\n%d of 14 forward rows below target\n", missed);
 
@@ -199,23 +218,7 @@ int main(void)
                 fprintf(stderr, "bench_conv: %s\n", mn_last_error());
                 return 1;
             }
-            size_t nx = (size_t)n * L->cin * L->h * L->w, ny = (size_t)n * L->cout * c.d.ho * c.d.wo;
-            size_t nw = (size_t)L->cout * (size_t)row, nws = 0;
-            for (int k = 0; k < 2; k++) {
-                c.d.im2col_only = k == 0;
-                for (int bwd = 0; bwd < 2; bwd++) {
-                    size_t f = mn_conv2d_workspace_floats(&c.d, bwd);
-                    if (f > nws) nws = f;
-                }
-            }
-            c.x = alloc_random(&rng, nx);
-            c.w = alloc_random(&rng, nw);
-            c.b = alloc_random(&rng, (size_t)L->cout);
-            c.y = alloc_random(&rng, ny);
-            c.dy = alloc_random(&rng, ny);
-            c.dx = alloc_random(&rng, nx);
-            c.dw = alloc_random(&rng, nw);
-            c.ws = alloc_random(&rng, nws);
+            ctx_alloc(&c, &rng);
             double ms[2][2];
             for (int k = 0; k < 2; k++) {
                 c.d.im2col_only = k == 0;
@@ -225,7 +228,7 @@ int main(void)
             printf("| %s | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", L->name, n, ms[0][0], ms[1][0],
                    ms[1][0] / ms[0][0], ms[0][1], ms[1][1], ms[1][1] / ms[0][1]);
             fflush(stdout);
-            free(c.x), free(c.w), free(c.b), free(c.y), free(c.dy), free(c.dx), free(c.dw), free(c.ws);
+            ctx_free(&c);
         }
     /* other processes on the cores distort every figure: the sgemm rate measured again at the
      * end shows whether the machine stayed quiet */

@@ -190,6 +190,21 @@ Test(conv_ref, dense_and_grouped)
     check_ref_cases(cases, sizeof cases / sizeof cases[0]);
 }
 
+/* Every case takes the path `applies` names, and not when im2col is asked for: otherwise a change
+ * of threshold would leave the tests below checking im2col twice. */
+static void expect_path(const ref_case *cases, int n_cases, bool (*applies)(const mn_conv2d_dims *), const char *path)
+{
+    for (int i = 0; i < n_cases; i++) {
+        mn_conv2d_dims d;
+        const ref_case *c = &cases[i];
+        cr_assert_eq(mn_conv2d_dims_init(&d, c->n, c->cin, c->h, c->w, c->cout, c->kh, c->kw, &c->p,
+                                         (int64_t)c->cin * c->kh * c->kw), 0);
+        cr_assert(applies(&d), "case %d does not take the %s path", i, path);
+        d.im2col_only = true;
+        cr_assert(!applies(&d), "case %d: im2col_only is not honoured by the %s path", i, path);
+    }
+}
+
 /* 3x3, stride 1, one group, 32+ channels, 64+ tiles of 4x4 outputs: Winograd F(4x4, 3x3)
  * (winograd.c), over planes that are not multiples of the tile, paddings 0-2, several blocks
  * of tile rows per image, and one tile row longer than a block. */
@@ -204,14 +219,7 @@ Test(conv_ref, winograd_3x3)
         {1, 32, 5, 1030, 32, 3, 3, conv_sq(1, 1, 1, 1)},
     };
     const int n_cases = sizeof cases / sizeof cases[0];
-    for (int i = 0; i < n_cases; i++) {
-        mn_conv2d_dims d;
-        const ref_case *c = &cases[i];
-        cr_assert_eq(mn_conv2d_dims_init(&d, c->n, c->cin, c->h, c->w, c->cout, 3, 3, &c->p, c->cin * 9), 0);
-        cr_assert(mn_winograd_applies(&d), "case %d does not take the Winograd path", i);
-        d.im2col_only = true;
-        cr_assert(!mn_winograd_applies(&d), "case %d: im2col_only is not honoured", i);
-    }
+    expect_path(cases, n_cases, mn_winograd_applies, "Winograd");
     check_ref_cases(cases, n_cases);
 }
 
@@ -229,15 +237,7 @@ Test(conv_ref, dilated_taps)
         {1, 4, 12, 11, 5, 3, 3, conv_sq(1, 2, 2, 1)},
     };
     const int n_cases = sizeof cases / sizeof cases[0];
-    for (int i = 0; i < n_cases; i++) {
-        mn_conv2d_dims d;
-        const ref_case *c = &cases[i];
-        cr_assert_eq(mn_conv2d_dims_init(&d, c->n, c->cin, c->h, c->w, c->cout, c->kh, c->kw, &c->p,
-                                         (int64_t)c->cin * c->kh * c->kw), 0);
-        cr_assert(mn_taps_applies(&d), "case %d does not take the per-tap path", i);
-        d.im2col_only = true;
-        cr_assert(!mn_taps_applies(&d), "case %d: im2col_only is not honoured", i);
-    }
+    expect_path(cases, n_cases, mn_taps_applies, "per-tap");
     check_ref_cases(cases, n_cases);
 }
 
