@@ -92,8 +92,12 @@ compare_losses() {
           exit bad }'
 }
 
+# the loose bounds: 2 ranks sum each gradient in another order than 1 rank, and the difference
+# grows over the iterations (the detector's RoI sampling and matching turn it into whole boxes); the
+# Winograd convolutions, whose rounding is ~1e-5 of a layer's scale, took the detector's worst
+# iteration from within 5e-2 to 5.1e-2 under ASan (whose build rounds differently again)
 for task in seg det cls; do
-  case $task in seg) tight=3 loose=3e-2 ;; det) tight=1 loose=5e-2 ;; *) tight=1 loose=0.15 ;; esac
+  case $task in seg) tight=3 loose=3e-2 ;; det) tight=1 loose=0.1 ;; *) tight=1 loose=0.15 ;; esac
   echo "== $task: 1 rank x 8 against 2 ranks x 4"
   "$mn" train --config "$work/$task.json" --set "train.out_dir=$work/${task}1" 2> "$work/${task}1.log" ||
     { cat "$work/${task}1.log"; exit 1; }
